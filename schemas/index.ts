@@ -1,0 +1,5 @@
+export * from "./constants.ts";
+export * from "./primitives.ts";
+export * from "./commands.ts";
+export * from "./messages.ts";
+export * from "./rest.ts";

@@ -1,0 +1,136 @@
+import { z } from "zod";
+import { Defaults, Limits, PROTOCOL_VERSION } from "./constants.ts";
+import { CommandSpec, CommandType } from "./commands.ts";
+import { Hostname, Rfc3339, Uuid } from "./primitives.ts";
+
+/**
+ * Every frame carries the envelope. Unknown fields are dropped, not refused, so
+ * a newer peer can add fields without breaking an older one.
+ */
+const envelope = {
+  message_id: Uuid,
+  timestamp: Rfc3339,
+};
+
+const Output = z.string().max(Limits.MAX_OUTPUT_CHARS);
+
+/** relay → agent. `attempt` and `timeout` default for peers that send the seed's shape. */
+export const CommandMessage = z
+  .object({
+    ...envelope,
+    message_type: z.literal("command"),
+    target_host: Uuid,
+    expires_at: Rfc3339,
+    attempt: z.int().min(1).default(1),
+    timeout: z.int().min(Limits.MIN_TIMEOUT_S).max(Limits.MAX_TIMEOUT_S).default(Defaults.TIMEOUT_S),
+  })
+  .and(CommandSpec);
+export type CommandMessage = z.infer<typeof CommandMessage>;
+
+/** Both directions: "I have stored the frame with this id". */
+export const AckMessage = z.object({
+  ...envelope,
+  message_type: z.literal("ack"),
+  original_message_id: Uuid,
+});
+export type AckMessage = z.infer<typeof AckMessage>;
+
+/** agent → relay: execution progress of a command. */
+export const StatusMessage = z.object({
+  ...envelope,
+  message_type: z.literal("status"),
+  original_message_id: Uuid,
+  state: z.enum(["running", "progress"]),
+  output: Output.optional(),
+  seq: z.int().min(0).optional(),
+});
+export type StatusMessage = z.infer<typeof StatusMessage>;
+
+export const ResponseStatus = z.enum(["success", "failure", "timeout", "rejected"]);
+export type ResponseStatus = z.infer<typeof ResponseStatus>;
+
+/** Common result fields; command types add their own (e.g. `installed_packages`). */
+export const CommandResult = z.looseObject({
+  output: Output.optional(),
+  exit_code: z.int().nullable().optional(),
+  execution_time: z.number().min(0).optional(),
+  installed_packages: z.array(z.string()).optional(),
+  removed_packages: z.array(z.string()).optional(),
+  reason: z.string().max(4096).optional(),
+});
+export type CommandResult = z.infer<typeof CommandResult>;
+
+/** agent → relay: the outcome of a command. */
+export const ResponseMessage = z.object({
+  ...envelope,
+  message_type: z.literal("response"),
+  original_message_id: Uuid,
+  status: ResponseStatus,
+  result: CommandResult.default({}),
+});
+export type ResponseMessage = z.infer<typeof ResponseMessage>;
+
+export const ErrorMessage = z.object({
+  ...envelope,
+  message_type: z.literal("error"),
+  original_message_id: Uuid.optional(),
+  code: z.string().min(1).max(100),
+  detail: z.string().max(4096),
+});
+export type ErrorMessage = z.infer<typeof ErrorMessage>;
+
+/** agent → relay, first frame on every connection. */
+export const HelloMessage = z.object({
+  ...envelope,
+  message_type: z.literal("hello"),
+  agent_version: z.string().min(1).max(64),
+  protocol_version: z.int().min(1),
+  hostname: Hostname,
+  os: z.object({
+    name: z.string().max(128),
+    version: z.string().max(128).optional(),
+    kernel: z.string().max(128).optional(),
+    arch: z.string().max(32).optional(),
+  }),
+  supported_commands: z.array(z.union([CommandType, z.string().max(64)])).max(64),
+});
+export type HelloMessage = z.infer<typeof HelloMessage>;
+
+/** relay → agent, answer to `hello`. */
+export const WelcomeMessage = z.object({
+  ...envelope,
+  message_type: z.literal("welcome"),
+  host_id: Uuid,
+  server_time: Rfc3339,
+  heartbeat_interval: z.int().min(1),
+  protocol_version: z.int().min(1).default(PROTOCOL_VERSION),
+});
+export type WelcomeMessage = z.infer<typeof WelcomeMessage>;
+
+/** Frames an agent may send to the relay. */
+export const AgentFrame = z.discriminatedUnion("message_type", [
+  HelloMessage,
+  AckMessage,
+  StatusMessage,
+  ResponseMessage,
+  ErrorMessage,
+]);
+export type AgentFrame = z.infer<typeof AgentFrame>;
+
+/** Frames the relay may send to an agent (`command` is an intersection, so it is parsed on its own). */
+export const RelayFrame = z.union([CommandMessage, AckMessage, ErrorMessage, WelcomeMessage]);
+export type RelayFrame = z.infer<typeof RelayFrame>;
+
+/** Stable codes carried by `error` frames. */
+export const FrameErrorCode = {
+  MALFORMED_JSON: "ERR_FRAME_MALFORMED_JSON",
+  INVALID: "ERR_FRAME_INVALID",
+  TOO_LARGE: "ERR_FRAME_TOO_LARGE",
+  BINARY_UNSUPPORTED: "ERR_FRAME_BINARY_UNSUPPORTED",
+  UNKNOWN_COMMAND: "ERR_UNKNOWN_COMMAND",
+  HELLO_REQUIRED: "ERR_HELLO_REQUIRED",
+} as const;
+
+export function nowRfc3339(ms: number = Date.now()): string {
+  return new Date(ms).toISOString();
+}

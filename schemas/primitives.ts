@@ -1,0 +1,37 @@
+import { z } from "zod";
+
+export const Uuid = z.uuid();
+/** RFC 3339 timestamp in UTC (`Z`), as every wire message carries. */
+export const Rfc3339 = z.iso.datetime({ offset: false });
+
+/**
+ * Package names and version pins across apt, dnf, zypper, pacman, apk and brew
+ * (`nginx`, `libssl3:amd64`, `nginx=1.24.0-1`, `python@3.12`, `user/tap/formula`).
+ * The first character is alphanumeric so no name can be read as an option, and
+ * nothing a shell gives meaning to (spaces, quotes, `$`, `;`, `|`, `*`, `?`…) is allowed.
+ */
+export const PackageName = z
+  .string()
+  .regex(/^[A-Za-z0-9][A-Za-z0-9._+:=@~/-]{0,127}$/, {
+    message:
+      "package names start with a letter or digit and contain only letters, digits and . _ + : = @ ~ / -",
+  })
+  .refine((name) => !name.includes(".."), { message: "package names must not contain '..'" });
+
+/** A SHA-256 certificate fingerprint: 64 hex digits, colons optional; normalised to lower case. */
+export const CertFingerprint = z
+  .string()
+  .transform((s) => s.replaceAll(":", "").toLowerCase())
+  .pipe(z.string().regex(/^[0-9a-f]{64}$/, { message: "expected a SHA-256 fingerprint (64 hex digits)" }));
+
+export const Tag = z
+  .string()
+  .regex(/^[a-z0-9][a-z0-9_.:-]{0,62}$/, {
+    message: "tags are 1-63 lower-case letters, digits and _ . : - starting with a letter or digit",
+  });
+
+export const Hostname = z
+  .string()
+  .min(1)
+  .max(253)
+  .regex(/^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$/, { message: "expected a DNS host name" });

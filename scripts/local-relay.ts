@@ -1,0 +1,234 @@
+/**
+ * Runs the relay locally in workerd (the Workers runtime) through Miniflare, the way
+ * `npm start`, the e2e tests and the benchmarks need it: bindings from wrangler.toml,
+ * the Worker bundled with esbuild, D1 and Durable Object state persisted under a
+ * state directory, D1 migrations applied on start, and a JWT secret that survives restarts.
+ */
+import { mkdir, readdir, readFile } from "node:fs/promises";
+import net from "node:net";
+import path from "node:path";
+import { build } from "esbuild";
+import { convertV4MiniflareOptions, Log, LogLevel, Miniflare, NoOpLog } from "miniflare";
+import type { Json, V4MiniflareOptions, V4WorkerOptions } from "miniflare";
+import { unstable_getMiniflareWorkerOptions, unstable_readConfig, unstable_splitSqlQuery } from "wrangler";
+import { ensureJwtSecret } from "./jwt-secret.ts";
+
+export { ensureJwtSecret, readJwtSecret, JWT_SECRET_FILE } from "./jwt-secret.ts";
+
+export const REPO_ROOT = path.resolve(import.meta.dirname, "..");
+export const DEFAULT_HOST = "127.0.0.1";
+export const DEFAULT_PORT = 8787;
+export const DEFAULT_STATE_DIR = path.join(REPO_ROOT, ".relay");
+
+export interface LocalRelayOptions {
+  /** Interface to listen on. Default 127.0.0.1. */
+  host?: string;
+  /** Port to listen on; 0 picks a free one. Default 8787. */
+  port?: number;
+  /** Where D1, Durable Objects, the bundle and the JWT secret live. Default `<repo>/.relay`. */
+  stateDir?: string;
+  /** No Miniflare log output (request lines, warnings). */
+  quiet?: boolean;
+  /** Worker entry module. Default: `main` from wrangler.toml (worker/index.ts). */
+  entry?: string;
+}
+
+export interface LocalRelay {
+  /** Base URL without a trailing slash, e.g. `http://127.0.0.1:8787`. */
+  url: string;
+  port: number;
+  stateDir: string;
+  miniflare: Miniflare;
+  stop(): Promise<void>;
+}
+
+/** Thrown when the requested port is already taken; `start.ts` turns it into a one-line message. */
+export class PortInUseError extends Error {
+  readonly code = "EADDRINUSE";
+  readonly host: string;
+  readonly port: number;
+  constructor(host: string, port: number) {
+    super(`port ${port} on ${host} is already in use`);
+    this.name = "PortInUseError";
+    this.host = host;
+    this.port = port;
+  }
+}
+
+export async function startLocalRelay(opts: LocalRelayOptions = {}): Promise<LocalRelay> {
+  const host = opts.host ?? DEFAULT_HOST;
+  const port = opts.port ?? DEFAULT_PORT;
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new RangeError(`invalid port: ${port}`);
+  const stateDir = path.resolve(opts.stateDir ?? DEFAULT_STATE_DIR);
+  await mkdir(stateDir, { recursive: true, mode: 0o700 });
+
+  const secret = await ensureJwtSecret(stateDir);
+  if (port !== 0) await assertPortFree(host, port);
+
+  const configPath = path.join(REPO_ROOT, "wrangler.toml");
+  const config = unstable_readConfig({ config: configPath }, { hideWarnings: true });
+  const { workerOptions, define, main } = unstable_getMiniflareWorkerOptions(config);
+  const entry = opts.entry ? path.resolve(opts.entry) : (main ?? path.join(REPO_ROOT, "worker", "index.ts"));
+  const bundle = await bundleWorker(entry, path.join(stateDir, "build"), define);
+
+  // wrangler hands back Miniflare v4-shaped options; Miniflare 5 takes them through convertV4MiniflareOptions.
+  // `modulesRules` only matters when Miniflare walks imports itself; we hand it one bundled module.
+  const { modulesRules: _rules, ...bindingOptions } = workerOptions;
+  const worker: V4WorkerOptions = {
+    ...bindingOptions,
+    name: config.name ?? "fleet-relay",
+    modules: true,
+    scriptPath: bundle,
+    modulesRoot: path.dirname(bundle),
+    bindings: { ...(workerOptions.bindings as Record<string, Json> | undefined), JWT_SECRET: secret },
+  };
+  const v4: V4MiniflareOptions = {
+    ...worker,
+    host,
+    port,
+    // One root for every resource: D1 under <stateDir>/d1, Durable Objects under <stateDir>/do, ….
+    resourcePersistencePath: stateDir,
+    log: opts.quiet ? new NoOpLog() : new Log(LogLevel.INFO, { prefix: "relay" }),
+    logRequests: !opts.quiet,
+    // Without this Miniflare fetches a real `cf` object from the internet on every start.
+    cf: false,
+  };
+
+  let mf: Miniflare;
+  try {
+    mf = new Miniflare(convertV4MiniflareOptions(v4));
+  } catch (err) {
+    throw await explainStartFailure(err, host, port);
+  }
+  let readyUrl: URL;
+  try {
+    readyUrl = await mf.ready;
+  } catch (err) {
+    await mf.dispose().catch(() => {});
+    throw await explainStartFailure(err, host, port);
+  }
+
+  try {
+    await applyMigrations(mf, path.join(REPO_ROOT, "migrations"), opts.quiet ? undefined : (m) => console.log(m));
+  } catch (err) {
+    await mf.dispose().catch(() => {});
+    throw err;
+  }
+
+  const actualPort = Number(readyUrl.port);
+  const url = `http://${displayHost(host)}:${actualPort}`;
+  let stopped: Promise<void> | undefined;
+  return {
+    url,
+    port: actualPort,
+    stateDir,
+    miniflare: mf,
+    stop: () => (stopped ??= mf.dispose()),
+  };
+}
+
+/** Bundles the Worker for workerd into `<outDir>/worker.mjs` (+ source map) and returns its path. */
+export async function bundleWorker(entry: string, outDir: string, define: Record<string, string> = {}): Promise<string> {
+  await mkdir(outDir, { recursive: true });
+  const outfile = path.join(outDir, "worker.mjs");
+  await build({
+    entryPoints: [entry],
+    outfile,
+    bundle: true,
+    format: "esm",
+    platform: "neutral",
+    conditions: ["workerd", "worker", "browser"],
+    mainFields: ["browser", "module", "main"],
+    external: ["cloudflare:*"],
+    target: "es2024",
+    sourcemap: true,
+    keepNames: true,
+    define,
+    logLevel: "silent",
+    absWorkingDir: REPO_ROOT,
+  });
+  return outfile;
+}
+
+/** Minimal surface of the D1 binding that Miniflare hands to Node. */
+interface D1Like {
+  exec(sql: string): Promise<unknown>;
+  prepare(sql: string): D1StatementLike;
+  batch(statements: D1StatementLike[]): Promise<unknown>;
+}
+interface D1StatementLike {
+  bind(...values: unknown[]): D1StatementLike;
+  all(): Promise<{ results: unknown[] }>;
+}
+
+/**
+ * Applies `migrations/NNNN_name.sql` in order to binding DB, recording each in `d1_migrations`
+ * like `wrangler d1 migrations apply` does, so restarts skip the ones already applied.
+ * Each migration and its bookkeeping row run in one D1 batch (one transaction).
+ */
+export async function applyMigrations(
+  mf: Miniflare,
+  migrationsDir: string,
+  log?: (message: string) => void,
+): Promise<string[]> {
+  const db = (await mf.getD1Database("DB")) as unknown as D1Like;
+  await db.exec(
+    "CREATE TABLE IF NOT EXISTS d1_migrations (id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT UNIQUE, applied_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP);",
+  );
+  const { results } = await db.prepare("SELECT name FROM d1_migrations").all();
+  const done = new Set((results as { name: string }[]).map((r) => r.name));
+
+  const files = (await readdir(migrationsDir))
+    .filter((f) => /^\d+[_-].*\.sql$/.test(f))
+    .sort((a, b) => Number.parseInt(a, 10) - Number.parseInt(b, 10) || a.localeCompare(b));
+
+  const applied: string[] = [];
+  for (const name of files) {
+    if (done.has(name)) continue;
+    const sql = await readFile(path.join(migrationsDir, name), "utf8");
+    const statements = unstable_splitSqlQuery(sql)
+      .map((s) => s.trim())
+      .filter((s) => s !== "");
+    try {
+      await db.batch([
+        ...statements.map((s) => db.prepare(s)),
+        db.prepare("INSERT INTO d1_migrations (name) VALUES (?)").bind(name),
+      ]);
+    } catch (err) {
+      throw new Error(`D1 migration ${name} failed: ${(err as Error).message}`, { cause: err });
+    }
+    applied.push(name);
+    log?.(`applied D1 migration ${name}`);
+  }
+  return applied;
+}
+
+function displayHost(host: string): string {
+  if (host === "0.0.0.0" || host === "*" || host === "") return "127.0.0.1";
+  if (host === "::") return "[::1]";
+  return host.includes(":") && !host.startsWith("[") ? `[${host}]` : host;
+}
+
+/** Fails fast with PortInUseError instead of workerd's opaque "runtime failed to start". */
+async function assertPortFree(host: string, port: number): Promise<void> {
+  await new Promise<void>((resolve, reject) => {
+    const server = net.createServer();
+    server.once("error", (err: NodeJS.ErrnoException) => {
+      if (err.code === "EADDRINUSE") reject(new PortInUseError(host, port));
+      else if (err.code === "EACCES") reject(new Error(`not allowed to listen on ${host}:${port}`));
+      else reject(err);
+    });
+    server.listen({ host: host.replace(/^\[|\]$/g, ""), port, exclusive: true }, () => server.close(() => resolve()));
+  });
+}
+
+/** After a failed start, tell "port taken" (someone grabbed it after our check) apart from other failures. */
+async function explainStartFailure(err: unknown, host: string, port: number): Promise<unknown> {
+  if (port === 0) return err;
+  try {
+    await assertPortFree(host, port);
+  } catch (portErr) {
+    if (portErr instanceof PortInUseError) return portErr;
+  }
+  return err;
+}

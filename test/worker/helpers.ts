@@ -1,0 +1,213 @@
+import { SignJWT } from "jose";
+import { env, exports } from "cloudflare:workers";
+import { expect } from "vitest";
+import { nowRfc3339 } from "../../schemas/index.ts";
+
+export const BASE = "https://relay.test";
+
+export async function token(
+  role: string | null = "operator",
+  opts: { ttl?: string | number; issuer?: string; audience?: string; secret?: string; alg?: string } = {},
+): Promise<string> {
+  const jwt = new SignJWT(role === null ? {} : { role })
+    .setProtectedHeader({ alg: opts.alg ?? "HS256" })
+    .setSubject("test-user")
+    .setIssuedAt()
+    .setIssuer(opts.issuer ?? "fleet-relay")
+    .setAudience(opts.audience ?? "fleet-relay-api");
+  if (opts.ttl !== null) jwt.setExpirationTime(opts.ttl ?? "5m");
+  return jwt.sign(new TextEncoder().encode(opts.secret ?? env.JWT_SECRET));
+}
+
+export async function api(
+  path: string,
+  init: { method?: string; body?: unknown; rawBody?: string; role?: string; token?: string | null; headers?: Record<string, string> } = {},
+): Promise<Response> {
+  const headers: Record<string, string> = { ...init.headers };
+  const bearer = init.token === undefined ? await token(init.role ?? "admin") : init.token;
+  if (bearer) headers.authorization = `Bearer ${bearer}`;
+  let body: string | undefined = init.rawBody;
+  if (init.body !== undefined) {
+    body = JSON.stringify(init.body);
+    headers["content-type"] ??= "application/json";
+  }
+  return exports.default.fetch(new Request(`${BASE}${path}`, { method: init.method ?? (body ? "POST" : "GET"), headers, body }));
+}
+
+let fingerprintCounter = 0;
+export function uniqueFingerprint(): string {
+  const n = (++fingerprintCounter).toString(16).padStart(8, "0");
+  return `${crypto.randomUUID().replaceAll("-", "")}${n}`.padEnd(64, "a").slice(0, 64);
+}
+
+export async function registerHost(tags: string[] = []): Promise<{ host_id: string; fingerprint: string }> {
+  const fingerprint = uniqueFingerprint();
+  const res = await api("/api/hosts", {
+    body: { hostname: `host-${fingerprint.slice(0, 8)}`, cert_fingerprint_sha256: fingerprint, tags },
+  });
+  expect(res.status).toBe(201);
+  const host = (await res.json()) as { host_id: string };
+  return { host_id: host.host_id, fingerprint };
+}
+
+export function tlsClientAuth(fingerprint: string, overrides: Record<string, string> = {}) {
+  return {
+    certPresented: "1",
+    certVerified: "SUCCESS",
+    certRevoked: "0",
+    certIssuerDN: "CN=Fleet CA",
+    certSubjectDN: "CN=agent",
+    certIssuerDNRFC2253: "CN=Fleet CA",
+    certSubjectDNRFC2253: "CN=agent",
+    certIssuerDNLegacy: "/CN=Fleet CA",
+    certSubjectDNLegacy: "/CN=agent",
+    certSerial: "01",
+    certIssuerSerial: "01",
+    certSKI: "",
+    certIssuerSKI: "",
+    certFingerprintSHA1: "",
+    certFingerprintSHA256: fingerprint,
+    certNotBefore: "Jan  1 00:00:00 2026 GMT",
+    certNotAfter: "Jan  1 00:00:00 2027 GMT",
+    ...overrides,
+  };
+}
+
+export function connectRequest(tls: object | null, upgrade = true): Request {
+  return new Request(`${BASE}/agent/connect`, {
+    headers: upgrade ? { upgrade: "websocket" } : {},
+    ...(tls ? { cf: { tlsClientAuth: tls } } : {}),
+  } as RequestInit);
+}
+
+/** A test double of the agent's side of the socket: records frames, waits for them by predicate. */
+export class TestAgent {
+  readonly frames: any[] = [];
+  closed: { code: number; reason: string } | null = null;
+  private waiters: { pred: (f: any) => boolean; resolve: (f: any) => void }[] = [];
+  private closeWaiters: ((c: { code: number; reason: string }) => void)[] = [];
+
+  constructor(readonly ws: WebSocket) {
+    ws.addEventListener("message", (ev) => {
+      const data = typeof ev.data === "string" ? ev.data : "";
+      const frame = data === "pong" ? "pong" : JSON.parse(data);
+      this.frames.push(frame);
+      this.waiters = this.waiters.filter((w) => {
+        if (w.pred(frame)) {
+          w.resolve(frame);
+          return false;
+        }
+        return true;
+      });
+    });
+    ws.addEventListener("close", (ev) => {
+      this.closed = { code: ev.code, reason: ev.reason };
+      for (const w of this.closeWaiters) w(this.closed);
+    });
+  }
+
+  static async connect(fingerprint: string, hello = true): Promise<TestAgent> {
+    const res = await exports.default.fetch(connectRequest(tlsClientAuth(fingerprint)));
+    expect(res.status).toBe(101);
+    const ws = res.webSocket!;
+    ws.accept();
+    const agent = new TestAgent(ws);
+    if (hello) {
+      agent.send(helloFrame());
+      await agent.next((f) => f.message_type === "welcome");
+    }
+    return agent;
+  }
+
+  send(frame: object | string): void {
+    this.ws.send(typeof frame === "string" ? frame : JSON.stringify(frame));
+  }
+
+  /** The first frame (already seen or future) matching `pred`, within `timeoutMs`. */
+  next(pred: (f: any) => boolean, timeoutMs = 5000): Promise<any> {
+    const seen = this.frames.find(pred);
+    if (seen) return Promise.resolve(seen);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no matching frame within ${timeoutMs} ms; saw ${JSON.stringify(this.frames).slice(0, 2000)}`)), timeoutMs);
+      this.waiters.push({ pred, resolve: (f) => (clearTimeout(timer), resolve(f)) });
+    });
+  }
+
+  /** The next frame matching `pred` that arrives after now (ignores earlier ones). */
+  nextNew(pred: (f: any) => boolean, timeoutMs = 5000): Promise<any> {
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no new matching frame within ${timeoutMs} ms`)), timeoutMs);
+      this.waiters.push({ pred, resolve: (f) => (clearTimeout(timer), resolve(f)) });
+    });
+  }
+
+  command(messageId: string, attempt?: number): Promise<any> {
+    return this.next((f) => f.message_type === "command" && f.message_id === messageId && (attempt === undefined || f.attempt === attempt));
+  }
+
+  waitClose(timeoutMs = 5000): Promise<{ code: number; reason: string }> {
+    if (this.closed) return Promise.resolve(this.closed);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error("socket not closed in time")), timeoutMs);
+      this.closeWaiters.push((c) => (clearTimeout(timer), resolve(c)));
+    });
+  }
+
+  ack(messageId: string): void {
+    this.send({ message_id: crypto.randomUUID(), timestamp: nowRfc3339(), message_type: "ack", original_message_id: messageId });
+  }
+
+  respond(messageId: string, status = "success", result: object = { output: "ok", exit_code: 0, execution_time: 0.1 }, frameId = crypto.randomUUID()): string {
+    this.send({ message_id: frameId, timestamp: nowRfc3339(), message_type: "response", original_message_id: messageId, status, result });
+    return frameId;
+  }
+
+  status(messageId: string, state: "running" | "progress", output?: string, seq?: number, frameId = crypto.randomUUID()): string {
+    this.send({ message_id: frameId, timestamp: nowRfc3339(), message_type: "status", original_message_id: messageId, state, output, seq });
+    return frameId;
+  }
+
+  /** Waits for the relay's ack of one of our frames. */
+  acked(frameId: string): Promise<any> {
+    return this.next((f) => f.message_type === "ack" && f.original_message_id === frameId);
+  }
+
+  close(): void {
+    this.ws.close(1000, "bye");
+  }
+}
+
+export function helloFrame(overrides: object = {}) {
+  return {
+    message_id: crypto.randomUUID(),
+    timestamp: nowRfc3339(),
+    message_type: "hello",
+    agent_version: "0.1.0",
+    protocol_version: 1,
+    hostname: "web-1",
+    os: { name: "debian", version: "12", kernel: "6.1.0", arch: "x86_64" },
+    supported_commands: ["package_operation", "system_info"],
+    ...overrides,
+  };
+}
+
+export function relayStub(hostId: string) {
+  return env.HOST_RELAY.get(env.HOST_RELAY.idFromName(hostId));
+}
+
+export async function getCommand(hostId: string, messageId: string): Promise<any> {
+  const res = await api(`/api/hosts/${hostId}/commands/${messageId}`, { role: "viewer" });
+  expect(res.status).toBe(200);
+  return res.json();
+}
+
+/** Polls a REST read until `pred` holds: for state the relay reaches after an async frame. */
+export async function waitFor<T>(read: () => Promise<T>, pred: (v: T) => boolean, timeoutMs = 5000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await read();
+    if (pred(v)) return v;
+    if (Date.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms: ${JSON.stringify(v).slice(0, 1000)}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}

@@ -1,0 +1,68 @@
+import { swaggerUI } from "@hono/swagger-ui";
+import { bodyLimit } from "hono/body-limit";
+import { HTTPException } from "hono/http-exception";
+import { Limits } from "../schemas/index.ts";
+import { ErrorCode, RelayError, problemResponse } from "./errors.ts";
+import { agentRoutes } from "./routes/agent.ts";
+import { commandRoutes } from "./routes/commands.ts";
+import { createRouter } from "./routes/common.ts";
+import { deadLetterRoutes } from "./routes/dead-letters.ts";
+import { healthRoutes } from "./routes/health.ts";
+import { hostRoutes } from "./routes/hosts.ts";
+
+const JSON_TYPE = /^application\/([a-z0-9.+-]+\+)?json(\s*;.*)?$/i;
+
+export function createApp() {
+  const app = createRouter();
+
+  app.use(
+    "/api/*",
+    bodyLimit({
+      maxSize: Limits.MAX_BODY_BYTES,
+      onError: () => {
+        throw new RelayError(ErrorCode.BODY_TOO_LARGE, 413, `request bodies are limited to ${Limits.MAX_BODY_BYTES} bytes`);
+      },
+    }),
+  );
+  app.use("/api/*", async (c, next) => {
+    const hasBody = c.req.header("content-length") ? c.req.header("content-length") !== "0" : c.req.raw.body !== null;
+    if (hasBody && ["POST", "PUT", "PATCH"].includes(c.req.method) && !JSON_TYPE.test(c.req.header("content-type") ?? "")) {
+      throw new RelayError(ErrorCode.UNSUPPORTED_MEDIA_TYPE, 415, "send the body as application/json");
+    }
+    await next();
+  });
+
+  app.route("/", healthRoutes);
+  app.route("/", hostRoutes);
+  app.route("/", commandRoutes);
+  app.route("/", deadLetterRoutes);
+  app.route("/", agentRoutes);
+
+  app.openAPIRegistry.registerComponent("securitySchemes", "bearerAuth", {
+    type: "http",
+    scheme: "bearer",
+    bearerFormat: "JWT",
+    description: "JWT with a `role` claim: viewer (read), operator (send commands) or admin (hosts, revocation).",
+  });
+  app.doc31("/openapi.json", {
+    openapi: "3.1.0",
+    info: {
+      title: "Fleet relay",
+      version: "1.0.0",
+      description:
+        "Command relay for fleets of machines. Errors are RFC 9457 problem+json documents with a stable `code`.",
+    },
+  });
+  app.get("/docs", swaggerUI({ url: "/openapi.json", title: "Fleet relay API" }));
+
+  app.notFound((c) => problemResponse(new RelayError(ErrorCode.NOT_FOUND, 404, `no route for ${c.req.method} ${c.req.path}`), c.req.path));
+  app.onError((err, c) => {
+    if (err instanceof RelayError) return problemResponse(err, c.req.path);
+    if (err instanceof HTTPException && err.status === 400) {
+      return problemResponse(new RelayError(ErrorCode.MALFORMED_JSON, 400, err.message || "malformed JSON body"), c.req.path);
+    }
+    console.error("unhandled error", err);
+    return problemResponse(new RelayError(ErrorCode.INTERNAL, 500, "internal error"), c.req.path);
+  });
+  return app;
+}

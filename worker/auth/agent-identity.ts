@@ -1,0 +1,30 @@
+import type { Env } from "../env.ts";
+import { ErrorCode, RelayError } from "../errors.ts";
+import { findHostByFingerprint } from "../registry.ts";
+
+/**
+ * Who is on the other end of an agent connection. Only the TLS terminator's verdict counts:
+ * on Cloudflare the edge fills `request.cf.tlsClientAuth`; locally the TLS front does the same
+ * through a channel clients cannot write to. Headers are never consulted.
+ */
+export async function identifyAgent(request: Request, env: Env): Promise<{ hostId: string; fingerprint: string }> {
+  const cf = (request as Request & { cf?: IncomingRequestCfProperties }).cf;
+  const tls = cf?.tlsClientAuth;
+  if (!tls || tls.certPresented !== "1") {
+    throw new RelayError(ErrorCode.AGENT_CERT_MISSING, 401, "agents must present a client certificate");
+  }
+  if (tls.certVerified !== "SUCCESS") {
+    throw new RelayError(ErrorCode.AGENT_CERT_UNVERIFIED, 403, `client certificate not verified (${tls.certVerified})`);
+  }
+  if (tls.certRevoked === "1") {
+    throw new RelayError(ErrorCode.AGENT_REVOKED, 403, "client certificate is revoked");
+  }
+  const fingerprint = tls.certFingerprintSHA256.replaceAll(":", "").toLowerCase();
+  if (!/^[0-9a-f]{64}$/.test(fingerprint)) {
+    throw new RelayError(ErrorCode.AGENT_CERT_UNVERIFIED, 403, "client certificate fingerprint missing");
+  }
+  const host = await findHostByFingerprint(env.DB, fingerprint);
+  if (!host) throw new RelayError(ErrorCode.AGENT_UNKNOWN, 403, "this certificate is not bound to an enrolled host");
+  if (host.revoked_at) throw new RelayError(ErrorCode.AGENT_REVOKED, 403, `host ${host.host_id} was revoked`);
+  return { hostId: host.host_id, fingerprint };
+}

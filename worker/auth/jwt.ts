@@ -1,0 +1,84 @@
+import { type JWTVerifyGetKey, createRemoteJWKSet, errors, jwtVerify } from "jose";
+import type { Env } from "../env.ts";
+import { ErrorCode, RelayError } from "../errors.ts";
+
+export const ROLES = ["viewer", "operator", "admin"] as const;
+export type Role = (typeof ROLES)[number];
+
+export interface Principal {
+  sub: string;
+  role: Role;
+}
+
+const REALM = 'Bearer realm="fleet-relay"';
+/** Default issuer and audience when the deployment sets none. */
+export const DEFAULT_ISSUER = "fleet-relay";
+export const DEFAULT_AUDIENCE = "fleet-relay-api";
+
+let jwksCache: { url: string; keys: JWTVerifyGetKey } | undefined;
+let secretCache: { secret: string; key: Uint8Array } | undefined;
+
+function verificationKey(env: Env): { key: Uint8Array | JWTVerifyGetKey; algorithms: string[] } {
+  if (env.JWT_JWKS_URL) {
+    if (jwksCache?.url !== env.JWT_JWKS_URL) {
+      jwksCache = { url: env.JWT_JWKS_URL, keys: createRemoteJWKSet(new URL(env.JWT_JWKS_URL)) };
+    }
+    const algorithms = (env.JWT_ALGORITHMS ?? "RS256,ES256").split(",").map((a) => a.trim()).filter(Boolean);
+    return { key: jwksCache.keys, algorithms };
+  }
+  if (env.JWT_SECRET) {
+    if (secretCache?.secret !== env.JWT_SECRET) {
+      secretCache = { secret: env.JWT_SECRET, key: new TextEncoder().encode(env.JWT_SECRET) };
+    }
+    return { key: secretCache.key, algorithms: ["HS256"] };
+  }
+  throw new RelayError(ErrorCode.MISCONFIGURED, 500, "neither JWT_SECRET nor JWT_JWKS_URL is set");
+}
+
+function unauthorized(code: ErrorCode, detail: string, error?: "invalid_token"): RelayError {
+  const challenge = error ? `${REALM}, error="${error}", error_description="${detail.replaceAll('"', "'")}"` : REALM;
+  return new RelayError(code, 401, detail, { headers: { "www-authenticate": challenge } });
+}
+
+/** Reads the Bearer token and proves who is calling; throws a 401 RelayError otherwise. */
+export async function authenticate(authorization: string | undefined, env: Env): Promise<Principal> {
+  if (!authorization) throw unauthorized(ErrorCode.AUTH_MISSING, "send Authorization: Bearer <JWT>");
+  const match = /^Bearer\s+([A-Za-z0-9_\-.]+)\s*$/i.exec(authorization);
+  if (!match) throw unauthorized(ErrorCode.AUTH_INVALID, "the Authorization header is not a Bearer token", "invalid_token");
+  return verifyToken(match[1]!, env);
+}
+
+export async function verifyToken(token: string, env: Env): Promise<Principal> {
+  const { key, algorithms } = verificationKey(env);
+  try {
+    const { payload } = await jwtVerify(token, key as Uint8Array, {
+      algorithms,
+      issuer: env.JWT_ISSUER || DEFAULT_ISSUER,
+      audience: env.JWT_AUDIENCE || DEFAULT_AUDIENCE,
+      requiredClaims: ["exp"],
+    });
+    return { sub: typeof payload.sub === "string" ? payload.sub : "unknown", role: roleOf(payload) };
+  } catch (err) {
+    if (err instanceof RelayError) throw err;
+    if (err instanceof errors.JWTExpired) throw unauthorized(ErrorCode.AUTH_EXPIRED, "the token has expired", "invalid_token");
+    if (err instanceof errors.JOSEError) {
+      throw unauthorized(ErrorCode.AUTH_INVALID, `token rejected (${err.code})`, "invalid_token");
+    }
+    throw unauthorized(ErrorCode.AUTH_INVALID, "token rejected", "invalid_token");
+  }
+}
+
+/** `role` (a string) or `roles` (an array, highest wins); anything else has no role. */
+function roleOf(payload: Record<string, unknown>): Role {
+  const claimed = Array.isArray(payload.roles) ? payload.roles : [payload.role];
+  let best = -1;
+  for (const r of claimed) best = Math.max(best, ROLES.indexOf(r as Role));
+  if (best < 0) {
+    throw new RelayError(ErrorCode.FORBIDDEN, 403, `the token carries no role (${ROLES.join(", ")})`);
+  }
+  return ROLES[best]!;
+}
+
+export function hasRole(principal: Principal, needed: Role): boolean {
+  return ROLES.indexOf(principal.role) >= ROLES.indexOf(needed);
+}

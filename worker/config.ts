@@ -1,0 +1,36 @@
+import type { Env } from "./env.ts";
+
+export interface RelayConfig {
+  /** Wait for an agent's ack before resending a command. Default 10 000 ms. */
+  ackTimeoutMs: number;
+  /** First backoff step after a missed ack; doubles per attempt with full jitter. Default 1 000 ms. */
+  retryBaseMs: number;
+  /** Backoff ceiling. Default 300 000 ms (5 min). */
+  retryCapMs: number;
+  /** Commands sent to one agent and not yet acked. Default 64. */
+  maxInFlight: number;
+  /** Heartbeat interval told to agents in `welcome`. Default 30 s. */
+  heartbeatIntervalS: number;
+  /** A connection silent (no frame, no ping) this long is closed as stale. Default 90 s. */
+  staleAfterS: number;
+  /** Terminal commands are kept this long, then pruned. Default 30 days. */
+  retentionDays: number;
+}
+
+function num(value: string | undefined, fallback: number, min: number): number {
+  if (value === undefined || value === "") return fallback;
+  const n = Number(value);
+  return Number.isFinite(n) && n >= min ? n : fallback;
+}
+
+export function relayConfig(env: Env): RelayConfig {
+  return {
+    ackTimeoutMs: num(env.ACK_TIMEOUT_MS, 10_000, 1),
+    retryBaseMs: num(env.RETRY_BASE_MS, 1_000, 1),
+    retryCapMs: num(env.RETRY_CAP_MS, 300_000, 1),
+    maxInFlight: num(env.MAX_IN_FLIGHT, 64, 1),
+    heartbeatIntervalS: num(env.HEARTBEAT_INTERVAL_S, 30, 1),
+    staleAfterS: num(env.STALE_AFTER_S, 90, 1),
+    retentionDays: num(env.RETENTION_DAYS, 30, 0),
+  };
+}

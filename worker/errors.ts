@@ -1,0 +1,127 @@
+import type { z } from "zod";
+
+/** Stable error codes; clients branch on these, never on messages. */
+export const ErrorCode = {
+  AUTH_MISSING: "ERR_AUTH_MISSING",
+  AUTH_INVALID: "ERR_AUTH_INVALID",
+  AUTH_EXPIRED: "ERR_AUTH_EXPIRED",
+  FORBIDDEN: "ERR_FORBIDDEN",
+  VALIDATION: "ERR_VALIDATION",
+  MALFORMED_JSON: "ERR_MALFORMED_JSON",
+  UNSUPPORTED_MEDIA_TYPE: "ERR_UNSUPPORTED_MEDIA_TYPE",
+  BODY_TOO_LARGE: "ERR_BODY_TOO_LARGE",
+  NOT_FOUND: "ERR_NOT_FOUND",
+  HOST_NOT_FOUND: "ERR_HOST_NOT_FOUND",
+  HOST_REVOKED: "ERR_HOST_REVOKED",
+  HOST_EXISTS: "ERR_HOST_EXISTS",
+  COMMAND_NOT_FOUND: "ERR_COMMAND_NOT_FOUND",
+  COMMAND_NOT_CANCELLABLE: "ERR_COMMAND_NOT_CANCELLABLE",
+  COMMAND_NOT_DEAD_LETTERED: "ERR_COMMAND_NOT_DEAD_LETTERED",
+  IDEMPOTENCY_CONFLICT: "ERR_IDEMPOTENCY_CONFLICT",
+  DEADLINE_IN_PAST: "ERR_DEADLINE_IN_PAST",
+  AGENT_CERT_MISSING: "ERR_AGENT_CERT_MISSING",
+  AGENT_CERT_UNVERIFIED: "ERR_AGENT_CERT_UNVERIFIED",
+  AGENT_UNKNOWN: "ERR_AGENT_UNKNOWN",
+  AGENT_REVOKED: "ERR_AGENT_REVOKED",
+  UPGRADE_REQUIRED: "ERR_UPGRADE_REQUIRED",
+  MISCONFIGURED: "ERR_MISCONFIGURED",
+  INTERNAL: "ERR_INTERNAL",
+} as const;
+export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
+
+const TITLES: Record<ErrorCode, string> = {
+  ERR_AUTH_MISSING: "Authentication required",
+  ERR_AUTH_INVALID: "Invalid token",
+  ERR_AUTH_EXPIRED: "Token expired",
+  ERR_FORBIDDEN: "Insufficient role",
+  ERR_VALIDATION: "Request validation failed",
+  ERR_MALFORMED_JSON: "Malformed JSON body",
+  ERR_UNSUPPORTED_MEDIA_TYPE: "Unsupported media type",
+  ERR_BODY_TOO_LARGE: "Request body too large",
+  ERR_NOT_FOUND: "Not found",
+  ERR_HOST_NOT_FOUND: "Host not found",
+  ERR_HOST_REVOKED: "Host revoked",
+  ERR_HOST_EXISTS: "Host already registered",
+  ERR_COMMAND_NOT_FOUND: "Command not found",
+  ERR_COMMAND_NOT_CANCELLABLE: "Command can no longer be cancelled",
+  ERR_COMMAND_NOT_DEAD_LETTERED: "Command is not dead-lettered",
+  ERR_IDEMPOTENCY_CONFLICT: "Idempotency key reused with a different request",
+  ERR_DEADLINE_IN_PAST: "Delivery deadline already passed",
+  ERR_AGENT_CERT_MISSING: "Client certificate required",
+  ERR_AGENT_CERT_UNVERIFIED: "Client certificate not verified",
+  ERR_AGENT_UNKNOWN: "Certificate not bound to an enrolled host",
+  ERR_AGENT_REVOKED: "Host revoked",
+  ERR_UPGRADE_REQUIRED: "WebSocket upgrade required",
+  ERR_MISCONFIGURED: "Relay misconfigured",
+  ERR_INTERNAL: "Internal error",
+};
+
+export interface FieldError {
+  path: string;
+  message: string;
+}
+
+/** An error with a stable code and HTTP status, rendered as RFC 9457 problem+json. */
+export class RelayError extends Error {
+  readonly code: ErrorCode;
+  readonly status: number;
+  readonly errors: FieldError[] | undefined;
+  readonly headers: Record<string, string> | undefined;
+
+  constructor(
+    code: ErrorCode,
+    status: number,
+    detail?: string,
+    extra?: { errors?: FieldError[]; headers?: Record<string, string> },
+  ) {
+    super(detail ?? TITLES[code]);
+    this.name = "RelayError";
+    this.code = code;
+    this.status = status;
+    this.errors = extra?.errors;
+    this.headers = extra?.headers;
+  }
+}
+
+export function fieldErrors(error: z.ZodError, prefix?: string): FieldError[] {
+  return error.issues.map((issue) => ({
+    path: [prefix, ...issue.path.map(String)].filter((p) => p !== undefined && p !== "").join(".") || "(root)",
+    message: issue.message,
+  }));
+}
+
+export function validationError(error: z.ZodError, prefix?: string): RelayError {
+  const errors = fieldErrors(error, prefix);
+  const detail = errors.map((e) => `${e.path}: ${e.message}`).join("; ");
+  return new RelayError(ErrorCode.VALIDATION, 400, detail, { errors });
+}
+
+export const PROBLEM_CONTENT_TYPE = "application/problem+json";
+
+export function problemResponse(err: RelayError, instance?: string): Response {
+  const body = {
+    type: `urn:fleet-relay:problem:${err.code}`,
+    title: TITLES[err.code],
+    status: err.status,
+    code: err.code,
+    detail: err.message,
+    ...(instance ? { instance } : {}),
+    ...(err.errors ? { errors: err.errors } : {}),
+  };
+  return new Response(JSON.stringify(body), {
+    status: err.status,
+    headers: { "content-type": PROBLEM_CONTENT_TYPE, ...err.headers },
+  });
+}
+
+/** Result type for Durable Object RPC: errors cross the RPC boundary as data, keeping their code. */
+export type RpcResult<T> = { ok: true; value: T } | { ok: false; code: ErrorCode; status: number; detail: string };
+
+export function rpcError(code: ErrorCode, status: number, detail: string): { ok: false; code: ErrorCode; status: number; detail: string } {
+  return { ok: false, code, status, detail };
+}
+
+export function unwrap<T>(result: RpcResult<T>): T {
+  if (result.ok) return result.value;
+  throw new RelayError(result.code, result.status, result.detail);
+}

@@ -1,0 +1,106 @@
+import type { AgentInfo, HelloMessage } from "../../schemas/index.ts";
+import { CloseCode, PROTOCOL_VERSION, nowRfc3339 } from "../../schemas/index.ts";
+import { markOffline, markOnline } from "../registry.ts";
+import { type AgentAttachment, type RelayContext, AGENT_TAG, attachment, enqueueRegistryWrite, liveSockets, sendFrame } from "./context.ts";
+import { pump, scheduleAlarm, socketDeadline } from "./delivery.ts";
+
+export const INTERNAL_HOST_HEADER = "x-relay-host-id";
+
+/** Accepts an agent's WebSocket (identity already proven by the Worker) and supersedes any older one. */
+export function acceptAgent(rc: RelayContext, hostId: string, now: number): Response {
+  for (const old of liveSockets(rc)) {
+    closeAgent(rc, old, CloseCode.REPLACED, "replaced by a newer connection", now);
+  }
+  const pair = new WebSocketPair();
+  const [client, server] = [pair[0], pair[1]];
+  rc.ctx.acceptWebSocket(server, [AGENT_TAG]);
+  const a: AgentAttachment = {
+    connectionId: crypto.randomUUID(),
+    hostId,
+    connectedAt: now,
+    lastFrameAt: now,
+    helloAt: null,
+    closed: false,
+  };
+  server.serializeAttachment(a);
+  scheduleAlarm(rc);
+  return new Response(null, { status: 101, webSocket: client });
+}
+
+export function onHello(rc: RelayContext, ws: WebSocket, hello: HelloMessage, now: number): void {
+  if (hello.protocol_version !== PROTOCOL_VERSION) {
+    closeAgent(rc, ws, CloseCode.UNSUPPORTED_PROTOCOL, `protocol ${hello.protocol_version} not supported; relay speaks ${PROTOCOL_VERSION}`, now);
+    return;
+  }
+  const a = attachment(ws);
+  a.helloAt = now;
+  ws.serializeAttachment(a);
+  const agent: AgentInfo = {
+    agent_version: hello.agent_version,
+    protocol_version: hello.protocol_version,
+    hostname: hello.hostname,
+    os: hello.os,
+    supported_commands: hello.supported_commands,
+  };
+  rc.store.setMeta("agent", JSON.stringify(agent));
+  sendFrame(ws, {
+    message_id: crypto.randomUUID(),
+    timestamp: nowRfc3339(now),
+    message_type: "welcome",
+    host_id: a.hostId,
+    server_time: nowRfc3339(now),
+    heartbeat_interval: rc.config.heartbeatIntervalS,
+    protocol_version: PROTOCOL_VERSION,
+  });
+  const { hostId, connectionId } = a;
+  enqueueRegistryWrite(rc, () => markOnline(rc.env.DB, hostId, connectionId, nowRfc3339(now), agent));
+  pump(rc, now);
+}
+
+/** Closes a socket from the relay side and treats it as gone at once: a dead peer never answers the close. */
+export function closeAgent(rc: RelayContext, ws: WebSocket, code: number, reason: string, now: number): void {
+  onAgentGone(rc, ws, now);
+  try {
+    ws.close(code, reason);
+  } catch {
+    // Already closed.
+  }
+}
+
+/** Bookkeeping for a socket that is gone; safe to call more than once per socket. */
+export function onAgentGone(rc: RelayContext, ws: WebSocket, now: number): void {
+  const a = attachment(ws);
+  if (a.closed) return;
+  a.closed = true;
+  ws.serializeAttachment(a);
+  // Unacked commands were sent on this socket; the next connection resends them (spending attempts then).
+  if (liveSockets(rc).length === 0) rc.store.clearInFlight();
+  if (a.helloAt !== null) {
+    const { hostId, connectionId } = a;
+    enqueueRegistryWrite(rc, () => markOffline(rc.env.DB, hostId, connectionId, nowRfc3339(now)));
+  }
+  scheduleAlarm(rc);
+}
+
+/** Closes sockets past their hello or heartbeat deadline. */
+export function closeStale(rc: RelayContext, now: number): void {
+  for (const ws of liveSockets(rc)) {
+    if (socketDeadline(rc, ws) > now) continue;
+    const greeted = attachment(ws).helloAt !== null;
+    closeAgent(
+      rc,
+      ws,
+      greeted ? CloseCode.STALE : CloseCode.HELLO_REQUIRED,
+      greeted ? "no heartbeat within the stale deadline" : "no hello within the deadline",
+      now,
+    );
+  }
+}
+
+/** Notes a sign of life; the attachment is rewritten at most once a second to keep frames cheap. */
+export function touch(ws: WebSocket, now: number): void {
+  const a = attachment(ws);
+  if (now - a.lastFrameAt < 1000) return;
+  a.lastFrameAt = now;
+  ws.serializeAttachment(a);
+}

@@ -1,0 +1,63 @@
+import type { RelayConfig } from "../config.ts";
+import type { Env } from "../env.ts";
+import type { HostRelayStorage } from "./storage.ts";
+
+/** Everything a HostRelay handler needs; rebuilt after hibernation from storage and attachments. */
+export interface RelayContext {
+  ctx: DurableObjectState;
+  env: Env;
+  store: HostRelayStorage;
+  config: RelayConfig;
+  /** Last alarm time this instance set; undefined after a wake-up, when it is not known. */
+  alarmAt: number | null | undefined;
+  /** Registry writes for one host run one after another, so online/offline cannot land out of order. */
+  registryChain: Promise<void>;
+}
+
+/** Per-socket data kept across hibernation. */
+export interface AgentAttachment {
+  connectionId: string;
+  hostId: string;
+  connectedAt: number;
+  lastFrameAt: number;
+  helloAt: number | null;
+  /** Set when the relay closed the socket or saw it close, so later hooks for it do nothing. */
+  closed: boolean;
+}
+
+export const AGENT_TAG = "agent";
+/** A connection must send `hello` within this long. */
+export const HELLO_TIMEOUT_MS = 10_000;
+
+export function attachment(ws: WebSocket): AgentAttachment {
+  return ws.deserializeAttachment() as AgentAttachment;
+}
+
+/** The socket commands go to: open, greeted, not superseded. */
+export function readySocket(rc: RelayContext): WebSocket | null {
+  for (const ws of rc.ctx.getWebSockets(AGENT_TAG)) {
+    const a = attachment(ws);
+    if (!a.closed && a.helloAt !== null && ws.readyState === WebSocket.OPEN) return ws;
+  }
+  return null;
+}
+
+export function liveSockets(rc: RelayContext): WebSocket[] {
+  return rc.ctx.getWebSockets(AGENT_TAG).filter((ws) => !attachment(ws).closed);
+}
+
+export function sendFrame(ws: WebSocket, frame: object): boolean {
+  try {
+    ws.send(JSON.stringify(frame));
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export function enqueueRegistryWrite(rc: RelayContext, write: () => Promise<void>): void {
+  rc.registryChain = rc.registryChain.then(write).catch((err: unknown) => {
+    console.error("registry write failed", err);
+  });
+  rc.ctx.waitUntil(rc.registryChain);
+}

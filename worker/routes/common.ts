@@ -1,0 +1,95 @@
+import { OpenAPIHono, z } from "@hono/zod-openapi";
+import type { MiddlewareHandler } from "hono";
+import { Problem } from "../../schemas/index.ts";
+import { type Principal, type Role, authenticate, hasRole } from "../auth/jwt.ts";
+import type { Env } from "../env.ts";
+import { ErrorCode, PROBLEM_CONTENT_TYPE, RelayError, validationError } from "../errors.ts";
+
+export interface AppEnv {
+  Bindings: Env;
+  Variables: { principal: Principal };
+}
+
+/** Every router shares one validation hook: failures become 400 problem+json naming the fields. */
+export function createRouter(): OpenAPIHono<AppEnv> {
+  return new OpenAPIHono<AppEnv>({
+    defaultHook: (result) => {
+      if (!result.success) {
+        const target = (result as { target?: string }).target;
+        throw validationError(result.error, target === "json" ? undefined : target);
+      }
+    },
+  });
+}
+
+/** Authenticates the caller and requires at least `role` (viewer < operator < admin). */
+export function requireRole(role: Role): MiddlewareHandler<AppEnv> {
+  return async (c, next) => {
+    const principal = await authenticate(c.req.header("authorization"), c.env);
+    if (!hasRole(principal, role)) {
+      throw new RelayError(ErrorCode.FORBIDDEN, 403, `this needs the ${role} role; the token has ${principal.role}`);
+    }
+    c.set("principal", principal);
+    await next();
+  };
+}
+
+export const BEARER = [{ bearerAuth: [] }];
+
+const PROBLEM_TEXT: Record<number, string> = {
+  400: "Invalid request: malformed JSON, failed validation (with the failing fields) or bad cursor",
+  401: "Missing, invalid or expired token (see WWW-Authenticate)",
+  403: "Authenticated but the role is insufficient",
+  404: "No such resource",
+  409: "Conflicts with the resource's current state",
+  413: "Body larger than the limit",
+  415: "Body is not application/json",
+  426: "WebSocket upgrade required",
+};
+
+/** OpenAPI responses for the given error statuses, each an RFC 9457 problem document. */
+export function problems(...statuses: number[]) {
+  return Object.fromEntries(
+    statuses.map((s) => [
+      s,
+      { description: PROBLEM_TEXT[s] ?? "Error", content: { [PROBLEM_CONTENT_TYPE]: { schema: Problem } } },
+    ]),
+  ) as Record<number, { description: string; content: Record<string, { schema: typeof Problem }> }>;
+}
+
+export function jsonBody<T extends z.ZodType>(schema: T, description: string, required = true) {
+  return { required, description, content: { "application/json": { schema } } };
+}
+
+export function jsonContent<T extends z.ZodType>(schema: T, description: string) {
+  return { description, content: { "application/json": { schema } } };
+}
+
+export const HostIdParam = z.object({
+  host_id: z.uuid().openapi({ param: { name: "host_id", in: "path" }, description: "The host's id" }),
+});
+
+export const HostCommandParams = HostIdParam.extend({
+  message_id: z.uuid().openapi({ param: { name: "message_id", in: "path" }, description: "The command's message_id" }),
+});
+
+export function hostRelay(env: Env, hostId: string) {
+  return env.HOST_RELAY.get(env.HOST_RELAY.idFromName(hostId));
+}
+
+/** SHA-256 of the canonical request, so a reused Idempotency-Key with another body is detected. */
+export async function requestHash(parts: unknown): Promise<string> {
+  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(JSON.stringify(parts)));
+  return [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+export const IdempotencyHeader = z.object({
+  "idempotency-key": z
+    .string()
+    .regex(/^[A-Za-z0-9_.:-]{1,128}$/)
+    .optional()
+    .openapi({
+      param: { name: "Idempotency-Key", in: "header" },
+      description: "Retry-safe key: the same key and body return the first command instead of queueing another",
+    }),
+});

@@ -1,0 +1,100 @@
+import { createRoute, z } from "@hono/zod-openapi";
+import { HostCreate, HostListQuery, HostView, Page } from "../../schemas/index.ts";
+import { ErrorCode, RelayError, unwrap } from "../errors.ts";
+import { getHost, insertHost, listHosts, revokeHost } from "../registry.ts";
+import { BEARER, HostIdParam, createRouter, hostRelay, jsonBody, jsonContent, problems, requireRole } from "./common.ts";
+
+const createHostRoute = createRoute({
+  method: "post",
+  path: "/api/hosts",
+  tags: ["hosts"],
+  summary: "Register a host and bind it to its agent's certificate",
+  security: BEARER,
+  middleware: [requireRole("admin")] as const,
+  request: { body: jsonBody(HostCreate, "Host name, SHA-256 fingerprint of the agent's client certificate, tags") },
+  responses: {
+    201: {
+      description: "Registered",
+      headers: z.object({ Location: z.string() }),
+      content: { "application/json": { schema: HostView } },
+    },
+    ...problems(400, 401, 403, 409, 413, 415),
+  },
+});
+
+const listHostsRoute = createRoute({
+  method: "get",
+  path: "/api/hosts",
+  tags: ["hosts"],
+  summary: "Registered hosts, filtered by status",
+  security: BEARER,
+  middleware: [requireRole("viewer")] as const,
+  request: { query: HostListQuery },
+  responses: { 200: jsonContent(Page(HostView), "One page"), ...problems(400, 401, 403) },
+});
+
+const getHostRoute = createRoute({
+  method: "get",
+  path: "/api/hosts/{host_id}",
+  tags: ["hosts"],
+  summary: "A host: online/offline, last seen, agent info, queue depth",
+  security: BEARER,
+  middleware: [requireRole("viewer")] as const,
+  request: { params: HostIdParam },
+  responses: { 200: jsonContent(HostView, "The host"), ...problems(400, 401, 403, 404) },
+});
+
+const revokeRoute = createRoute({
+  method: "post",
+  path: "/api/hosts/{host_id}/revoke",
+  tags: ["hosts"],
+  summary: "Revoke a host: disconnect its agent now and refuse it from now on",
+  description: "Commands still queued for the host are cancelled. Revoking twice is harmless.",
+  security: BEARER,
+  middleware: [requireRole("admin")] as const,
+  request: { params: HostIdParam },
+  responses: { 200: jsonContent(HostView, "The revoked host"), ...problems(400, 401, 403, 404) },
+});
+
+const HOST_CURSOR = /^h([0-9a-f-]{36})$/;
+
+export const hostRoutes = createRouter()
+  .openapi(createHostRoute, async (c) => {
+    const body = c.req.valid("json");
+    const hostId = crypto.randomUUID();
+    const outcome = await insertHost(c.env.DB, { host_id: hostId, ...body, created_at: new Date().toISOString() });
+    if (outcome === "duplicate") {
+      throw new RelayError(ErrorCode.HOST_EXISTS, 409, "a host with this certificate fingerprint is already registered");
+    }
+    const host = (await getHost(c.env.DB, hostId))!;
+    c.header("Location", `/api/hosts/${hostId}`);
+    return c.json(host, 201);
+  })
+  .openapi(listHostsRoute, async (c) => {
+    const q = c.req.valid("query");
+    let after: string | undefined;
+    if (q.cursor !== undefined) {
+      const m = HOST_CURSOR.exec(q.cursor);
+      if (!m) throw new RelayError(ErrorCode.VALIDATION, 400, "cursor: not a cursor this API returned", { errors: [{ path: "cursor", message: "not a cursor this API returned" }] });
+      after = m[1];
+    }
+    const page = await listHosts(c.env.DB, { status: q.status, limit: q.limit, after });
+    return c.json({ items: page.items, next_cursor: page.last ? `h${page.last}` : null }, 200);
+  })
+  .openapi(getHostRoute, async (c) => {
+    const { host_id } = c.req.valid("param");
+    const host = await getHost(c.env.DB, host_id);
+    if (!host) throw new RelayError(ErrorCode.HOST_NOT_FOUND, 404, `host ${host_id} is not registered`);
+    const stats = await hostRelay(c.env, host_id).stats();
+    return c.json({ ...host, queue_depth: stats.queue_depth }, 200);
+  })
+  .openapi(revokeRoute, async (c) => {
+    const { host_id } = c.req.valid("param");
+    const at = new Date().toISOString();
+    if (!(await revokeHost(c.env.DB, host_id, at))) {
+      throw new RelayError(ErrorCode.HOST_NOT_FOUND, 404, `host ${host_id} is not registered`);
+    }
+    const host = (await getHost(c.env.DB, host_id))!;
+    unwrap(await hostRelay(c.env, host_id).revoke(host_id, host.revoked_at ?? at));
+    return c.json(host, 200);
+  });
