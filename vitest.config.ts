@@ -1,8 +1,11 @@
 import path from "node:path";
 import { cloudflareTest, readD1Migrations } from "@cloudflare/vitest-plugin";
 import { defineConfig } from "vitest/config";
+import { createCa } from "./worker/pki/fleet-ca.ts";
 
 const migrations = await readD1Migrations(path.join(import.meta.dirname, "migrations"));
+// A throwaway fleet CA for the Worker tests' enrolment and renewal.
+const testCa = await createCa("Fleet relay test CA");
 
 export default defineConfig({
   test: {
@@ -15,6 +18,8 @@ export default defineConfig({
             miniflare: {
               bindings: {
                 TEST_MIGRATIONS: migrations,
+                FLEET_CA_CERT: testCa.certificatePem,
+                FLEET_CA_KEY: testCa.keyPem,
                 JWT_SECRET: "test-secret-test-secret-test-secret-0123456789",
                 // Short timings so retry/backoff/stale tests run fast; production defaults live in worker/config.ts.
                 ACK_TIMEOUT_MS: "1000",

@@ -205,3 +205,53 @@ export const Problem = z.object({
   errors: z.array(z.object({ path: z.string(), message: z.string() })).optional(),
 });
 export type Problem = z.infer<typeof Problem>;
+
+// ---- enrolment ----
+
+/** Body of `POST /api/enrollment-tokens`. */
+export const EnrollmentTokenCreate = z.strictObject({
+  /** Lifetime in seconds. Default 3600 (1 h), at most 7 days. */
+  ttl_seconds: z.int().min(60).max(7 * 24 * 3600).default(3600),
+  /** Tags the enrolled host receives. */
+  tags: z.array(Tag).max(64).default([]),
+});
+export type EnrollmentTokenCreate = z.infer<typeof EnrollmentTokenCreate>;
+
+export const EnrollmentTokenCreated = z.object({
+  /** Shown once; only its hash is stored. */
+  token: z.string(),
+  token_id: Uuid,
+  expires_at: Rfc3339,
+  tags: z.array(z.string()),
+});
+export type EnrollmentTokenCreated = z.infer<typeof EnrollmentTokenCreated>;
+
+const CsrPem = z
+  .string()
+  .max(16 * 1024)
+  .regex(/^-----BEGIN CERTIFICATE REQUEST-----[\s\S]+-----END CERTIFICATE REQUEST-----\s*$/, {
+    message: "expected a PEM certificate request",
+  });
+
+/** Body of `POST /agent/enroll`. */
+export const EnrollRequest = z.strictObject({
+  token: z.string().min(1).max(200),
+  csr: CsrPem,
+  hostname: Hostname,
+});
+export type EnrollRequest = z.infer<typeof EnrollRequest>;
+
+export const EnrollResponse = z.object({
+  host_id: Uuid,
+  certificate: z.string(),
+  ca_certificate: z.string(),
+  not_after: Rfc3339,
+});
+export type EnrollResponse = z.infer<typeof EnrollResponse>;
+
+/** Body of `POST /agent/renew` (over mutual TLS with the current certificate). */
+export const RenewRequest = z.strictObject({ csr: CsrPem });
+export type RenewRequest = z.infer<typeof RenewRequest>;
+
+export const RenewResponse = EnrollResponse;
+export type RenewResponse = EnrollResponse;

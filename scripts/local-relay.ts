@@ -4,6 +4,7 @@
  * the Worker bundled with esbuild, D1 and Durable Object state persisted under a
  * state directory, D1 migrations applied on start, and a JWT secret that survives restarts.
  */
+import { randomBytes } from "node:crypto";
 import { mkdir, readdir, readFile } from "node:fs/promises";
 import net from "node:net";
 import path from "node:path";
@@ -11,13 +12,16 @@ import { build } from "esbuild";
 import { convertV4MiniflareOptions, Log, LogLevel, Miniflare, NoOpLog } from "miniflare";
 import type { Json, V4MiniflareOptions, V4WorkerOptions } from "miniflare";
 import { unstable_getMiniflareWorkerOptions, unstable_readConfig, unstable_splitSqlQuery } from "wrangler";
+import { type Edge, startEdge } from "./edge.ts";
 import { ensureJwtSecret } from "./jwt-secret.ts";
+import { ensureLocalPki } from "./local-pki.ts";
 
 export { ensureJwtSecret, readJwtSecret, JWT_SECRET_FILE } from "./jwt-secret.ts";
 
 export const REPO_ROOT = path.resolve(import.meta.dirname, "..");
 export const DEFAULT_HOST = "127.0.0.1";
 export const DEFAULT_PORT = 8787;
+export const DEFAULT_EDGE_PORT = 8443;
 export const DEFAULT_STATE_DIR = path.join(REPO_ROOT, ".relay");
 
 export interface LocalRelayOptions {
@@ -31,6 +35,16 @@ export interface LocalRelayOptions {
   quiet?: boolean;
   /** Worker entry module. Default: `main` from wrangler.toml (worker/index.ts). */
   entry?: string;
+  /**
+   * Extra string bindings (vars and secrets) laid over wrangler.toml's `[vars]`, e.g. FLEET_CA_CERT,
+   * LOCAL_EDGE_SECRET or short timings for tests. JWT_SECRET always comes from the state directory.
+   */
+  bindings?: Record<string, string>;
+  /**
+   * Port of the TLS 1.3 edge for agents (mutual TLS with the fleet CA); 0 picks a free one,
+   * null runs no edge. Default 8443. It listens on `host` too.
+   */
+  edgePort?: number | null;
 }
 
 export interface LocalRelay {
@@ -39,6 +53,17 @@ export interface LocalRelay {
   port: number;
   stateDir: string;
   miniflare: Miniflare;
+  /**
+   * The Worker's LOCAL_EDGE_SECRET (given in `bindings`, else random per start). Miniflare's HTTP port
+   * lets any client set `request.cf` through the `MF-CF-Blob` header, so the Worker believes
+   * `cf.tlsClientAuth` only on requests that also carry this secret (sent by the local TLS edge).
+   */
+  edgeSecret: string;
+  /** The agents' TLS edge, e.g. `https://127.0.0.1:8443`; null when started without one. */
+  edgeUrl: string | null;
+  /** The development fleet CA (PEM) agents pin, and its path under the state directory. */
+  caCertPem: string;
+  caCertPath: string;
   stop(): Promise<void>;
 }
 
@@ -63,6 +88,11 @@ export async function startLocalRelay(opts: LocalRelayOptions = {}): Promise<Loc
   await mkdir(stateDir, { recursive: true, mode: 0o700 });
 
   const secret = await ensureJwtSecret(stateDir);
+  const pki = await ensureLocalPki(stateDir);
+  const edgePort = opts.edgePort === undefined ? DEFAULT_EDGE_PORT : opts.edgePort;
+  if (edgePort !== null && edgePort !== 0) await assertPortFree(host, edgePort);
+  // Never empty: an unset LOCAL_EDGE_SECRET makes the Worker trust a client-supplied `request.cf`.
+  const edgeSecret = opts.bindings?.LOCAL_EDGE_SECRET || randomBytes(32).toString("base64url");
   if (port !== 0) await assertPortFree(host, port);
 
   const configPath = path.join(REPO_ROOT, "wrangler.toml");
@@ -80,7 +110,14 @@ export async function startLocalRelay(opts: LocalRelayOptions = {}): Promise<Loc
     modules: true,
     scriptPath: bundle,
     modulesRoot: path.dirname(bundle),
-    bindings: { ...(workerOptions.bindings as Record<string, Json> | undefined), JWT_SECRET: secret },
+    bindings: {
+      ...(workerOptions.bindings as Record<string, Json> | undefined),
+      FLEET_CA_CERT: pki.caCertPem,
+      FLEET_CA_KEY: pki.caKeyPem,
+      ...opts.bindings,
+      LOCAL_EDGE_SECRET: edgeSecret,
+      JWT_SECRET: secret,
+    },
   };
   const v4: V4MiniflareOptions = {
     ...worker,
@@ -117,13 +154,39 @@ export async function startLocalRelay(opts: LocalRelayOptions = {}): Promise<Loc
 
   const actualPort = Number(readyUrl.port);
   const url = `http://${displayHost(host)}:${actualPort}`;
+  let edge: Edge | null = null;
+  if (edgePort !== null) {
+    try {
+      edge = await startEdge({
+        host,
+        port: edgePort,
+        upstream: `http://${displayHost(host)}:${actualPort}`,
+        caCertPem: pki.caCertPem,
+        serverCertPem: pki.serverCertPem,
+        serverKeyPem: pki.serverKeyPem,
+        edgeSecret,
+        log: opts.quiet ? undefined : (line) => console.error(line),
+      });
+    } catch (err) {
+      await mf.dispose().catch(() => {});
+      if ((err as NodeJS.ErrnoException).code === "EADDRINUSE") throw new PortInUseError(host, edgePort);
+      throw err;
+    }
+  }
   let stopped: Promise<void> | undefined;
   return {
     url,
     port: actualPort,
     stateDir,
     miniflare: mf,
-    stop: () => (stopped ??= mf.dispose()),
+    edgeSecret,
+    edgeUrl: edge?.url ?? null,
+    caCertPem: pki.caCertPem,
+    caCertPath: pki.caCertPath,
+    stop: () => (stopped ??= (async () => {
+      await edge?.close();
+      await mf.dispose();
+    })()),
   };
 }
 
@@ -224,6 +287,7 @@ async function assertPortFree(host: string, port: number): Promise<void> {
 
 /** After a failed start, tell "port taken" (someone grabbed it after our check) apart from other failures. */
 async function explainStartFailure(err: unknown, host: string, port: number): Promise<unknown> {
+  if ((err as { code?: unknown } | null)?.code === "ERR_ADDRESS_IN_USE") return new PortInUseError(host, port);
   if (port === 0) return err;
   try {
     await assertPortFree(host, port);

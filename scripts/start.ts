@@ -4,21 +4,24 @@
  *   npm start -- --port 9000 --state-dir /tmp/relay
  */
 import { parseArgs } from "node:util";
-import { DEFAULT_HOST, DEFAULT_PORT, PortInUseError, startLocalRelay } from "./local-relay.ts";
+import { DEFAULT_EDGE_PORT, DEFAULT_HOST, DEFAULT_PORT, PortInUseError, startLocalRelay } from "./local-relay.ts";
 import type { LocalRelay } from "./local-relay.ts";
 
 const DEFAULT_STATE_DIR = ".relay";
 
 const HELP = `Usage: npm start -- [options]
 
-Runs the fleet relay locally in workerd (the Workers runtime) via Miniflare.
-D1 and Durable Object state, the Worker bundle and the JWT secret live in the state directory.
+Runs the fleet relay locally in workerd (the Workers runtime) via Miniflare, with REST over
+HTTP and a TLS 1.3 edge for agents that requires client certificates from the fleet CA.
+D1 and Durable Object state, the Worker bundle, the JWT secret and the development fleet CA
+live in the state directory.
 
 Options:
   --host <addr>       interface to listen on (env RELAY_HOST, default ${DEFAULT_HOST})
   --port <n>          port to listen on, 0 = any free port (env RELAY_PORT, default ${DEFAULT_PORT})
+  --edge-port <n>     port of the agents' TLS edge, 0 = any free port (env RELAY_EDGE_PORT, default ${DEFAULT_EDGE_PORT})
   --state-dir <dir>   state directory (env RELAY_STATE_DIR, default ${DEFAULT_STATE_DIR})
-  --quiet             do not log requests
+  --quiet             do not log requests (default off)
   -h, --help          show this help
 `;
 
@@ -38,6 +41,7 @@ try {
     options: {
       host: { type: "string" },
       port: { type: "string" },
+      "edge-port": { type: "string" },
       "state-dir": { type: "string" },
       quiet: { type: "boolean", default: false },
       help: { type: "boolean", short: "h", default: false },
@@ -55,11 +59,12 @@ if (values.help) {
 
 const host = values.host ?? (process.env.RELAY_HOST || DEFAULT_HOST);
 const port = parsePort(values.port ?? (process.env.RELAY_PORT || String(DEFAULT_PORT)));
+const edgePort = parsePort(values["edge-port"] ?? (process.env.RELAY_EDGE_PORT || String(DEFAULT_EDGE_PORT)));
 const stateDir = values["state-dir"] ?? (process.env.RELAY_STATE_DIR || DEFAULT_STATE_DIR);
 
 let relay: LocalRelay | undefined;
 let stopping = false;
-const starting = startLocalRelay({ host, port, stateDir, quiet: values.quiet });
+const starting = startLocalRelay({ host, port, edgePort, stateDir, quiet: values.quiet });
 
 async function shutdown(signal: NodeJS.Signals): Promise<void> {
   if (stopping) {
@@ -78,15 +83,30 @@ async function shutdown(signal: NodeJS.Signals): Promise<void> {
     process.exit(1);
   }
 }
-process.on("SIGINT", (s) => void shutdown(s));
-process.on("SIGTERM", (s) => void shutdown(s));
+const onSignal = (signal: NodeJS.Signals) => void shutdown(signal);
+process.on("SIGINT", onSignal);
+process.on("SIGTERM", onSignal);
+
+/**
+ * Miniflare installs its own SIGINT/SIGTERM hook that kills workerd and calls process.exit(130/143)
+ * synchronously, which would cut our clean stop short. Once it has started we own these signals;
+ * its "exit" hook stays as a safety net that kills workerd if we ever exit without disposing.
+ */
+function claimSignals(): void {
+  for (const signal of ["SIGINT", "SIGTERM"] as const) {
+    for (const listener of process.listeners(signal)) {
+      if (listener !== onSignal) process.removeListener(signal, listener);
+    }
+  }
+}
 
 try {
   relay = await starting;
+  claimSignals();
 } catch (err) {
   if (stopping) await new Promise(() => {}); // shutdown() exits
   if (err instanceof PortInUseError) {
-    fail(`${host}:${err.port} is already in use; stop whatever listens there or pick another port with --port (0 = any free port)`, 1);
+    fail(`${host}:${err.port} is already in use; stop whatever listens there or pick other ports with --port and --edge-port (0 = any free port)`, 1);
   }
   const e = err as Error;
   fail(`could not start the relay: ${e.message}${e.cause instanceof Error ? ` (${e.cause.message})` : ""}`, 1);
@@ -100,8 +120,10 @@ if (!stopping) {
       `REST  ${url}`,
       `Docs  ${url}/docs`,
       `Spec  ${url}/openapi.json`,
+      `EDGE  ${relay.edgeUrl}   (agents: mutual TLS with the fleet CA in ${relay.caCertPath})`,
       `Auth  npm run token -- --role operator${stateDir === DEFAULT_STATE_DIR ? "" : ` --state-dir ${stateDir}`}   (roles: viewer, operator, admin)`,
       `      curl -H "Authorization: Bearer $TOKEN" ${url}/api/hosts`,
+      `Enrol npm run enroll-token${stateDir === DEFAULT_STATE_DIR ? "" : ` -- --state-dir ${stateDir}`}   then   npm run agent -- enroll --relay ${relay.edgeUrl} --ca-file ${relay.caCertPath} --token <T> --state-dir <dir>`,
       "Press Ctrl+C to stop.",
       "",
     ].join("\n"),

@@ -7,24 +7,25 @@ import { agentRoutes } from "./routes/agent.ts";
 import { commandRoutes } from "./routes/commands.ts";
 import { createRouter } from "./routes/common.ts";
 import { deadLetterRoutes } from "./routes/dead-letters.ts";
+import { enrollmentTokenRoutes } from "./routes/enrollment-tokens.ts";
 import { healthRoutes } from "./routes/health.ts";
 import { hostRoutes } from "./routes/hosts.ts";
 
-const JSON_TYPE = /^application\/([a-z0-9.+-]+\+)?json(\s*;.*)?$/i;
+// The same rule @hono/zod-openapi applies: application/json or application/*+json, with only key=value parameters.
+const JSON_TYPE = /^application\/([a-z.-]+\+)?json(\s*;\s*[a-z0-9_.-]+=[^;]*)*\s*$/i;
 
 export function createApp() {
   const app = createRouter();
 
-  app.use(
-    "/api/*",
-    bodyLimit({
-      maxSize: Limits.MAX_BODY_BYTES,
-      onError: () => {
-        throw new RelayError(ErrorCode.BODY_TOO_LARGE, 413, `request bodies are limited to ${Limits.MAX_BODY_BYTES} bytes`);
-      },
-    }),
-  );
-  app.use("/api/*", async (c, next) => {
+  const limitBodies = bodyLimit({
+    maxSize: Limits.MAX_BODY_BYTES,
+    onError: () => {
+      throw new RelayError(ErrorCode.BODY_TOO_LARGE, 413, `request bodies are limited to ${Limits.MAX_BODY_BYTES} bytes`);
+    },
+  });
+  app.use("/api/*", limitBodies);
+  app.use("/agent/*", limitBodies);
+  app.use("*", async (c, next) => {
     const hasBody = c.req.header("content-length") ? c.req.header("content-length") !== "0" : c.req.raw.body !== null;
     if (hasBody && ["POST", "PUT", "PATCH"].includes(c.req.method) && !JSON_TYPE.test(c.req.header("content-type") ?? "")) {
       throw new RelayError(ErrorCode.UNSUPPORTED_MEDIA_TYPE, 415, "send the body as application/json");
@@ -36,6 +37,7 @@ export function createApp() {
   app.route("/", hostRoutes);
   app.route("/", commandRoutes);
   app.route("/", deadLetterRoutes);
+  app.route("/", enrollmentTokenRoutes);
   app.route("/", agentRoutes);
 
   app.openAPIRegistry.registerComponent("securitySchemes", "bearerAuth", {
@@ -60,6 +62,12 @@ export function createApp() {
     if (err instanceof RelayError) return problemResponse(err, c.req.path);
     if (err instanceof HTTPException && err.status === 400) {
       return problemResponse(new RelayError(ErrorCode.MALFORMED_JSON, 400, err.message || "malformed JSON body"), c.req.path);
+    }
+    if (err instanceof HTTPException && err.status === 415) {
+      return problemResponse(new RelayError(ErrorCode.UNSUPPORTED_MEDIA_TYPE, 415, "send the body as application/json"), c.req.path);
+    }
+    if (err instanceof HTTPException && err.status === 413) {
+      return problemResponse(new RelayError(ErrorCode.BODY_TOO_LARGE, 413, `request bodies are limited to ${Limits.MAX_BODY_BYTES} bytes`), c.req.path);
     }
     console.error("unhandled error", err);
     return problemResponse(new RelayError(ErrorCode.INTERNAL, 500, "internal error"), c.req.path);

@@ -12,6 +12,15 @@ export interface Env {
   JWT_AUDIENCE?: string;
   /** Comma-separated accepted algorithms for JWKS tokens. */
   JWT_ALGORITHMS?: string;
+  /** Fleet CA certificate (PEM) that signs agent certificates at enrolment and renewal. */
+  FLEET_CA_CERT?: string;
+  /** Fleet CA private key, PKCS#8 PEM (secret). */
+  FLEET_CA_KEY?: string;
+  /**
+   * Set only by the local stack: the secret its TLS edge adds to the requests it forwards, so
+   * `request.cf.tlsClientAuth` is believed only when the edge set it.
+   */
+  LOCAL_EDGE_SECRET?: string;
   ACK_TIMEOUT_MS?: string;
   RETRY_BASE_MS?: string;
   RETRY_CAP_MS?: string;

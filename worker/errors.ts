@@ -24,6 +24,10 @@ export const ErrorCode = {
   AGENT_UNKNOWN: "ERR_AGENT_UNKNOWN",
   AGENT_REVOKED: "ERR_AGENT_REVOKED",
   UPGRADE_REQUIRED: "ERR_UPGRADE_REQUIRED",
+  ENROLLMENT_TOKEN_INVALID: "ERR_ENROLLMENT_TOKEN_INVALID",
+  ENROLLMENT_TOKEN_EXPIRED: "ERR_ENROLLMENT_TOKEN_EXPIRED",
+  ENROLLMENT_TOKEN_USED: "ERR_ENROLLMENT_TOKEN_USED",
+  CSR_INVALID: "ERR_CSR_INVALID",
   MISCONFIGURED: "ERR_MISCONFIGURED",
   INTERNAL: "ERR_INTERNAL",
 } as const;
@@ -52,6 +56,10 @@ const TITLES: Record<ErrorCode, string> = {
   ERR_AGENT_UNKNOWN: "Certificate not bound to an enrolled host",
   ERR_AGENT_REVOKED: "Host revoked",
   ERR_UPGRADE_REQUIRED: "WebSocket upgrade required",
+  ERR_ENROLLMENT_TOKEN_INVALID: "Unknown enrolment token",
+  ERR_ENROLLMENT_TOKEN_EXPIRED: "Enrolment token expired",
+  ERR_ENROLLMENT_TOKEN_USED: "Enrolment token already used",
+  ERR_CSR_INVALID: "Invalid certificate request",
   ERR_MISCONFIGURED: "Relay misconfigured",
   ERR_INTERNAL: "Internal error",
 };

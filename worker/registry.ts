@@ -41,6 +41,9 @@ export async function insertHost(
     db
       .prepare("INSERT INTO hosts (host_id, hostname, cert_fingerprint_sha256, created_at) VALUES (?, ?, ?, ?)")
       .bind(host.host_id, host.hostname, host.cert_fingerprint_sha256, host.created_at),
+    db
+      .prepare("INSERT INTO host_certs (fingerprint, host_id, not_after, created_at) VALUES (?, ?, NULL, ?)")
+      .bind(host.cert_fingerprint_sha256, host.host_id, host.created_at),
     ...[...new Set(host.tags)].map((tag) =>
       db.prepare("INSERT INTO host_tags (host_id, tag) VALUES (?, ?)").bind(host.host_id, tag),
     ),
@@ -87,7 +90,7 @@ export async function findHostByFingerprint(
   fingerprint: string,
 ): Promise<{ host_id: string; revoked_at: string | null } | null> {
   return db
-    .prepare("SELECT host_id, revoked_at FROM hosts WHERE cert_fingerprint_sha256 = ?")
+    .prepare("SELECT h.host_id, h.revoked_at FROM host_certs c JOIN hosts h USING (host_id) WHERE c.fingerprint = ?")
     .bind(fingerprint)
     .first<{ host_id: string; revoked_at: string | null }>();
 }
@@ -132,4 +135,71 @@ export async function markOffline(db: D1Database, hostId: string, connectionId: 
     .prepare("UPDATE hosts SET online = 0, last_seen_at = ? WHERE host_id = ? AND connection_id = ?")
     .bind(at, hostId, connectionId)
     .run();
+}
+
+// ---- enrolment ----
+
+export async function insertEnrollmentToken(
+  db: D1Database,
+  t: { token_id: string; token_hash: string; created_at: string; created_by: string; expires_at: string; tags: string[] },
+): Promise<void> {
+  await db
+    .prepare(
+      "INSERT INTO enrollment_tokens (token_id, token_hash, created_at, created_by, expires_at, tags) VALUES (?, ?, ?, ?, ?, ?)",
+    )
+    .bind(t.token_id, t.token_hash, t.created_at, t.created_by, t.expires_at, JSON.stringify([...new Set(t.tags)]))
+    .run();
+}
+
+export async function findEnrollmentToken(
+  db: D1Database,
+  tokenHash: string,
+): Promise<{ token_id: string; expires_at: string; used_at: string | null; tags: string } | null> {
+  return db
+    .prepare("SELECT token_id, expires_at, used_at, tags FROM enrollment_tokens WHERE token_hash = ?")
+    .bind(tokenHash)
+    .first();
+}
+
+/**
+ * Registers the enrolling host and burns its token in one transaction. Every statement is
+ * conditioned on the token still being unused and unexpired, so two racing enrolments with
+ * one token register exactly one host. Returns false if the token was no longer usable.
+ */
+export async function enrollHost(
+  db: D1Database,
+  e: { token_hash: string; host_id: string; hostname: string; fingerprint: string; not_after: string; now: string },
+): Promise<boolean> {
+  const usable = "SELECT 1 FROM enrollment_tokens WHERE token_hash = ? AND used_at IS NULL AND expires_at > ?";
+  const results = await db.batch([
+    db
+      .prepare(`INSERT INTO hosts (host_id, hostname, cert_fingerprint_sha256, created_at) SELECT ?, ?, ?, ? WHERE EXISTS (${usable})`)
+      .bind(e.host_id, e.hostname, e.fingerprint, e.now, e.token_hash, e.now),
+    db
+      .prepare(`INSERT INTO host_certs (fingerprint, host_id, not_after, created_at) SELECT ?, ?, ?, ? WHERE EXISTS (${usable})`)
+      .bind(e.fingerprint, e.host_id, e.not_after, e.now, e.token_hash, e.now),
+    db
+      .prepare(
+        `INSERT INTO host_tags (host_id, tag) SELECT ?, j.value FROM enrollment_tokens t, json_each(t.tags) j
+         WHERE t.token_hash = ? AND t.used_at IS NULL AND t.expires_at > ?`,
+      )
+      .bind(e.host_id, e.token_hash, e.now),
+    db
+      .prepare("UPDATE enrollment_tokens SET used_at = ?, used_by_host = ? WHERE token_hash = ? AND used_at IS NULL AND expires_at > ?")
+      .bind(e.now, e.host_id, e.token_hash, e.now),
+  ]);
+  return (results[0]?.meta.changes ?? 0) === 1;
+}
+
+/** A renewed certificate becomes the host's current one; the previous stays valid until it expires. */
+export async function addHostCertificate(
+  db: D1Database,
+  c: { host_id: string; fingerprint: string; not_after: string; now: string },
+): Promise<void> {
+  await db.batch([
+    db
+      .prepare("INSERT INTO host_certs (fingerprint, host_id, not_after, created_at) VALUES (?, ?, ?, ?)")
+      .bind(c.fingerprint, c.host_id, c.not_after, c.now),
+    db.prepare("UPDATE hosts SET cert_fingerprint_sha256 = ? WHERE host_id = ?").bind(c.fingerprint, c.host_id),
+  ]);
 }

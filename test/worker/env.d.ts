@@ -3,6 +3,16 @@ declare namespace Cloudflare {
     DB: D1Database;
     HOST_RELAY: DurableObjectNamespace<import("../../worker/host-relay/host-relay.ts").HostRelay>;
     JWT_SECRET: string;
+    FLEET_CA_CERT: string;
+    FLEET_CA_KEY: string;
     TEST_MIGRATIONS: import("cloudflare:test").D1Migration[];
+  }
+}
+
+// Types `exports` from "cloudflare:workers" (the Worker under test) for the tests.
+declare namespace Cloudflare {
+  interface GlobalProps {
+    mainModule: typeof import("../../worker/index.ts");
+    durableNamespaces: "HostRelay";
   }
 }

@@ -87,7 +87,10 @@ export class TestAgent {
   private waiters: { pred: (f: any) => boolean; resolve: (f: any) => void }[] = [];
   private closeWaiters: ((c: { code: number; reason: string }) => void)[] = [];
 
-  constructor(readonly ws: WebSocket) {
+  readonly ws: WebSocket;
+
+  constructor(ws: WebSocket) {
+    this.ws = ws;
     ws.addEventListener("message", (ev) => {
       const data = typeof ev.data === "string" ? ev.data : "";
       const frame = data === "pong" ? "pong" : JSON.parse(data);
@@ -210,4 +213,56 @@ export async function waitFor<T>(read: () => Promise<T>, pred: (v: T) => boolean
     if (Date.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms: ${JSON.stringify(v).slice(0, 1000)}`);
     await new Promise((r) => setTimeout(r, 10));
   }
+}
+
+// ---- REST helpers (auth and route tests) ----
+
+export const PROBLEM_JSON = "application/problem+json";
+
+/** Asserts an RFC 9457 problem document with `status` (and `code`, if given); returns the body. */
+export async function expectProblem(res: Response, status: number, code?: string): Promise<any> {
+  const text = await res.text();
+  expect(res.status, text).toBe(status);
+  expect(res.headers.get("content-type")).toBe(PROBLEM_JSON);
+  const body = JSON.parse(text);
+  expect(body).toMatchObject({
+    type: expect.any(String),
+    title: expect.any(String),
+    status,
+    code: expect.any(String),
+    detail: expect.any(String),
+  });
+  if (code !== undefined) expect(body.code).toBe(code);
+  return body;
+}
+
+/** Paths named by a validation problem's `errors`. */
+export function errorPaths(problem: { errors?: { path: string }[] }): string[] {
+  return (problem.errors ?? []).map((e) => e.path);
+}
+
+/** One page of `GET /api/hosts/{host_id}/commands` (`query` without the leading `?`). */
+export async function listHostCommands(hostId: string, query = ""): Promise<{ items: any[]; next_cursor: string | null }> {
+  const res = await api(`/api/hosts/${hostId}/commands${query ? `?${query}` : ""}`, { role: "viewer" });
+  expect(res.status).toBe(200);
+  return res.json();
+}
+
+/** `GET /api/hosts/{host_id}` as a viewer; expects 200. */
+export async function getHostView(hostId: string): Promise<any> {
+  const res = await api(`/api/hosts/${hostId}`, { role: "viewer" });
+  expect(res.status).toBe(200);
+  return res.json();
+}
+
+/** Queues a `system_info` command as an operator; expects 202 and returns its message_id. */
+export async function queueSystemInfo(hostId: string): Promise<string> {
+  const res = await api(`/api/hosts/${hostId}/commands`, { role: "operator", body: { command_type: "system_info" } });
+  expect(res.status).toBe(202);
+  return ((await res.json()) as { message_id: string }).message_id;
+}
+
+/** A fingerprint written the way certificate tools print it: upper case, colon-separated. */
+export function colonFingerprint(fingerprint: string): string {
+  return fingerprint.toUpperCase().match(/../g)!.join(":");
 }

@@ -2,6 +2,24 @@ import type { Env } from "../env.ts";
 import { ErrorCode, RelayError } from "../errors.ts";
 import { findHostByFingerprint } from "../registry.ts";
 
+/** Header the local TLS edge sets on every request it forwards (never sent by Cloudflare). */
+export const EDGE_SECRET_HEADER = "x-fleet-edge-secret";
+
+async function sameSecret(given: string | null, expected: string): Promise<boolean> {
+  if (given === null) return false;
+  // Compare digests so the comparison time does not depend on where the strings differ.
+  const enc = new TextEncoder();
+  const [a, b] = await Promise.all([
+    crypto.subtle.digest("SHA-256", enc.encode(given)),
+    crypto.subtle.digest("SHA-256", enc.encode(expected)),
+  ]);
+  const x = new Uint8Array(a);
+  const y = new Uint8Array(b);
+  let diff = 0;
+  for (let i = 0; i < x.length; i++) diff |= x[i]! ^ y[i]!;
+  return diff === 0;
+}
+
 /**
  * Who is on the other end of an agent connection. Only the TLS terminator's verdict counts:
  * on Cloudflare the edge fills `request.cf.tlsClientAuth`; locally the TLS front does the same
@@ -9,7 +27,10 @@ import { findHostByFingerprint } from "../registry.ts";
  */
 export async function identifyAgent(request: Request, env: Env): Promise<{ hostId: string; fingerprint: string }> {
   const cf = (request as Request & { cf?: IncomingRequestCfProperties }).cf;
-  const tls = cf?.tlsClientAuth;
+  // Locally the relay's port also accepts a client-supplied cf blob, so there the verdict
+  // counts only on requests that carry the local edge's secret.
+  const fromEdge = !env.LOCAL_EDGE_SECRET || (await sameSecret(request.headers.get(EDGE_SECRET_HEADER), env.LOCAL_EDGE_SECRET));
+  const tls = fromEdge ? cf?.tlsClientAuth : undefined;
   if (!tls || tls.certPresented !== "1") {
     throw new RelayError(ErrorCode.AGENT_CERT_MISSING, 401, "agents must present a client certificate");
   }

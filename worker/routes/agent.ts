@@ -1,8 +1,12 @@
 import { createRoute } from "@hono/zod-openapi";
+import { EnrollRequest, EnrollResponse, RenewRequest, RenewResponse } from "../../schemas/index.ts";
 import { identifyAgent } from "../auth/agent-identity.ts";
 import { ErrorCode, RelayError } from "../errors.ts";
 import { INTERNAL_HOST_HEADER } from "../host-relay/connection.ts";
-import { createRouter, hostRelay, problems } from "./common.ts";
+import { fleetCa, sha256Hex } from "../pki/ca-binding.ts";
+import { issueAgentCertificate, verifyCsr } from "../pki/fleet-ca.ts";
+import { addHostCertificate, enrollHost, findEnrollmentToken } from "../registry.ts";
+import { createRouter, hostRelay, jsonBody, jsonContent, problems } from "./common.ts";
 
 const connectRoute = createRoute({
   method: "get",
@@ -17,15 +21,115 @@ const connectRoute = createRoute({
   },
 });
 
-export const agentRoutes = createRouter().openapi(connectRoute, async (c) => {
-  // Identity before anything else, so an unauthenticated caller learns nothing about the endpoint.
-  const { hostId } = await identifyAgent(c.req.raw, c.env);
-  if (c.req.header("upgrade")?.toLowerCase() !== "websocket") {
-    throw new RelayError(ErrorCode.UPGRADE_REQUIRED, 426, "connect with a WebSocket upgrade");
-  }
-  // A fresh request: nothing the client sent reaches the object except through our own header.
-  const forward = new Request("https://host-relay.internal/connect", {
-    headers: { upgrade: "websocket", [INTERNAL_HOST_HEADER]: hostId },
-  });
-  return hostRelay(c.env, hostId).fetch(forward);
+const enrollRoute = createRoute({
+  method: "post",
+  path: "/agent/enroll",
+  tags: ["agents"],
+  summary: "Enrol an agent: enrolment token + CSR → client certificate",
+  description:
+    "The agent generates its key pair and sends only a CSR; the fleet CA signs a client certificate (90 days) bound to a new host id, and the token is burned in the same transaction. The only agent path reachable without a client certificate.",
+  request: { body: jsonBody(EnrollRequest, "Token, PEM CSR, host name") },
+  responses: {
+    201: jsonContent(EnrollResponse, "Enrolled: the host id, its certificate and the CA certificate"),
+    ...problems(400, 401, 409, 413, 415),
+  },
 });
+
+const renewRoute = createRoute({
+  method: "post",
+  path: "/agent/renew",
+  tags: ["agents"],
+  summary: "Renew an agent's certificate (mutual TLS with the current one)",
+  description: "A new certificate for the same host over a new CSR; the current one stays valid until it expires.",
+  request: { body: jsonBody(RenewRequest, "PEM CSR for the new key") },
+  responses: {
+    200: jsonContent(RenewResponse, "The new certificate"),
+    ...problems(400, 401, 403, 413, 415),
+  },
+});
+
+const CSR_DETAIL = {
+  malformed: "the CSR is not a valid PKCS#10 request",
+  bad_signature: "the CSR's signature does not verify",
+  unsupported_key: "the CSR's key must be ECDSA P-256 or P-384",
+} as const;
+
+async function verifiedCsr(pem: string) {
+  const checked = await verifyCsr(pem);
+  if (!checked.ok) {
+    throw new RelayError(ErrorCode.CSR_INVALID, 400, CSR_DETAIL[checked.problem], {
+      errors: [{ path: "csr", message: CSR_DETAIL[checked.problem] }],
+    });
+  }
+  return checked.csr;
+}
+
+export const agentRoutes = createRouter()
+  .openapi(connectRoute, async (c) => {
+    // Identity before anything else, so an unauthenticated caller learns nothing about the endpoint.
+    const { hostId } = await identifyAgent(c.req.raw, c.env);
+    if (c.req.header("upgrade")?.toLowerCase() !== "websocket") {
+      throw new RelayError(ErrorCode.UPGRADE_REQUIRED, 426, "connect with a WebSocket upgrade");
+    }
+    // A fresh request: nothing the client sent reaches the object except through our own header.
+    const forward = new Request("https://host-relay.internal/connect", {
+      headers: { upgrade: "websocket", [INTERNAL_HOST_HEADER]: hostId },
+    });
+    return hostRelay(c.env, hostId).fetch(forward);
+  })
+  .openapi(enrollRoute, async (c) => {
+    const body = c.req.valid("json");
+    const tokenHash = await sha256Hex(body.token);
+    const now = new Date();
+    const token = await findEnrollmentToken(c.env.DB, tokenHash);
+    if (!token) throw new RelayError(ErrorCode.ENROLLMENT_TOKEN_INVALID, 401, "this enrolment token does not exist");
+    if (token.used_at) throw new RelayError(ErrorCode.ENROLLMENT_TOKEN_USED, 401, `this enrolment token was used at ${token.used_at}`);
+    if (token.expires_at <= now.toISOString()) {
+      throw new RelayError(ErrorCode.ENROLLMENT_TOKEN_EXPIRED, 401, `this enrolment token expired at ${token.expires_at}`);
+    }
+    const csr = await verifiedCsr(body.csr);
+    const ca = await fleetCa(c.env);
+    const hostId = crypto.randomUUID();
+    const issued = await issueAgentCertificate(ca, csr, hostId);
+    const enrolled = await enrollHost(c.env.DB, {
+      token_hash: tokenHash,
+      host_id: hostId,
+      hostname: body.hostname,
+      fingerprint: issued.fingerprintSha256,
+      not_after: issued.notAfter.toISOString(),
+      now: now.toISOString(),
+    });
+    // Lost a race with another enrolment (or the token expired meanwhile): nothing was written.
+    if (!enrolled) throw new RelayError(ErrorCode.ENROLLMENT_TOKEN_USED, 401, "this enrolment token is no longer usable");
+    return c.json(
+      {
+        host_id: hostId,
+        certificate: issued.certificatePem,
+        ca_certificate: ca.cert.toString("pem") + "\n",
+        not_after: issued.notAfter.toISOString(),
+      },
+      201,
+    );
+  })
+  .openapi(renewRoute, async (c) => {
+    const { hostId } = await identifyAgent(c.req.raw, c.env);
+    const body = c.req.valid("json");
+    const csr = await verifiedCsr(body.csr);
+    const ca = await fleetCa(c.env);
+    const issued = await issueAgentCertificate(ca, csr, hostId);
+    await addHostCertificate(c.env.DB, {
+      host_id: hostId,
+      fingerprint: issued.fingerprintSha256,
+      not_after: issued.notAfter.toISOString(),
+      now: new Date().toISOString(),
+    });
+    return c.json(
+      {
+        host_id: hostId,
+        certificate: issued.certificatePem,
+        ca_certificate: ca.cert.toString("pem") + "\n",
+        not_after: issued.notAfter.toISOString(),
+      },
+      200,
+    );
+  });

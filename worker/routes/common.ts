@@ -89,7 +89,7 @@ export const IdempotencyHeader = z.object({
     .regex(/^[A-Za-z0-9_.:-]{1,128}$/)
     .optional()
     .openapi({
-      param: { name: "Idempotency-Key", in: "header" },
+      param: { name: "idempotency-key", in: "header" },
       description: "Retry-safe key: the same key and body return the first command instead of queueing another",
     }),
 });

@@ -1,0 +1,213 @@
+import { randomBytes } from "node:crypto";
+import http from "node:http";
+import https from "node:https";
+import net from "node:net";
+import type { TLSSocket } from "node:tls";
+
+/**
+ * The local stand-in for Cloudflare's edge on the agent hostname: TLS 1.3, client certificates
+ * verified against the fleet CA, and the verdict handed to the Worker the way the real edge does
+ * (`request.cf.tlsClientAuth`). Paths that need a certificate never reach the Worker without one.
+ */
+export interface EdgeOptions {
+  /** Default 127.0.0.1. */
+  host?: string;
+  /** Default 8443; 0 picks a free port. */
+  port?: number;
+  /** The relay (workerd) to forward to, e.g. http://127.0.0.1:8787. */
+  upstream: string;
+  caCertPem: string;
+  serverCertPem: string;
+  serverKeyPem: string;
+  /** Shared with the Worker as LOCAL_EDGE_SECRET; proves a forwarded verdict came from here. */
+  edgeSecret: string;
+  log?: (line: string) => void;
+}
+
+export interface Edge {
+  url: string;
+  port: number;
+  close(): Promise<void>;
+}
+
+export const EDGE_SECRET_HEADER = "x-fleet-edge-secret";
+/** Miniflare's entry worker turns this header into `request.cf`. */
+const CF_BLOB_HEADER = "mf-cf-blob";
+/** Reachable without a client certificate. */
+const OPEN_PATHS = new Set(["/agent/enroll", "/healthz"]);
+/** Client-supplied headers that could impersonate the edge; always stripped. */
+const HOP_BY_HOP = new Set(["connection", "keep-alive", "proxy-connection", "transfer-encoding", "te", "trailer", "upgrade", "host"]);
+
+export function newEdgeSecret(): string {
+  return randomBytes(32).toString("base64url");
+}
+
+type Verdict = { forward: true; cf: object } | { forward: false; status: number; code: string; detail: string };
+
+function tlsVerdict(socket: TLSSocket, path: string): Verdict {
+  const cert = socket.getPeerX509Certificate();
+  if (!cert) {
+    if (OPEN_PATHS.has(path)) return { forward: true, cf: { tlsClientAuth: { certPresented: "0", certVerified: "NONE", certRevoked: "0" } } };
+    return { forward: false, status: 401, code: "ERR_AGENT_CERT_MISSING", detail: "agents must present a client certificate" };
+  }
+  if (!socket.authorized) {
+    if (OPEN_PATHS.has(path)) return { forward: true, cf: { tlsClientAuth: { certPresented: "1", certVerified: "FAILED", certRevoked: "0" } } };
+    return {
+      forward: false,
+      status: 403,
+      code: "ERR_AGENT_CERT_UNVERIFIED",
+      detail: `client certificate not verified (${String(socket.authorizationError)})`,
+    };
+  }
+  return {
+    forward: true,
+    cf: {
+      tlsVersion: socket.getProtocol(),
+      tlsClientAuth: {
+        certPresented: "1",
+        certVerified: "SUCCESS",
+        certRevoked: "0",
+        certFingerprintSHA256: cert.fingerprint256.replaceAll(":", "").toLowerCase(),
+        certSerial: cert.serialNumber,
+        certSubjectDN: cert.subject.replaceAll("\n", ","),
+        certIssuerDN: cert.issuer.replaceAll("\n", ","),
+        certNotBefore: cert.validFrom,
+        certNotAfter: cert.validTo,
+      },
+    },
+  };
+}
+
+function pathOf(url: string | undefined): string {
+  try {
+    return new URL(url ?? "/", "https://edge.invalid").pathname;
+  } catch {
+    return "/";
+  }
+}
+
+function forwardedHeaders(req: http.IncomingMessage, cf: object, secret: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [name, value] of Object.entries(req.headers)) {
+    const lower = name.toLowerCase();
+    if (value === undefined || HOP_BY_HOP.has(lower) || lower.startsWith("mf-") || lower.startsWith("cf-") || lower === EDGE_SECRET_HEADER) continue;
+    out[lower] = Array.isArray(value) ? value.join(", ") : value;
+  }
+  out[CF_BLOB_HEADER] = JSON.stringify(cf);
+  out[EDGE_SECRET_HEADER] = secret;
+  out["x-forwarded-proto"] = "https";
+  if (req.socket.remoteAddress) out["x-forwarded-for"] = req.socket.remoteAddress;
+  return out;
+}
+
+function problem(status: number, code: string, detail: string): string {
+  return JSON.stringify({ type: `urn:fleet-relay:problem:${code}`, title: detail, status, code, detail });
+}
+
+export async function startEdge(opts: EdgeOptions): Promise<Edge> {
+  const upstream = new URL(opts.upstream);
+  const upstreamPort = Number(upstream.port || 80);
+  const log = opts.log ?? (() => {});
+  const keepAlive = new http.Agent({ keepAlive: true, maxSockets: 256 });
+
+  const server = https.createServer({
+    key: opts.serverKeyPem,
+    cert: opts.serverCertPem,
+    ca: opts.caCertPem,
+    requestCert: true,
+    // Decided per path below, so enrolment works without a certificate and the refusal is a clear HTTP error.
+    rejectUnauthorized: false,
+    minVersion: "TLSv1.3",
+  });
+  server.on("secureConnection", (socket: TLSSocket) => socket.setNoDelay(true));
+  server.on("tlsClientError", (err) => log(`edge: TLS handshake failed: ${err.message}`));
+
+  server.on("request", (req, res) => {
+    const verdict = tlsVerdict(req.socket as TLSSocket, pathOf(req.url));
+    if (!verdict.forward) {
+      res.writeHead(verdict.status, { "content-type": "application/problem+json" }).end(problem(verdict.status, verdict.code, verdict.detail));
+      return;
+    }
+    const upstreamReq = http.request(
+      {
+        host: upstream.hostname,
+        port: upstreamPort,
+        method: req.method,
+        path: req.url,
+        headers: { ...forwardedHeaders(req, verdict.cf, opts.edgeSecret), host: upstream.host },
+        agent: keepAlive,
+      },
+      (upstreamRes) => {
+        const headers = { ...upstreamRes.headers };
+        delete headers.connection;
+        delete headers["keep-alive"];
+        res.writeHead(upstreamRes.statusCode ?? 502, headers);
+        upstreamRes.pipe(res);
+      },
+    );
+    upstreamReq.on("socket", (s) => s.setNoDelay(true));
+    upstreamReq.on("error", (err) => {
+      log(`edge: upstream error: ${err.message}`);
+      if (!res.headersSent) res.writeHead(502, { "content-type": "application/problem+json" });
+      res.end(problem(502, "ERR_UPSTREAM", "the relay is unreachable"));
+    });
+    req.pipe(upstreamReq);
+  });
+
+  server.on("upgrade", (req: http.IncomingMessage, socket: TLSSocket, head: Buffer) => {
+    const verdict = tlsVerdict(socket, pathOf(req.url));
+    if (!verdict.forward) {
+      const body = problem(verdict.status, verdict.code, verdict.detail);
+      socket.end(
+        `HTTP/1.1 ${verdict.status} ${http.STATUS_CODES[verdict.status]}\r\ncontent-type: application/problem+json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+      );
+      return;
+    }
+    socket.setNoDelay(true);
+    const up = net.connect({ host: upstream.hostname, port: upstreamPort, noDelay: true });
+    const headers = forwardedHeaders(req, verdict.cf, opts.edgeSecret);
+    headers.host = upstream.host;
+    headers.connection = "Upgrade";
+    headers.upgrade = String(req.headers.upgrade ?? "websocket");
+    let headText = `${req.method} ${req.url} HTTP/1.1\r\n`;
+    for (const [k, v] of Object.entries(headers)) headText += `${k}: ${v}\r\n`;
+    up.write(headText + "\r\n");
+    if (head.length) up.write(head);
+    up.pipe(socket);
+    socket.pipe(up);
+    const destroyBoth = () => {
+      up.destroy();
+      socket.destroy();
+    };
+    up.on("error", destroyBoth);
+    socket.on("error", destroyBoth);
+    up.on("close", () => socket.destroy());
+    socket.on("close", () => up.destroy());
+  });
+
+  const sockets = new Set<net.Socket>();
+  server.on("connection", (s: net.Socket) => {
+    sockets.add(s);
+    s.on("close", () => sockets.delete(s));
+  });
+
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(opts.port ?? 8443, opts.host ?? "127.0.0.1", () => {
+      server.off("error", reject);
+      resolve();
+    });
+  });
+  const port = (server.address() as net.AddressInfo).port;
+  const host = opts.host ?? "127.0.0.1";
+  return {
+    port,
+    url: `https://${host.includes(":") ? `[${host}]` : host}:${port}`,
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const s of sockets) s.destroy();
+        keepAlive.destroy();
+        server.close(() => resolve());
+      }),
+  };
+}

@@ -1,0 +1,141 @@
+import { beforeAll, describe, expect, it } from "vitest";
+import { PROTOCOL_VERSION } from "../../../schemas/index.ts";
+import { PROBLEM_JSON, api, expectProblem } from "../helpers.ts";
+
+const METHODS = ["get", "put", "post", "delete", "patch", "options", "head", "trace"] as const;
+
+let spec: any;
+
+/** Follows a local `$ref` in the document. */
+function resolve(node: any): any {
+  let n = node;
+  while (n && typeof n.$ref === "string") {
+    const path = n.$ref.replace(/^#\//, "").split("/");
+    n = path.reduce((o: any, k: string) => o?.[k.replaceAll("~1", "/").replaceAll("~0", "~")], spec);
+  }
+  return n;
+}
+
+function operations(): { path: string; method: string; op: any }[] {
+  return Object.entries(spec.paths as Record<string, any>).flatMap(([path, item]) =>
+    METHODS.filter((m) => item[m]).map((method) => ({ path, method, op: item[method] })),
+  );
+}
+
+beforeAll(async () => {
+  const res = await api("/openapi.json", { token: null });
+  expect(res.status, await res.clone().text()).toBe(200);
+  expect(res.headers.get("content-type")).toMatch(/^application\/json/);
+  spec = await res.json();
+});
+
+describe("GET /openapi.json", () => {
+  it("is an OpenAPI 3.1 document for the relay", () => {
+    expect(spec.openapi).toBe("3.1.0");
+    expect(spec.info.title).toEqual(expect.any(String));
+    expect(spec.info.version).toEqual(expect.any(String));
+  });
+
+  it.each([
+    ["/api/hosts", ["get", "post"]],
+    ["/api/hosts/{host_id}", ["get"]],
+    ["/api/hosts/{host_id}/revoke", ["post"]],
+    ["/api/hosts/{host_id}/packages/{operation}", ["post"]],
+    ["/api/hosts/{host_id}/commands", ["get", "post"]],
+    ["/api/hosts/{host_id}/commands/{message_id}", ["get", "delete"]],
+    ["/api/hosts/{host_id}/dead-letters", ["get"]],
+    ["/api/hosts/{host_id}/dead-letters/{message_id}/requeue", ["post"]],
+    ["/agent/connect", ["get"]],
+    ["/healthz", ["get"]],
+  ])("documents %s (%s)", (path, methods) => {
+    expect(Object.keys(spec.paths)).toContain(path);
+    for (const m of methods) expect(spec.paths[path][m], `${m.toUpperCase()} ${path}`).toBeDefined();
+  });
+
+  it("every path parameter in a route is declared", () => {
+    for (const { path, method, op } of operations()) {
+      const declared = (op.parameters ?? []).map(resolve).filter((p: any) => p.in === "path").map((p: any) => p.name);
+      const inPath = [...path.matchAll(/\{([^}]+)\}/g)].map((m) => m[1]);
+      expect(declared.sort(), `${method.toUpperCase()} ${path}`).toEqual(inPath.sort());
+    }
+  });
+
+  it("declares bearerAuth as an HTTP bearer scheme", () => {
+    expect(spec.components.securitySchemes.bearerAuth).toMatchObject({ type: "http", scheme: "bearer" });
+  });
+
+  it("every /api operation requires bearerAuth and documents 401 and 403 as problem+json", () => {
+    const api = operations().filter((o) => o.path.startsWith("/api/"));
+    expect(api.length).toBeGreaterThanOrEqual(10);
+    for (const { path, method, op } of api) {
+      const where = `${method.toUpperCase()} ${path}`;
+      expect(op.security, where).toEqual([{ bearerAuth: [] }]);
+      for (const status of ["401", "403"]) {
+        const response = resolve(op.responses?.[status]);
+        expect(response, `${where} ${status}`).toBeDefined();
+        const schema = resolve(response.content?.[PROBLEM_JSON]?.schema);
+        expect(schema, `${where} ${status} problem+json schema`).toBeDefined();
+        expect(Object.keys(schema.properties)).toEqual(expect.arrayContaining(["type", "title", "status", "code", "detail"]));
+        expect(schema.required).toEqual(expect.arrayContaining(["type", "title", "status", "code"]));
+      }
+    }
+  });
+
+  it("every operation that takes a JSON body documents 400, 413 and 415", () => {
+    for (const { path, method, op } of operations()) {
+      if (!op.requestBody) continue;
+      const where = `${method.toUpperCase()} ${path}`;
+      expect(resolve(op.requestBody).content["application/json"], where).toBeDefined();
+      for (const status of ["400", "413", "415"]) expect(op.responses[status], `${where} ${status}`).toBeDefined();
+    }
+  });
+
+  it("operations that accept commands document 202 with a Location header", () => {
+    for (const path of ["/api/hosts/{host_id}/packages/{operation}", "/api/hosts/{host_id}/commands"]) {
+      const accepted = resolve(spec.paths[path].post.responses["202"]);
+      expect(accepted.headers.Location).toBeDefined();
+    }
+  });
+
+  it("the agent endpoint documents the switch to WebSocket and its refusals", () => {
+    const op = spec.paths["/agent/connect"].get;
+    for (const status of ["101", "401", "403", "426"]) expect(op.responses[status], status).toBeDefined();
+    expect(op.security ?? []).not.toContainEqual({ bearerAuth: [] });
+  });
+});
+
+describe("GET /docs", () => {
+  it("serves the API explorer pointing at /openapi.json", async () => {
+    const res = await api("/docs", { token: null });
+    expect(res.status).toBe(200);
+    expect(res.headers.get("content-type")).toMatch(/^text\/html/);
+    const html = await res.text();
+    expect(html).toContain("/openapi.json");
+    expect(html.toLowerCase()).toContain("swagger");
+  });
+});
+
+describe("GET /healthz", () => {
+  it("answers 200 without a token", async () => {
+    const res = await api("/healthz", { token: null });
+    expect(res.status).toBe(200);
+    expect(await res.json()).toEqual({ status: "ok", protocol_version: PROTOCOL_VERSION });
+  });
+});
+
+describe("unknown routes", () => {
+  it.each([
+    ["GET", "/nope"],
+    ["GET", "/api/nope"],
+    ["POST", "/api/hosts/00000000-0000-4000-8000-000000000000/reboot"],
+  ])("%s %s → 404 problem+json ERR_NOT_FOUND", async (method, path) => {
+    const res = await api(path, { method, token: null });
+    const problem = await expectProblem(res, 404, "ERR_NOT_FOUND");
+    expect(problem.instance).toBe(path);
+  });
+
+  it("a known path with an undocumented method → 404 problem+json", async () => {
+    const res = await api("/api/hosts", { method: "DELETE" });
+    await expectProblem(res, 404, "ERR_NOT_FOUND");
+  });
+});
