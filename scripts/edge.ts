@@ -31,6 +31,8 @@ export interface Edge {
 }
 
 export const EDGE_SECRET_HEADER = "x-fleet-edge-secret";
+/** Marks a refusal made by the edge itself: the request never reached the Worker. */
+export const EDGE_REFUSAL_HEADER = "x-fleet-edge-refused";
 /** Miniflare's entry worker turns this header into `request.cf`. */
 const CF_BLOB_HEADER = "mf-cf-blob";
 /** Reachable without a client certificate. */
@@ -125,7 +127,9 @@ export async function startEdge(opts: EdgeOptions): Promise<Edge> {
   server.on("request", (req, res) => {
     const verdict = tlsVerdict(req.socket as TLSSocket, pathOf(req.url));
     if (!verdict.forward) {
-      res.writeHead(verdict.status, { "content-type": "application/problem+json" }).end(problem(verdict.status, verdict.code, verdict.detail));
+      res
+        .writeHead(verdict.status, { "content-type": "application/problem+json", [EDGE_REFUSAL_HEADER]: verdict.code })
+        .end(problem(verdict.status, verdict.code, verdict.detail));
       return;
     }
     const upstreamReq = http.request(
@@ -159,7 +163,7 @@ export async function startEdge(opts: EdgeOptions): Promise<Edge> {
     if (!verdict.forward) {
       const body = problem(verdict.status, verdict.code, verdict.detail);
       socket.end(
-        `HTTP/1.1 ${verdict.status} ${http.STATUS_CODES[verdict.status]}\r\ncontent-type: application/problem+json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+        `HTTP/1.1 ${verdict.status} ${http.STATUS_CODES[verdict.status]}\r\ncontent-type: application/problem+json\r\n${EDGE_REFUSAL_HEADER}: ${verdict.code}\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
       );
       return;
     }

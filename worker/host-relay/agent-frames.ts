@@ -1,4 +1,4 @@
-import type { AckMessage, AgentFrame, ResponseMessage, StatusMessage } from "../../schemas/index.ts";
+import type { AckMessage, AgentFrame, ErrorMessage, ResponseMessage, StatusMessage } from "../../schemas/index.ts";
 import { AgentFrame as AgentFrameSchema, FrameErrorCode, Limits, nowRfc3339 } from "../../schemas/index.ts";
 import { fieldErrors } from "../errors.ts";
 import { type RelayContext, attachment, sendFrame } from "./context.ts";
@@ -33,7 +33,7 @@ export function handleAgentFrame(rc: RelayContext, ws: WebSocket, raw: string | 
       onResponse(rc, ws, frame, now);
       break;
     case "error":
-      rc.store.recordFrameError(`agent:${frame.code}`, frame.detail, now);
+      onAgentError(rc, frame, now);
       break;
   }
   scheduleAlarm(rc);
@@ -82,6 +82,25 @@ function rejectFrame(rc: RelayContext, ws: WebSocket, code: string, detail: stri
 function ackFrame(ws: WebSocket, frameId: string, now: number): void {
   sendFrame(ws, { message_id: crypto.randomUUID(), timestamp: nowRfc3339(now), message_type: "ack", original_message_id: frameId });
 }
+
+/**
+ * The agent refused a frame. When it names a command the agent could not even parse, resending it
+ * would only burn attempts: the command fails now, with the agent's reason.
+ */
+function onAgentError(rc: RelayContext, frame: ErrorMessage, now: number): void {
+  rc.store.recordFrameError(`agent:${frame.code}`, frame.detail, now);
+  if (!frame.original_message_id || !AGENT_REFUSALS.has(frame.code)) return;
+  const row = rc.store.getCommand(frame.original_message_id);
+  if (!row || row.state !== "queued") return;
+  rc.store.transition(row, "failed", now, `agent refused the command frame (${frame.code}): ${frame.detail}`, {
+    response_status: "rejected",
+    result: JSON.stringify({ reason: frame.detail }),
+  });
+  pump(rc, now);
+}
+
+/** Agent error codes that mean "this command frame will never be accepted as sent". */
+const AGENT_REFUSALS: ReadonlySet<string> = new Set([FrameErrorCode.INVALID, FrameErrorCode.MALFORMED_JSON, FrameErrorCode.TOO_LARGE]);
 
 /** The agent recorded the command durably: it is delivered, and its window slot frees up. */
 function onAck(rc: RelayContext, frame: AckMessage, now: number): void {

@@ -1,0 +1,223 @@
+import type { EventEmitter } from "node:events";
+import { CommandMessage } from "../schemas/index.ts";
+import type { AgentEventMap } from "./events.ts";
+import { AGENT_STOPPED_REASON, executeCommand, rejectionFor } from "./executors/index.ts";
+import type { ExecutionOutcome, ExecutorSettings } from "./executors/index.ts";
+import { ackFrame, responseFrame, statusFrame } from "./frames.ts";
+import type { Journal, JournalCommand } from "./journal.ts";
+import type { Logger } from "./log.ts";
+
+/** Reason given for a command that was running when the agent died. */
+export const UNKNOWN_OUTCOME_REASON = "agent restarted during execution; outcome unknown";
+
+export interface CommandProcessorOptions {
+  journal: Journal;
+  settings: ExecutorSettings;
+  /** This agent's host id, or null while not yet known (then target_host is not checked). */
+  hostId: () => string | null;
+  /** Hands a frame to the current connection; returns false when there is none (the outbox covers it). */
+  send: (frame: object) => boolean;
+  logger: Logger;
+  events: EventEmitter<AgentEventMap>;
+}
+
+interface Running {
+  messageId: string;
+  abort: AbortController;
+  done: Promise<void>;
+}
+
+/**
+ * Turns command frames into executions with the journal as the source of truth:
+ * record → ack → run (one at a time, arrival order) → store response → send.
+ * A message_id the journal knows is never run again.
+ */
+export class CommandProcessor {
+  readonly #o: CommandProcessorOptions;
+  readonly #queue: string[] = [];
+  #running: Running | null = null;
+  #accepting = true;
+  #idleWaiters: (() => void)[] = [];
+
+  constructor(opts: CommandProcessorOptions) {
+    this.#o = opts;
+  }
+
+  get accepting(): boolean {
+    return this.#accepting;
+  }
+
+  /**
+   * Picks up after a restart: commands that were running get the unknown-outcome failure
+   * (never a second run); commands acked but not started are queued in arrival order.
+   */
+  resume(): void {
+    const { journal, logger } = this.#o;
+    const now = Date.now();
+    const recovered = journal.recoverInterrupted(now, (cmd) =>
+      responseFrame(cmd.message_id, "failure", { reason: UNKNOWN_OUTCOME_REASON, exit_code: null }, now),
+    );
+    for (const cmd of recovered) {
+      logger.warn("command was running when the agent stopped; answered as unknown outcome", { message_id: cmd.message_id });
+      this.#o.events.emit("response", { message_id: cmd.message_id, status: "failure", replay: false });
+    }
+    for (const cmd of journal.waiting()) this.#queue.push(cmd.message_id);
+    if (this.#queue.length > 0) logger.info("resuming journaled commands", { count: this.#queue.length });
+    this.#pump();
+  }
+
+  /** A parsed command frame; `raw` is journaled verbatim. */
+  onCommand(command: CommandMessage, raw: string): void {
+    const { journal, logger, events, send } = this.#o;
+    const id = command.message_id;
+    if (!this.#accepting) {
+      // Not acked: the relay keeps it and delivers it to the next run of this agent.
+      logger.info("stopping; command left for the relay to redeliver", { message_id: id });
+      return;
+    }
+    const known = journal.get(id);
+    if (known) {
+      events.emit("command", { message_id: id, command_type: command.command_type, redelivery: true });
+      this.#ack(id);
+      if (known.response) {
+        const stored = JSON.parse(known.response) as { status: AgentEventMap["response"][0]["status"] };
+        send(stored);
+        events.emit("response", { message_id: id, status: stored.status, replay: true });
+      }
+      logger.info("redelivered command answered from the journal", { message_id: id, state: known.state });
+      return;
+    }
+    events.emit("command", { message_id: id, command_type: command.command_type, redelivery: false });
+    const now = Date.now();
+    const rejection = rejectionFor(command, this.#o.settings, this.#o.hostId(), now);
+    if (rejection !== null) {
+      const response = responseFrame(id, "rejected", { reason: rejection }, now);
+      journal.recordAnswered(id, raw, now, response);
+      this.#ack(id);
+      send(response);
+      events.emit("response", { message_id: id, status: "rejected", replay: false });
+      logger.info("command rejected", { message_id: id, reason: rejection });
+      return;
+    }
+    journal.record(id, raw, now);
+    this.#ack(id);
+    this.#queue.push(id);
+    logger.debug("command recorded", { message_id: id, command_type: command.command_type, queued: this.#queue.length });
+    this.#pump();
+  }
+
+  /** Resolves when nothing is running or queued. */
+  idle(): Promise<void> {
+    if (!this.#running && this.#queue.length === 0) return Promise.resolve();
+    return new Promise((resolve) => this.#idleWaiters.push(resolve));
+  }
+
+  /**
+   * Stops taking commands; the running one gets `graceMs` to finish, then its process group is
+   * killed and it is answered "agent stopped". Queued ones stay journaled for the next start.
+   */
+  async stop(graceMs: number): Promise<void> {
+    this.#accepting = false;
+    this.#queue.length = 0;
+    const running = this.#running;
+    if (!running) return;
+    let timer: NodeJS.Timeout | undefined;
+    const graceOver = new Promise<"grace">((resolve) => {
+      timer = setTimeout(() => resolve("grace"), graceMs);
+    });
+    const first = await Promise.race([running.done.then(() => "done" as const), graceOver]);
+    clearTimeout(timer);
+    if (first === "grace") {
+      this.#o.logger.warn("shutdown grace over; killing the running command", { message_id: running.messageId, grace_ms: graceMs });
+      running.abort.abort();
+      await running.done;
+    }
+  }
+
+  #ack(id: string): void {
+    this.#o.send(ackFrame(id));
+    this.#o.events.emit("ack_sent", { message_id: id });
+  }
+
+  #pump(): void {
+    if (this.#running) return;
+    const next = this.#queue.shift();
+    if (next === undefined) {
+      for (const resolve of this.#idleWaiters.splice(0)) resolve();
+      return;
+    }
+    const abort = new AbortController();
+    const running: Running = { messageId: next, abort, done: Promise.resolve() };
+    this.#running = running;
+    // Deferred a tick: the ack for this command has been written to the socket before anything runs.
+    running.done = new Promise<void>((resolve) => setImmediate(resolve))
+      .then(() => this.#run(next, abort.signal))
+      .catch((err: unknown) => this.#o.logger.error("command processing failed", { message_id: next, error: err }))
+      .finally(() => {
+        this.#running = null;
+        this.#pump();
+      });
+  }
+
+  async #run(id: string, signal: AbortSignal): Promise<void> {
+    const { journal, logger, events, send, settings } = this.#o;
+    // Stopped between scheduling and starting: it stays journaled and runs on the next start.
+    if (!this.#accepting) return;
+    const entry = journal.get(id);
+    if (!entry || entry.state !== "received") return;
+    const command = parseJournaled(entry);
+    if (!command) {
+      const response = responseFrame(id, "failure", { reason: "journaled command frame is unreadable by this agent", exit_code: null });
+      journal.finish(id, null, Date.now(), response);
+      send(response);
+      return;
+    }
+    const running = statusFrame(id, "running");
+    const executionId = journal.start(id, Date.now(), running);
+    send(running);
+    let pid: number | null = null;
+    events.emit("execution_started", { message_id: id, execution_id: executionId });
+    logger.info("command started", { message_id: id, command_type: command.command_type, timeout_s: command.timeout });
+    let seq = 0;
+    let outcome: ExecutionOutcome;
+    try {
+      outcome = await executeCommand(command, settings, {
+        signal,
+        onSpawn: (p) => {
+          pid = p;
+          journal.setPid(executionId, p);
+        },
+        onProgress: (chunk) => {
+          const frame = statusFrame(id, "progress", { output: chunk, seq: seq++ });
+          journal.enqueueStatus(frame, id, Date.now());
+          send(frame);
+        },
+      });
+    } catch (err) {
+      outcome = { status: "failure", result: { reason: `agent error: ${(err as Error).message}`, exit_code: null } };
+    }
+    if (signal.aborted && outcome.status !== "failure") {
+      outcome = { status: "failure", result: { ...outcome.result, reason: AGENT_STOPPED_REASON } };
+    }
+    const response = responseFrame(id, outcome.status, outcome.result);
+    journal.finish(id, executionId, Date.now(), response);
+    send(response);
+    events.emit("response", { message_id: id, status: outcome.status, replay: false });
+    logger.info("command finished", {
+      message_id: id,
+      status: outcome.status,
+      exit_code: outcome.result.exit_code ?? null,
+      execution_time: outcome.result.execution_time ?? null,
+      pid,
+    });
+  }
+}
+
+function parseJournaled(entry: JournalCommand): CommandMessage | null {
+  try {
+    const parsed = CommandMessage.safeParse(JSON.parse(entry.frame));
+    return parsed.success ? parsed.data : null;
+  } catch {
+    return null;
+  }
+}

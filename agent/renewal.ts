@@ -1,0 +1,47 @@
+import { RenewResponse } from "../schemas/index.ts";
+import { certificateMatchesKey, certificateTimes, newKeyAndCsr } from "./csr.ts";
+import { postJson, problemOf } from "./https-json.ts";
+import { relayEndpoints } from "./relay-url.ts";
+import { dnsHostname } from "./host-facts.ts";
+import { type Credentials, readCredentials, replaceCredentials } from "./state-files.ts";
+
+/** Renew once less than this fraction of the certificate's lifetime is left. */
+export const RENEW_FRACTION_LEFT = 1 / 3;
+
+/** True when less than a third of the certificate's lifetime remains (or it has expired). */
+export function needsRenewal(certPem: string, now: number = Date.now()): boolean {
+  const { notBefore, notAfter } = certificateTimes(certPem);
+  return notAfter - now < (notAfter - notBefore) * RENEW_FRACTION_LEFT;
+}
+
+export interface RenewOptions {
+  relay: string;
+  stateDir: string;
+  /** Trust anchors for the relay's TLS certificate; undefined = Node's bundled roots. */
+  ca: string[] | undefined;
+}
+
+/**
+ * A new key and certificate over mutual TLS with the current pair, written atomically as a
+ * pair. The current certificate stays valid, so a failure here changes nothing.
+ */
+export async function renewCertificate(opts: RenewOptions): Promise<{ notAfter: string }> {
+  const current: Credentials = await readCredentials(opts.stateDir);
+  const next = await newKeyAndCsr(dnsHostname());
+  const reply = await postJson(
+    relayEndpoints(opts.relay).renew,
+    { csr: next.csrPem },
+    { ca: opts.ca, cert: current.certPem, key: current.keyPem },
+  );
+  if (reply.status !== 200) {
+    const p = problemOf(reply.body);
+    throw new Error(`renewal refused (HTTP ${reply.status}${p.code ? ` ${p.code}` : ""})${p.detail ? `: ${p.detail}` : ""}`);
+  }
+  const parsed = RenewResponse.safeParse(reply.body);
+  if (!parsed.success) throw new Error(`the relay's renewal reply is not the expected shape: ${parsed.error.message}`);
+  if (!certificateMatchesKey(parsed.data.certificate, next.keyPem)) throw new Error("the relay returned a certificate for a different key");
+  // ca.crt is left alone: it anchors trust in the relay's TLS certificate, which a CA change
+  // on the relay's side does not by itself move.
+  await replaceCredentials(opts.stateDir, { certPem: parsed.data.certificate, keyPem: next.keyPem });
+  return { notAfter: parsed.data.not_after };
+}

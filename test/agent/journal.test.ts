@@ -1,0 +1,120 @@
+import { mkdtemp, rm } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import { afterEach, beforeEach, describe, expect, test } from "vitest";
+import { openJournal } from "../../agent/journal.ts";
+import type { Journal } from "../../agent/journal.ts";
+import { responseFrame, statusFrame } from "../../agent/frames.ts";
+import { commandFrame } from "./helpers/commands.ts";
+
+const DAY = 86_400_000;
+const HOST = "6f9619ff-8b86-4d01-b42d-00cf4fc964ff";
+
+let dir: string;
+const open: Journal[] = [];
+function journalAt(d = dir): Journal {
+  const j = openJournal(d);
+  open.push(j);
+  return j;
+}
+
+beforeEach(async () => {
+  dir = await mkdtemp(path.join(os.tmpdir(), "journal-"));
+});
+afterEach(async () => {
+  for (const j of open.splice(0)) j.close();
+  await rm(dir, { recursive: true, force: true });
+});
+
+describe("journal", () => {
+  test("uses WAL with synchronous=FULL and survives reopening", () => {
+    const j = journalAt();
+    const cmd = commandFrame(HOST, { command_type: "system_info", parameters: {} });
+    expect(j.record(cmd.message_id, JSON.stringify(cmd), 1000)).toBe(true);
+    expect(j.record(cmd.message_id, JSON.stringify(cmd), 2000)).toBe(false);
+    j.close();
+    const again = journalAt();
+    expect(again.get(cmd.message_id)).toMatchObject({ state: "received", received_at: 1000 });
+    expect(again.waiting().map((c) => c.message_id)).toEqual([cmd.message_id]);
+  });
+
+  test("outbox keeps unacked frames in first-queued order across reopen; acks remove them", () => {
+    const j = journalAt();
+    const cmd = commandFrame(HOST, { command_type: "system_info", parameters: {} });
+    j.record(cmd.message_id, JSON.stringify(cmd), 1);
+    const running = statusFrame(cmd.message_id, "running");
+    const exec = j.start(cmd.message_id, 2, running);
+    const progress = statusFrame(cmd.message_id, "progress", { output: "x", seq: 0 });
+    j.enqueueStatus(progress, cmd.message_id, 3);
+    const response = responseFrame(cmd.message_id, "success", { exit_code: 0 });
+    j.finish(cmd.message_id, exec, 4, response);
+    expect(j.outbox().map((e) => e.frame_id)).toEqual([running.message_id, progress.message_id, response.message_id]);
+
+    expect(j.ack(progress.message_id, 5)).toBe(true);
+    expect(j.ack(progress.message_id, 5)).toBe(false);
+    j.close();
+    const again = journalAt();
+    expect(again.outbox().map((e) => e.frame_id)).toEqual([running.message_id, response.message_id]);
+    expect(JSON.parse(again.outbox()[1]!.frame)).toEqual(response);
+    expect(again.get(cmd.message_id)!.response_acked_at).toBeNull();
+    again.ack(response.message_id, 6);
+    expect(again.get(cmd.message_id)!.response_acked_at).toBe(6);
+  });
+
+  test("execution records count actual executions per message_id", () => {
+    const j = journalAt();
+    const a = commandFrame(HOST, { command_type: "system_info", parameters: {} });
+    const b = commandFrame(HOST, { command_type: "system_info", parameters: {} });
+    j.record(a.message_id, JSON.stringify(a), 1);
+    j.record(b.message_id, JSON.stringify(b), 1);
+    const id = j.start(a.message_id, 2, statusFrame(a.message_id, "running"));
+    j.setPid(id, 4242);
+    expect(() => j.start(a.message_id, 3, statusFrame(a.message_id, "running"))).toThrow(/not waiting to start/);
+    expect(j.executionCounts()).toEqual(new Map([[a.message_id, 1]]));
+    expect(j.executions(a.message_id)).toEqual([{ id, message_id: a.message_id, started_at: 2, finished_at: null, pid: 4242 }]);
+  });
+
+  test("prunes only answered, acked entries older than the retention", () => {
+    const j = journalAt();
+    const now = 100 * DAY;
+    const make = (finishedAt: number, acked: boolean) => {
+      const cmd = commandFrame(HOST, { command_type: "system_info", parameters: {} });
+      j.record(cmd.message_id, JSON.stringify(cmd), finishedAt);
+      const exec = j.start(cmd.message_id, finishedAt, statusFrame(cmd.message_id, "running"));
+      const response = responseFrame(cmd.message_id, "success", {});
+      j.finish(cmd.message_id, exec, finishedAt, response);
+      if (acked) j.ack(response.message_id, finishedAt);
+      return cmd.message_id;
+    };
+    const oldAcked = make(now - 40 * DAY, true);
+    const oldUnacked = make(now - 40 * DAY, false);
+    const recentAcked = make(now - 1 * DAY, true);
+    const stillWaiting = commandFrame(HOST, { command_type: "system_info", parameters: {} });
+    j.record(stillWaiting.message_id, JSON.stringify(stillWaiting), now - 50 * DAY);
+
+    expect(j.prune(now, 35 * DAY)).toBe(1);
+    expect(j.get(oldAcked)).toBeNull();
+    expect(j.executions(oldAcked)).toEqual([]);
+    expect(j.get(oldUnacked)).not.toBeNull();
+    expect(j.get(recentAcked)).not.toBeNull();
+    expect(j.get(stillWaiting.message_id)).not.toBeNull();
+    expect(j.prune(now, 35 * DAY)).toBe(0);
+  });
+
+  test("interrupted commands are answered as unknown outcome, never re-run", () => {
+    const j = journalAt();
+    const cmd = commandFrame(HOST, { command_type: "system_info", parameters: {} });
+    j.record(cmd.message_id, JSON.stringify(cmd), 1);
+    j.start(cmd.message_id, 2, statusFrame(cmd.message_id, "running"));
+    j.close();
+
+    const again = journalAt();
+    const recovered = again.recoverInterrupted(10, (c) => responseFrame(c.message_id, "failure", { reason: "unknown", exit_code: null }));
+    expect(recovered.map((c) => c.message_id)).toEqual([cmd.message_id]);
+    expect(again.get(cmd.message_id)).toMatchObject({ state: "finished", finished_at: 10 });
+    expect(again.interrupted()).toEqual([]);
+    const last = again.outbox().at(-1)!;
+    expect(JSON.parse(last.frame)).toMatchObject({ message_type: "response", original_message_id: cmd.message_id, status: "failure" });
+    expect(again.executionCounts().get(cmd.message_id)).toBe(1);
+  });
+});

@@ -1,0 +1,188 @@
+import { mkdtemp, readFile, rm } from "node:fs/promises";
+import https from "node:https";
+import os from "node:os";
+import path from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import WebSocket from "ws";
+import { nowRfc3339 } from "../../schemas/index.ts";
+import { EDGE_REFUSAL_HEADER } from "../../scripts/edge.ts";
+import { signDevToken } from "../../scripts/dev-token.ts";
+import { readJwtSecret } from "../../scripts/jwt-secret.ts";
+import { type LocalRelay, startLocalRelay } from "../../scripts/local-relay.ts";
+import { clientCert, csrPem, fingerprint, newKey } from "../helpers/certs.ts";
+
+let relay: LocalRelay;
+let stateDir: string;
+let admin: string;
+let caKeyPem: string;
+
+interface Reply {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  body: string;
+}
+
+function edgeRequest(
+  pathName: string,
+  opts: { method?: string; body?: unknown; cert?: string; key?: string; headers?: Record<string, string>; minVersion?: "TLSv1.2" | "TLSv1.3"; maxVersion?: "TLSv1.2" | "TLSv1.3" } = {},
+): Promise<Reply> {
+  return new Promise((resolve, reject) => {
+    const url = new URL(pathName, relay.edgeUrl!);
+    const body = opts.body === undefined ? undefined : JSON.stringify(opts.body);
+    const req = https.request(
+      url,
+      {
+        method: opts.method ?? (body ? "POST" : "GET"),
+        ca: relay.caCertPem,
+        cert: opts.cert,
+        key: opts.key,
+        minVersion: opts.minVersion,
+        maxVersion: opts.maxVersion,
+        servername: "localhost",
+        headers: { ...(body ? { "content-type": "application/json" } : {}), ...opts.headers },
+        agent: false,
+      },
+      (res) => {
+        let text = "";
+        res.setEncoding("utf8");
+        res.on("data", (c) => (text += c));
+        res.on("end", () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: text }));
+      },
+    );
+    req.setTimeout(10_000, () => req.destroy(new Error("timeout")));
+    req.on("error", reject);
+    req.end(body);
+  });
+}
+
+/** Opens the agent WebSocket through the edge; resolves with the socket once `welcome` arrived, or the refusal. */
+function connectAgent(cert: string, key: string): Promise<{ ws: WebSocket; welcome: any } | { status: number; refusedBy: string | undefined }> {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(`${relay.edgeUrl!.replace("https", "wss")}/agent/connect`, { ca: relay.caCertPem, cert, key } as WebSocket.ClientOptions);
+    const timer = setTimeout(() => reject(new Error("no answer from the edge")), 10_000);
+    ws.on("unexpected-response", (_req, res) => {
+      clearTimeout(timer);
+      resolve({ status: res.statusCode ?? 0, refusedBy: res.headers[EDGE_REFUSAL_HEADER] as string | undefined });
+    });
+    ws.on("open", () =>
+      ws.send(
+        JSON.stringify({
+          message_id: crypto.randomUUID(),
+          timestamp: nowRfc3339(),
+          message_type: "hello",
+          agent_version: "test",
+          protocol_version: 1,
+          hostname: "edge-test",
+          os: { name: "linux" },
+          supported_commands: [],
+        }),
+      ),
+    );
+    ws.on("message", (data) => {
+      const frame = JSON.parse(String(data));
+      if (frame.message_type === "welcome") {
+        clearTimeout(timer);
+        resolve({ ws, welcome: frame });
+      }
+    });
+    ws.on("error", (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
+  });
+}
+
+async function enroll(): Promise<{ hostId: string; cert: string; keyPem: string }> {
+  const res = await fetch(`${relay.url}/api/enrollment-tokens`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${admin}`, "content-type": "application/json" },
+    body: "{}",
+  });
+  const { token } = (await res.json()) as { token: string };
+  const key = await newKey();
+  const reply = await edgeRequest("/agent/enroll", { body: { token, csr: await csrPem(key), hostname: "edge-test" } });
+  expect(reply.status).toBe(201);
+  const body = JSON.parse(reply.body);
+  return { hostId: body.host_id, cert: body.certificate, keyPem: key.keyPem };
+}
+
+beforeAll(async () => {
+  stateDir = await mkdtemp(path.join(os.tmpdir(), "fleet-edge-"));
+  relay = await startLocalRelay({ port: 0, edgePort: 0, stateDir, quiet: true });
+  admin = await signDevToken({ secret: (await readJwtSecret(stateDir))!, role: "admin", issuer: "fleet-relay", audience: "fleet-relay-api" });
+  caKeyPem = await readFile(path.join(stateDir, "pki", "ca.key"), "utf8");
+});
+
+afterAll(async () => {
+  await relay?.stop();
+  await rm(stateDir, { recursive: true, force: true });
+});
+
+describe("local TLS edge", () => {
+  it("enrols without a client certificate and then admits the enrolled agent's certificate", async () => {
+    const { hostId, cert, keyPem } = await enroll();
+    const conn = await connectAgent(cert, keyPem);
+    expect("welcome" in conn && conn.welcome.host_id).toBe(hostId);
+    if ("ws" in conn) conn.ws.close();
+  });
+
+  it("refuses /agent/connect without a client certificate at the edge", async () => {
+    const reply = await edgeRequest("/agent/connect", { headers: { upgrade: "websocket", connection: "Upgrade" } });
+    expect(reply.status).toBe(401);
+    expect(reply.headers[EDGE_REFUSAL_HEADER]).toBe("ERR_AGENT_CERT_MISSING");
+  });
+
+  it("refuses a certificate from another CA, and an expired one, before the Worker", async () => {
+    const key = await newKey();
+    const selfSigned = await clientCert(key, {});
+    const other = await connectAgent(selfSigned, key.keyPem);
+    expect(other).toEqual({ status: 403, refusedBy: "ERR_AGENT_CERT_UNVERIFIED" });
+
+    const expired = await clientCert(key, {
+      caCertPem: relay.caCertPem,
+      caKeyPem,
+      notBefore: new Date(Date.now() - 10 * 86_400_000),
+      notAfter: new Date(Date.now() - 86_400_000),
+    });
+    const late = await connectAgent(expired, key.keyPem);
+    expect(late).toEqual({ status: 403, refusedBy: "ERR_AGENT_CERT_UNVERIFIED" });
+  });
+
+  it("passes a valid fleet certificate of an unknown host to the Worker, which refuses it", async () => {
+    const key = await newKey();
+    const stranger = await clientCert(key, { caCertPem: relay.caCertPem, caKeyPem });
+    const reply = await connectAgent(stranger, key.keyPem);
+    expect(reply).toEqual({ status: 403, refusedBy: undefined });
+  });
+
+  it("ignores identity a client tries to inject through headers", async () => {
+    const { cert } = await enroll();
+    const forged = JSON.stringify({
+      tlsClientAuth: { certPresented: "1", certVerified: "SUCCESS", certRevoked: "0", certFingerprintSHA256: await fingerprint(cert) },
+    });
+    // Through the edge without a certificate: refused there, whatever the headers say.
+    const viaEdge = await edgeRequest("/agent/connect", { headers: { "mf-cf-blob": forged, "x-fleet-edge-secret": "guess", upgrade: "websocket", connection: "Upgrade" } });
+    expect(viaEdge.status).toBe(401);
+    // Straight at the relay's own port, which accepts a cf blob from anyone: the Worker still refuses.
+    const direct = await new Promise<number>((resolve, reject) => {
+      const ws = new WebSocket(`${relay.url.replace("http", "ws")}/agent/connect`, { headers: { "mf-cf-blob": forged } });
+      ws.on("unexpected-response", (_req, res) => resolve(res.statusCode ?? 0));
+      ws.on("open", () => {
+        ws.close();
+        resolve(101);
+      });
+      ws.on("error", reject);
+    });
+    expect(direct).toBe(401);
+  });
+
+  it("speaks TLS 1.3 only", async () => {
+    await expect(edgeRequest("/healthz", { maxVersion: "TLSv1.2" })).rejects.toThrow();
+    expect((await edgeRequest("/healthz", { minVersion: "TLSv1.3" })).status).toBe(200);
+  });
+
+  it("does not serve the REST API on the agent edge", async () => {
+    const reply = await edgeRequest("/api/hosts", { headers: { authorization: `Bearer ${admin}` } });
+    expect(reply.status).toBe(401);
+  });
+});
