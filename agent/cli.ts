@@ -1,4 +1,4 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --experimental-strip-types --experimental-sqlite --no-warnings=ExperimentalWarning
 /**
  * fleet-agent: `enroll` once, then `run`. See `node agent/cli.ts --help`.
  * Exit codes: 0 stopped cleanly, 1 failure, 2 bad usage/configuration or enrolment refused, 3 revoked.

@@ -3,9 +3,12 @@ import { nowRfc3339 } from "../../schemas/index.ts";
 import { type RelayContext, HELLO_TIMEOUT_MS, attachment, liveSockets, readySocket, sendFrame } from "./context.ts";
 import type { CommandRow } from "./storage.ts";
 
-/** Full-jitter exponential backoff: uniform in [0, min(cap, base·2^(attempt-1))]. */
+/**
+ * Full-jitter exponential backoff: uniform in [0, min(cap, base·2^(attempt-1))], in whole
+ * milliseconds because the alarm keeps only whole milliseconds and must not fire before the row is due.
+ */
 export function backoffMs(attempt: number, baseMs: number, capMs: number): number {
-  return Math.random() * Math.min(capMs, baseMs * 2 ** Math.min(attempt - 1, 30));
+  return Math.floor(Math.random() * Math.min(capMs, baseMs * 2 ** Math.min(attempt - 1, 30)));
 }
 
 export function commandFrame(rc: RelayContext, row: CommandRow, attempt: number, now: number): CommandMessage {

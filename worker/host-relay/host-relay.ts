@@ -63,8 +63,9 @@ export class HostRelay extends DurableObject<Env> {
     const rc = this.rc;
     rc.alarmAt = null;
     expireDue(rc, now);
-    retryDue(rc, now);
+    // Close dead connections first, so a due retry is not spent on a socket nobody reads.
     closeStale(rc, now);
+    retryDue(rc, now);
     rc.store.prune(now, rc.config.retentionDays * 86_400_000);
     pump(rc, now);
     scheduleAlarm(rc);

@@ -1,0 +1,111 @@
+/**
+ * Child process of the benchmark: runs the local relay (workerd via Miniflare + the TLS edge) so
+ * that its memory is measured apart from the benchmark's clients. Talks to the parent over IPC:
+ * `ready` once listening; answers `memory` (RSS of this process and of workerd) and `stop`.
+ * Started by bench/run.ts with `--expose-gc`; not meant to be run by hand.
+ */
+import { readdirSync, readFileSync } from "node:fs";
+import { startLocalRelay } from "../scripts/local-relay.ts";
+
+export type RelayRequest = { type: "memory"; id: number } | { type: "stop" };
+export type RelayReply =
+  | { type: "ready"; url: string; edgeUrl: string; caCertPem: string; caCertPath: string; edgeSecret: string; workerdPids: number[]; workerdComm: string[] }
+  | { type: "memory"; id: number; edgeRss: number; edgeHeapUsed: number; workerdRss: number }
+  | { type: "error"; message: string };
+
+const stateDir = process.argv[2];
+if (!stateDir || !process.send) {
+  console.error("usage: forked by bench/run.ts with a state directory");
+  process.exit(2);
+}
+const send = (m: RelayReply) => process.send!(m);
+
+/** Every descendant of `root`, from /proc (Miniflare spawns workerd; it may sit behind a wrapper). */
+function descendants(root: number): number[] {
+  const children = new Map<number, number[]>();
+  for (const name of readdirSync("/proc")) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const stat = readFileSync(`/proc/${name}/stat`, "utf8");
+      // comm may contain spaces or parentheses: the fields after the last ')' are fixed.
+      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+      const list = children.get(ppid) ?? [];
+      list.push(Number(name));
+      children.set(ppid, list);
+    } catch {
+      // exited meanwhile
+    }
+  }
+  const out: number[] = [];
+  const todo = [...(children.get(root) ?? [])];
+  while (todo.length) {
+    const pid = todo.shift()!;
+    out.push(pid);
+    todo.push(...(children.get(pid) ?? []));
+  }
+  return out;
+}
+
+function comm(pid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/comm`, "utf8").trim();
+  } catch {
+    return "?";
+  }
+}
+
+/** Resident set size in bytes from /proc/<pid>/status (0 when the process is gone). */
+function rssOf(pid: number): number {
+  try {
+    const m = /^VmRSS:\s+(\d+)\s+kB/m.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+    return m ? Number(m[1]) * 1024 : 0;
+  } catch {
+    return 0;
+  }
+}
+
+try {
+  const relay = await startLocalRelay({ port: 0, edgePort: 0, stateDir, quiet: true });
+  // workerd is the runtime; anything else below us (none expected) is counted with it.
+  const workerdPids = descendants(process.pid);
+  send({
+    type: "ready",
+    url: relay.url,
+    edgeUrl: relay.edgeUrl!,
+    caCertPem: relay.caCertPem,
+    caCertPath: relay.caCertPath,
+    edgeSecret: relay.edgeSecret,
+    workerdPids,
+    workerdComm: workerdPids.map(comm),
+  });
+  let stopping = false;
+  const stop = async () => {
+    if (stopping) return;
+    stopping = true;
+    await relay.stop().catch(() => {});
+    process.exit(0);
+  };
+  process.on("message", (m: RelayRequest) => {
+    if (m.type === "memory") {
+      const gc = (globalThis as { gc?: () => void }).gc;
+      gc?.();
+      gc?.();
+      send({
+        type: "memory",
+        id: m.id,
+        edgeRss: process.memoryUsage().rss,
+        edgeHeapUsed: process.memoryUsage().heapUsed,
+        workerdRss: workerdPids.reduce((s, pid) => s + rssOf(pid), 0),
+      });
+    } else if (m.type === "stop") {
+      void stop();
+    }
+  });
+  // The parent went away (crash, Ctrl-C): do not leave workerd behind.
+  process.on("disconnect", () => void stop());
+  process.on("SIGTERM", () => void stop());
+  process.on("SIGINT", () => void stop());
+} catch (err) {
+  send({ type: "error", message: (err as Error).stack ?? String(err) });
+  process.exit(1);
+}

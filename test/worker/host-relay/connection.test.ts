@@ -1,0 +1,153 @@
+import { env } from "cloudflare:workers";
+import { describe, expect, it } from "vitest";
+import { CloseCode } from "../../../schemas/index.ts";
+import { TestAgent, getCommand, helloFrame, registerHost, relayStub, waitFor } from "../helpers.ts";
+import {
+  STALE_AFTER_MS,
+  attachments,
+  commandFrames,
+  commandRow,
+  connectedHost,
+  enqueue,
+  hostStatus,
+  patchAttachments,
+  responseFrame,
+  runAlarm,
+  sendAndAwaitAck,
+  sql,
+} from "./relay-helpers.ts";
+
+describe("heartbeat", () => {
+  it("the text frame ping is answered with pong", async () => {
+    const { agent } = await connectedHost();
+    const pong = agent.nextNew((f) => f === "pong");
+    agent.send("ping");
+    expect(await pong).toBe("pong");
+    expect(agent.closed).toBeNull();
+  });
+});
+
+describe("stale connections", () => {
+  it("a connection silent for longer than the stale window is closed with STALE by the alarm and the host goes offline", async () => {
+    const { host_id, agent } = await connectedHost();
+    await waitFor(() => hostStatus(host_id), (s) => s === "online");
+
+    const old = Date.now() - STALE_AFTER_MS - 1000;
+    expect(await patchAttachments(host_id, () => ({ lastFrameAt: old, connectedAt: old }))).toBe(1);
+    await runAlarm(host_id);
+
+    expect((await agent.waitClose()).code).toBe(CloseCode.STALE);
+    await waitFor(() => hostStatus(host_id), (s) => s === "offline");
+    expect((await relayStub(host_id).stats()).connected).toBe(false);
+  });
+
+  it("heartbeat pings count as activity even though they never reach the relay's code", async () => {
+    const { host_id, agent } = await connectedHost();
+    const old = Date.now() - STALE_AFTER_MS - 1000;
+    await patchAttachments(host_id, () => ({ lastFrameAt: old, connectedAt: old }));
+    const pong = agent.nextNew((f) => f === "pong");
+    agent.send("ping");
+    await pong;
+    await runAlarm(host_id);
+    const id = await enqueue(host_id);
+    await agent.command(id, 1);
+    expect(agent.closed).toBeNull();
+    expect((await attachments(host_id))[0]!.lastFrameAt).toBe(old);
+  });
+
+  it("a connection with recent activity survives the alarm", async () => {
+    const { host_id, agent } = await connectedHost();
+    const recent = Date.now() - STALE_AFTER_MS + 60_000;
+    await patchAttachments(host_id, () => ({ lastFrameAt: recent }));
+    await runAlarm(host_id);
+    // Still usable: a queued command goes out on it.
+    const id = await enqueue(host_id);
+    await agent.command(id, 1);
+    expect(agent.closed).toBeNull();
+    expect(await hostStatus(host_id)).toBe("online");
+  });
+
+  it("when the stale check and a retry fall due together, the stale socket is closed without spending an attempt on it", async () => {
+    const host = await registerHost();
+    const first = await TestAgent.connect(host.fingerprint);
+    const id = await enqueue(host.host_id, { max_attempts: 2 });
+    await first.command(id, 1);
+
+    // The agent went silent long ago (a dead peer that never closed), and the ack is overdue.
+    const old = Date.now() - STALE_AFTER_MS - 1000;
+    await patchAttachments(host.host_id, () => ({ lastFrameAt: old, connectedAt: old }));
+    await sql(host.host_id, "UPDATE commands SET retry_at = 0 WHERE message_id = ?", id);
+    await runAlarm(host.host_id);
+
+    expect((await first.waitClose()).code).toBe(CloseCode.STALE);
+    expect(commandFrames(first).filter((f) => f.message_id === id).map((f) => f.attempt)).toEqual([1]);
+    expect((await commandRow(host.host_id, id)).attempts).toBe(1);
+
+    // The agent comes back: the command still has its second attempt, not a dead letter.
+    const second = await TestAgent.connect(host.fingerprint);
+    expect((await second.command(id)).attempt).toBe(2);
+    expect((await getCommand(host.host_id, id)).state).toBe("queued");
+  });
+
+  it("a connection that never says hello is closed with HELLO_REQUIRED", async () => {
+    const host = await registerHost();
+    const agent = await TestAgent.connect(host.fingerprint, false);
+    await patchAttachments(host.host_id, (a) => ({ connectedAt: a.connectedAt - 60_000, lastFrameAt: a.lastFrameAt - 60_000 }));
+    await runAlarm(host.host_id);
+    expect((await agent.waitClose()).code).toBe(CloseCode.HELLO_REQUIRED);
+    expect(await hostStatus(host.host_id)).toBe("offline");
+  });
+});
+
+describe("connect and disconnect", () => {
+  it("hello marks the host online with the agent's info; the agent's close marks it offline", async () => {
+    const { host_id, agent } = await connectedHost();
+    await waitFor(() => hostStatus(host_id), (s) => s === "online");
+    expect((await relayStub(host_id).stats()).connected).toBe(true);
+    agent.close();
+    await waitFor(() => hostStatus(host_id), (s) => s === "offline");
+    expect((await relayStub(host_id).stats()).connected).toBe(false);
+  });
+
+  it("a hello with an unsupported protocol version is closed with UNSUPPORTED_PROTOCOL", async () => {
+    const host = await registerHost();
+    const agent = await TestAgent.connect(host.fingerprint, false);
+    agent.send(helloFrame({ protocol_version: 2 }));
+    expect((await agent.waitClose()).code).toBe(CloseCode.UNSUPPORTED_PROTOCOL);
+    expect(agent.frames.some((f) => f.message_type === "welcome")).toBe(false);
+    expect(await hostStatus(host.host_id)).toBe("offline");
+  });
+});
+
+describe("replacement", () => {
+  it("a second connection closes the first with REPLACED, gets the unacked commands after its hello, and the host stays online", async () => {
+    const host = await registerHost();
+    const first = await TestAgent.connect(host.fingerprint);
+    const id = await enqueue(host.host_id);
+    await first.command(id, 1);
+
+    const second = await TestAgent.connect(host.fingerprint, false);
+    expect((await first.waitClose()).code).toBe(CloseCode.REPLACED);
+    // Nothing is resent before the new connection's hello.
+    expect((await commandRow(host.host_id, id)).in_flight).toBe(0);
+    expect(second.frames).toEqual([]);
+
+    second.send(helloFrame());
+    await second.next((f) => f.message_type === "welcome");
+    const resent = await second.command(id);
+    expect(resent.attempt).toBe(2);
+
+    // The registry follows the newest connection, not the old socket's close.
+    const [live] = (await attachments(host.host_id)).filter((a) => !a.closed);
+    await waitFor(
+      () => env.DB.prepare("SELECT connection_id FROM hosts WHERE host_id = ?").bind(host.host_id).first<{ connection_id: string }>(),
+      (r) => r?.connection_id === live!.connectionId,
+    );
+    expect(await hostStatus(host.host_id)).toBe("online");
+
+    second.ack(id);
+    await sendAndAwaitAck(second, responseFrame(id));
+    expect((await getCommand(host.host_id, id)).state).toBe("succeeded");
+    expect(await hostStatus(host.host_id)).toBe("online");
+  });
+});

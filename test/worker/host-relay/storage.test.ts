@@ -1,0 +1,40 @@
+import { describe, expect, it } from "vitest";
+import { api, getCommand, registerHost } from "../helpers.ts";
+import { DAY_MS, connectedHost, enqueue, getAlarm, responseFrame, runAlarm, sendAndAwaitAck, sql, statusFrame } from "./relay-helpers.ts";
+
+describe("retention", () => {
+  it("the alarm prunes terminal commands older than the retention window and keeps younger ones", async () => {
+    const { host_id, agent } = await connectedHost();
+    const old = await enqueue(host_id);
+    const young = await enqueue(host_id);
+    const live = await enqueue(host_id);
+    for (const id of [old, young]) {
+      await agent.command(id, 1);
+      agent.ack(id);
+      await sendAndAwaitAck(agent, statusFrame(id, "progress", "chunk", 0));
+      await sendAndAwaitAck(agent, responseFrame(id, "success", { output: "x" }));
+    }
+    expect(await sql(host_id, "SELECT id FROM outputs WHERE message_id = ?", old)).toHaveLength(1);
+    const now = Date.now();
+    await sql(host_id, "UPDATE commands SET terminal_at = ? WHERE message_id = ?", now - 30 * DAY_MS - 60_000, old);
+    await sql(host_id, "UPDATE commands SET terminal_at = ? WHERE message_id = ?", now - 29 * DAY_MS, young);
+
+    await runAlarm(host_id);
+
+    const gone = await api(`/api/hosts/${host_id}/commands/${old}`, { role: "viewer" });
+    expect(gone.status).toBe(404);
+    expect(await sql(host_id, "SELECT id FROM transitions WHERE message_id = ?", old)).toEqual([]);
+    expect(await sql(host_id, "SELECT id FROM outputs WHERE message_id = ?", old)).toEqual([]);
+    expect((await getCommand(host_id, young)).state).toBe("succeeded");
+    expect((await getCommand(host_id, live)).state).toBe("queued");
+  });
+
+  it("with only terminal commands left, the alarm is set for the oldest one's prune time", async () => {
+    const host = await registerHost();
+    const id = await enqueue(host.host_id);
+    const res = await api(`/api/hosts/${host.host_id}/commands/${id}`, { role: "operator", method: "DELETE" });
+    expect(res.status).toBe(200);
+    const [row] = await sql<{ terminal_at: number }>(host.host_id, "SELECT terminal_at FROM commands WHERE message_id = ?", id);
+    expect(await getAlarm(host.host_id)).toBe(row!.terminal_at + 30 * DAY_MS);
+  });
+});
