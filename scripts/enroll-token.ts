@@ -5,9 +5,9 @@
  *   TOKEN=$(npm run -s enroll-token -- --tag web)
  */
 import path from "node:path";
-import { parseArgs } from "node:util";
 import { parseTtl, readJwtClaimsConfig, signDevToken } from "./dev-token.ts";
 import { readJwtSecret } from "./jwt-secret.ts";
+import { cliFail, parseCli } from "./cli-args.ts";
 
 const HELP = `Usage: npm run enroll-token -- [options]
 
@@ -22,30 +22,19 @@ Options:
 `;
 
 function fail(message: string): never {
-  process.stderr.write(`npm run enroll-token: ${message}\n`);
-  process.exit(2);
+  cliFail("npm run enroll-token", message);
 }
 
-let values;
-try {
-  ({ values } = parseArgs({
-    options: {
-      ttl: { type: "string", default: "1h" },
-      tag: { type: "string", multiple: true, default: [] },
-      "relay-url": { type: "string" },
-      "state-dir": { type: "string" },
-      help: { type: "boolean", short: "h", default: false },
-    },
-    strict: true,
-    allowPositionals: false,
-  }));
-} catch (err) {
-  fail(`${(err as Error).message}\n\n${HELP}`);
-}
-if (values.help) {
-  process.stdout.write(HELP);
-  process.exit(0);
-}
+const values = parseCli(
+  "npm run enroll-token",
+  {
+    ttl: { type: "string", default: "1h" },
+    tag: { type: "string", multiple: true, default: [] },
+    "relay-url": { type: "string" },
+    "state-dir": { type: "string" },
+  },
+  HELP,
+);
 
 const ttlSeconds = parseTtl(values.ttl);
 if (ttlSeconds === undefined) fail(`invalid --ttl "${values.ttl}" (expected e.g. 15m, 1h, 7d)`);

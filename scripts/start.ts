@@ -3,9 +3,9 @@
  *
  *   npm start -- --port 9000 --state-dir /tmp/relay
  */
-import { parseArgs } from "node:util";
 import { DEFAULT_EDGE_PORT, DEFAULT_HOST, DEFAULT_PORT, PortInUseError, startLocalRelay } from "./local-relay.ts";
 import type { LocalRelay } from "./local-relay.ts";
+import { cliFail, parseCli } from "./cli-args.ts";
 
 const DEFAULT_STATE_DIR = ".relay";
 
@@ -26,8 +26,7 @@ Options:
 `;
 
 function fail(message: string, code = 2): never {
-  process.stderr.write(`npm start: ${message}\n`);
-  process.exit(code);
+  cliFail("npm start", message, code);
 }
 
 function parsePort(value: string): number {
@@ -35,27 +34,17 @@ function parsePort(value: string): number {
   return Number(value);
 }
 
-let values;
-try {
-  ({ values } = parseArgs({
-    options: {
-      host: { type: "string" },
-      port: { type: "string" },
-      "edge-port": { type: "string" },
-      "state-dir": { type: "string" },
-      quiet: { type: "boolean", default: false },
-      help: { type: "boolean", short: "h", default: false },
-    },
-    strict: true,
-    allowPositionals: false,
-  }));
-} catch (err) {
-  fail(`${(err as Error).message}\n\n${HELP}`);
-}
-if (values.help) {
-  process.stdout.write(HELP);
-  process.exit(0);
-}
+const values = parseCli(
+  "npm start",
+  {
+    host: { type: "string" },
+    port: { type: "string" },
+    "edge-port": { type: "string" },
+    "state-dir": { type: "string" },
+    quiet: { type: "boolean", default: false },
+  },
+  HELP,
+);
 
 const host = values.host ?? (process.env.RELAY_HOST || DEFAULT_HOST);
 const port = parsePort(values.port ?? (process.env.RELAY_PORT || String(DEFAULT_PORT)));

@@ -5,9 +5,9 @@
  *   TOKEN=$(npm run -s token -- --role admin)
  */
 import path from "node:path";
-import { parseArgs } from "node:util";
 import { isRole, parseTtl, readJwtClaimsConfig, ROLES, signDevToken } from "./dev-token.ts";
 import { readJwtSecret } from "./jwt-secret.ts";
+import { cliFail, parseCli } from "./cli-args.ts";
 
 const HELP = `Usage: npm run token -- --role <role> [options]
 
@@ -22,30 +22,19 @@ Options:
 `;
 
 function fail(message: string): never {
-  process.stderr.write(`npm run token: ${message}\n`);
-  process.exit(2);
+  cliFail("npm run token", message);
 }
 
-let values;
-try {
-  ({ values } = parseArgs({
-    options: {
-      role: { type: "string" },
-      ttl: { type: "string", default: "1h" },
-      sub: { type: "string", default: "local-dev" },
-      "state-dir": { type: "string" },
-      help: { type: "boolean", short: "h", default: false },
-    },
-    strict: true,
-    allowPositionals: false,
-  }));
-} catch (err) {
-  fail(`${(err as Error).message}\n\n${HELP}`);
-}
-if (values.help) {
-  process.stdout.write(HELP);
-  process.exit(0);
-}
+const values = parseCli(
+  "npm run token",
+  {
+    role: { type: "string" },
+    ttl: { type: "string", default: "1h" },
+    sub: { type: "string", default: "local-dev" },
+    "state-dir": { type: "string" },
+  },
+  HELP,
+);
 
 const role = values.role;
 if (role === undefined) fail(`--role is required (${ROLES.join(", ")})`);

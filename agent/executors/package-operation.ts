@@ -2,8 +2,7 @@ import { PackageOperationParameters } from "../../schemas/index.ts";
 import type { CommandMessage } from "../../schemas/index.ts";
 import { packageArgv, parseAptSimulation } from "./package-managers.ts";
 import { processResponse } from "./process-outcome.ts";
-import { ProgressStream } from "./progress-stream.ts";
-import { runProcess } from "./run-process.ts";
+import { runStreamed } from "./streamed-run.ts";
 import { type ExecutionHooks, type ExecutionOutcome, type ExecutorSettings, commandEnv, rejected } from "./types.ts";
 
 export const NO_PACKAGE_MANAGER_REASON = "no supported package manager found on this host";
@@ -21,18 +20,7 @@ export async function runPackageOperation(
   const mapped = packageArgv(settings.packageManager, params);
   if (!mapped.ok) return rejected(mapped.reason);
 
-  const progress = hooks.onProgress ? new ProgressStream(hooks.onProgress, { intervalMs: settings.progressIntervalMs }) : null;
-  const outcome = await runProcess({
-    argv: mapped.argv,
-    env: commandEnv(),
-    timeoutMs: command.timeout * 1000,
-    maxOutputBytes: settings.maxOutputBytes,
-    killGraceMs: settings.killGraceMs,
-    signal: hooks.signal,
-    onSpawn: hooks.onSpawn,
-    onOutput: progress ? (t) => progress.write(t) : undefined,
-  });
-  progress?.end();
+  const outcome = await runStreamed({ argv: mapped.argv, env: commandEnv() }, command.timeout, settings, hooks);
 
   const extra: Record<string, unknown> = { package_manager: settings.packageManager, operation: params.operation };
   const simulate = params.options.simulate ?? false;

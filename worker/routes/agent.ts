@@ -4,7 +4,7 @@ import { identifyAgent } from "../auth/agent-identity.ts";
 import { ErrorCode, RelayError } from "../errors.ts";
 import { INTERNAL_HOST_HEADER } from "../host-relay/connection.ts";
 import { fleetCa, sha256Hex } from "../pki/ca-binding.ts";
-import { issueAgentCertificate, verifyCsr } from "../pki/fleet-ca.ts";
+import { type FleetCa, type IssuedCertificate, issueAgentCertificate, verifyCsr } from "../pki/fleet-ca.ts";
 import { addHostCertificate, enrollHost, findEnrollmentToken } from "../registry.ts";
 import { createRouter, hostRelay, jsonBody, jsonContent, problems } from "./common.ts";
 
@@ -54,6 +54,15 @@ const CSR_DETAIL = {
   unsupported_key: "the CSR's key must be ECDSA P-256 or P-384",
 } as const;
 
+function certificateReply(hostId: string, issued: IssuedCertificate, ca: FleetCa): EnrollResponse {
+  return {
+    host_id: hostId,
+    certificate: issued.certificatePem,
+    ca_certificate: ca.cert.toString("pem") + "\n",
+    not_after: issued.notAfter.toISOString(),
+  };
+}
+
 async function verifiedCsr(pem: string) {
   const checked = await verifyCsr(pem);
   if (!checked.ok) {
@@ -101,15 +110,7 @@ export const agentRoutes = createRouter()
     });
     // Lost a race with another enrolment (or the token expired meanwhile): nothing was written.
     if (!enrolled) throw new RelayError(ErrorCode.ENROLLMENT_TOKEN_USED, 401, "this enrolment token is no longer usable");
-    return c.json(
-      {
-        host_id: hostId,
-        certificate: issued.certificatePem,
-        ca_certificate: ca.cert.toString("pem") + "\n",
-        not_after: issued.notAfter.toISOString(),
-      },
-      201,
-    );
+    return c.json(certificateReply(hostId, issued, ca), 201);
   })
   .openapi(renewRoute, async (c) => {
     const { hostId } = await identifyAgent(c.req.raw, c.env);
@@ -123,13 +124,5 @@ export const agentRoutes = createRouter()
       not_after: issued.notAfter.toISOString(),
       now: new Date().toISOString(),
     });
-    return c.json(
-      {
-        host_id: hostId,
-        certificate: issued.certificatePem,
-        ca_certificate: ca.cert.toString("pem") + "\n",
-        not_after: issued.notAfter.toISOString(),
-      },
-      200,
-    );
+    return c.json(certificateReply(hostId, issued, ca), 200);
   });
