@@ -46,6 +46,8 @@ export const Limits = {
   MAX_ATTEMPTS: 100,
   /** Shell script size, characters. */
   MAX_SCRIPT_CHARS: 64 * 1024,
+  /** Hosts named explicitly in one job. */
+  MAX_JOB_HOST_IDS: 10_000,
   /** Page size bounds for list endpoints. */
   MAX_PAGE_SIZE: 500,
 } as const;

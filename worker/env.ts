@@ -1,9 +1,14 @@
+import type { FleetEvents } from "./fleet-events/fleet-events.ts";
 import type { HostRelay } from "./host-relay/host-relay.ts";
+import type { JobCoordinator } from "./job-coordinator/job-coordinator.ts";
 
 /** Bindings and settings; every setting is a string var with a default in `config.ts`. */
 export interface Env {
   DB: D1Database;
   HOST_RELAY: DurableObjectNamespace<HostRelay>;
+  JOB_COORDINATOR: DurableObjectNamespace<JobCoordinator>;
+  /** One instance, named "fleet": the live event stream and its bounded history. */
+  FLEET_EVENTS: DurableObjectNamespace<FleetEvents>;
   /** HS256 shared secret for REST tokens. One of JWT_SECRET / JWT_JWKS_URL is required. */
   JWT_SECRET?: string;
   /** JWKS URL (e.g. Cloudflare Access certs) for asymmetric REST tokens. */

@@ -1,7 +1,9 @@
 import { createApp } from "./app.ts";
 import type { Env } from "./env.ts";
 
+export { FleetEvents } from "./fleet-events/fleet-events.ts";
 export { HostRelay } from "./host-relay/host-relay.ts";
+export { JobCoordinator } from "./job-coordinator/job-coordinator.ts";
 
 const app = createApp();
 

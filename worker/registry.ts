@@ -98,11 +98,14 @@ export async function findHostByFingerprint(
 export async function hostRegistration(
   db: D1Database,
   hostId: string,
-): Promise<{ host_id: string; revoked_at: string | null } | null> {
-  return db
-    .prepare("SELECT host_id, revoked_at FROM hosts WHERE host_id = ?")
+): Promise<{ host_id: string; revoked_at: string | null; tags: string[] } | null> {
+  const row = await db
+    .prepare(
+      "SELECT host_id, revoked_at, (SELECT json_group_array(tag) FROM (SELECT tag FROM host_tags t WHERE t.host_id = h.host_id ORDER BY tag)) AS tags FROM hosts h WHERE host_id = ?",
+    )
     .bind(hostId)
-    .first<{ host_id: string; revoked_at: string | null }>();
+    .first<{ host_id: string; revoked_at: string | null; tags: string | null }>();
+  return row ? { host_id: row.host_id, revoked_at: row.revoked_at, tags: row.tags ? (JSON.parse(row.tags) as string[]) : [] } : null;
 }
 
 /** Marks a host revoked; returns false if it does not exist. Revoking twice keeps the first time. */

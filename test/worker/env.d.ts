@@ -2,6 +2,8 @@ declare namespace Cloudflare {
   interface Env {
     DB: D1Database;
     HOST_RELAY: DurableObjectNamespace<import("../../worker/host-relay/host-relay.ts").HostRelay>;
+    JOB_COORDINATOR: DurableObjectNamespace<import("../../worker/job-coordinator/job-coordinator.ts").JobCoordinator>;
+    FLEET_EVENTS: DurableObjectNamespace<import("../../worker/fleet-events/fleet-events.ts").FleetEvents>;
     JWT_SECRET: string;
     FLEET_CA_CERT: string;
     FLEET_CA_KEY: string;
@@ -13,6 +15,6 @@ declare namespace Cloudflare {
 declare namespace Cloudflare {
   interface GlobalProps {
     mainModule: typeof import("../../worker/index.ts");
-    durableNamespaces: "HostRelay";
+    durableNamespaces: "HostRelay" | "JobCoordinator" | "FleetEvents";
   }
 }

@@ -3,6 +3,7 @@ import { CloseCode, PROTOCOL_VERSION, nowRfc3339 } from "../../schemas/index.ts"
 import { markOffline, markOnline } from "../registry.ts";
 import { type AgentAttachment, type RelayContext, AGENT_TAG, attachment, enqueueRegistryWrite, liveSockets, sendFrame } from "./context.ts";
 import { pump, scheduleAlarm, socketDeadline } from "./delivery.ts";
+import { hostPresence } from "./notify.ts";
 
 export const INTERNAL_HOST_HEADER = "x-relay-host-id";
 
@@ -54,6 +55,7 @@ export function onHello(rc: RelayContext, ws: WebSocket, hello: HelloMessage, no
   });
   const { hostId, connectionId } = a;
   enqueueRegistryWrite(rc, () => markOnline(rc.env.DB, hostId, connectionId, nowRfc3339(now), agent));
+  hostPresence(rc, true, now);
   pump(rc, now);
 }
 
@@ -78,6 +80,7 @@ export function onAgentGone(rc: RelayContext, ws: WebSocket, now: number): void 
   if (a.helloAt !== null) {
     const { hostId, connectionId } = a;
     enqueueRegistryWrite(rc, () => markOffline(rc.env.DB, hostId, connectionId, nowRfc3339(now)));
+    if (liveSockets(rc).every((other) => attachment(other).helloAt === null)) hostPresence(rc, false, now);
   }
   scheduleAlarm(rc);
 }

@@ -12,6 +12,10 @@ export interface RelayContext {
   alarmAt: number | null | undefined;
   /** Registry writes for one host run one after another, so online/offline cannot land out of order. */
   registryChain: Promise<void>;
+  /** Set when a notification was added to the outbox since the last flush. */
+  outboxDirty: boolean;
+  flushing: boolean;
+  flushAgain: boolean;
 }
 
 /** Per-socket data kept across hibernation. */

@@ -8,6 +8,7 @@ import { handleAgentFrame } from "./agent-frames.ts";
 import { INTERNAL_HOST_HEADER, acceptAgent, closeStale, onAgentGone } from "./connection.ts";
 import type { RelayContext } from "./context.ts";
 import { expireDue, pump, retryDue, scheduleAlarm } from "./delivery.ts";
+import { attachNotifier, flushOutbox } from "./notify.ts";
 import * as ops from "./operations.ts";
 import { HostRelayStorage } from "./storage.ts";
 
@@ -21,8 +22,19 @@ export class HostRelay extends DurableObject<Env> {
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
     const store = new HostRelayStorage(ctx.storage);
-    this.rc = { ctx, env, store, config: relayConfig(env), alarmAt: undefined, registryChain: Promise.resolve() };
+    this.rc = {
+      ctx,
+      env,
+      store,
+      config: relayConfig(env),
+      alarmAt: undefined,
+      registryChain: Promise.resolve(),
+      outboxDirty: false,
+      flushing: false,
+      flushAgain: false,
+    };
     ctx.blockConcurrencyWhile(async () => store.migrate());
+    attachNotifier(this.rc);
     // Answered by the runtime, so a heartbeat never wakes a hibernating object.
     ctx.setWebSocketAutoResponse(new WebSocketRequestResponsePair(HEARTBEAT_PING, HEARTBEAT_PONG));
   }
@@ -38,15 +50,19 @@ export class HostRelay extends DurableObject<Env> {
       const code = host.code === ErrorCode.HOST_REVOKED ? ErrorCode.AGENT_REVOKED : host.code;
       return problemResponse(new RelayError(code, host.status === 409 ? 403 : host.status, host.detail));
     }
-    return acceptAgent(this.rc, hostId, Date.now());
+    const response = acceptAgent(this.rc, hostId, Date.now());
+    flushOutbox(this.rc);
+    return response;
   }
 
   override async webSocketMessage(ws: WebSocket, message: string | ArrayBuffer): Promise<void> {
     handleAgentFrame(this.rc, ws, message, Date.now());
+    flushOutbox(this.rc);
   }
 
   override async webSocketClose(ws: WebSocket, code: number, reason: string): Promise<void> {
     onAgentGone(this.rc, ws, Date.now());
+    flushOutbox(this.rc);
     try {
       ws.close(code === 1005 ? 1000 : code, reason);
     } catch {
@@ -56,6 +72,7 @@ export class HostRelay extends DurableObject<Env> {
 
   override async webSocketError(ws: WebSocket): Promise<void> {
     onAgentGone(this.rc, ws, Date.now());
+    flushOutbox(this.rc);
   }
 
   override async alarm(): Promise<void> {
@@ -68,13 +85,14 @@ export class HostRelay extends DurableObject<Env> {
     retryDue(rc, now);
     rc.store.prune(now, rc.config.retentionDays * 86_400_000);
     pump(rc, now);
+    flushOutbox(rc);
     scheduleAlarm(rc);
   }
 
   // ---- RPC, called by the Worker's routes ----
 
-  enqueue(input: ops.EnqueueInput) {
-    return ops.enqueue(this.rc, input, Date.now());
+  async enqueue(input: ops.EnqueueInput) {
+    return this.settled(await ops.enqueue(this.rc, input, Date.now()));
   }
 
   getCommand(hostId: string, messageId: string) {
@@ -86,19 +104,30 @@ export class HostRelay extends DurableObject<Env> {
   }
 
   cancel(hostId: string, messageId: string) {
-    return ops.cancel(this.rc, hostId, messageId, Date.now());
+    return this.settled(ops.cancel(this.rc, hostId, messageId, Date.now()));
   }
 
   listDeadLetters(hostId: string, opts: { limit: number; cursor?: string | undefined }) {
     return ops.listDeadLetters(this.rc, hostId, opts);
   }
 
-  requeue(hostId: string, messageId: string, opts: RequeueRequest) {
-    return ops.requeue(this.rc, hostId, messageId, opts, Date.now());
+  async requeue(hostId: string, messageId: string, opts: RequeueRequest) {
+    return this.settled(await ops.requeue(this.rc, hostId, messageId, opts, Date.now()));
   }
 
   revoke(hostId: string, revokedAt: string) {
-    return ops.revoke(this.rc, hostId, revokedAt, Date.now());
+    return this.settled(ops.revoke(this.rc, hostId, revokedAt, Date.now()));
+  }
+
+  /** The host's tags changed in the registry; events carry them from now on. */
+  setTags(hostId: string, tags: string[]) {
+    return ops.setTags(this.rc, hostId, tags);
+  }
+
+  /** Hands notifications made by a call to the outbox flusher before answering it. */
+  private settled<T>(result: T): T {
+    flushOutbox(this.rc);
+    return result;
   }
 
   stats() {

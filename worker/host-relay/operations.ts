@@ -18,6 +18,8 @@ export interface EnqueueInput {
   idempotency_key?: string | undefined;
   /** Hash of the request, so a reused idempotency key with a different body is refused. */
   request_hash?: string | undefined;
+  /** The job this command belongs to; its progress is reported to that job's coordinator. */
+  job_id?: string | undefined;
 }
 
 export interface Page<T> {
@@ -42,6 +44,7 @@ export async function ensureHost(rc: RelayContext, hostId: string): Promise<RpcR
     // Re-check after the await: another request may have registered it meanwhile.
     if (rc.store.getMeta("host_id") === null) {
       rc.store.setMeta("host_id", hostId);
+      rc.store.setMeta("tags", JSON.stringify(reg.tags));
       if (reg.revoked_at) rc.store.setMeta("revoked_at", reg.revoked_at);
     }
   } else if (known !== hostId) {
@@ -80,6 +83,7 @@ export async function enqueue(rc: RelayContext, input: EnqueueInput, now: number
       expires_at: expiresAt,
       idempotency_key: input.idempotency_key ?? null,
       request_hash: input.request_hash ?? null,
+      job_id: input.job_id ?? null,
     },
     now,
   );
@@ -192,4 +196,12 @@ export function revoke(rc: RelayContext, hostId: string, revokedAt: string, now:
 
 export function stats(rc: RelayContext): HostStats {
   return { queue_depth: rc.store.queueDepth(), connected: liveSockets(rc).some((ws) => ws.readyState === WebSocket.OPEN) };
+}
+
+export function setTags(rc: RelayContext, hostId: string, tags: string[]): RpcResult<null> {
+  const known = rc.store.getMeta("host_id");
+  if (known !== null && known !== hostId) return rpcError(ErrorCode.INTERNAL, 500, "host relay addressed with a different host id");
+  // Before the object knows its host it reads tags from the registry on first use.
+  if (known !== null) rc.store.setMeta("tags", JSON.stringify([...tags].sort()));
+  return { ok: true, value: null };
 }

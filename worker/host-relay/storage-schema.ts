@@ -70,4 +70,23 @@ export const HOST_RELAY_MIGRATIONS: readonly string[] = [
     detail TEXT NOT NULL
   );
   `,
+  /* 2 */ `
+  -- The job a command belongs to (null for direct commands).
+  ALTER TABLE commands ADD COLUMN job_id TEXT;
+
+  -- Notifications for other objects (job progress, fleet events), sent after the change that made them
+  -- is stored and retried by the alarm until delivered, so nothing on the command path waits for them.
+  CREATE TABLE outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind TEXT NOT NULL,
+    target TEXT NOT NULL,
+    body TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    -- When the alarm must look at the row again if the flush that took it never finished.
+    next_at INTEGER NOT NULL,
+    -- After a failed delivery, no flush takes the row before this.
+    backoff_until INTEGER
+  );
+  CREATE INDEX outbox_by_due ON outbox(next_at);
+  `,
 ];

@@ -24,6 +24,18 @@ export interface CommandRow {
   output_bytes: number;
   idempotency_key: string | null;
   request_hash: string | null;
+  job_id: string | null;
+  [key: string]: SqlStorageValue;
+}
+
+export interface OutboxRow {
+  id: number;
+  kind: string;
+  target: string;
+  body: string;
+  attempts: number;
+  next_at: number;
+  backoff_until: number | null;
   [key: string]: SqlStorageValue;
 }
 
@@ -36,6 +48,7 @@ export interface NewCommand {
   expires_at: number;
   idempotency_key: string | null;
   request_hash: string | null;
+  job_id: string | null;
 }
 
 /** Most output kept per command; later chunks are dropped and the cut is noted once. */
@@ -48,6 +61,10 @@ const iso = (ms: number | null): string | null => (ms === null ? null : new Date
 /** Owns the HostRelay's tables; every method is synchronous so callers compose them atomically. */
 export class HostRelayStorage {
   private readonly sql: SqlStorage;
+  /** Called after every stored state change of a command (the notifier hangs here). */
+  onTransition: ((row: CommandRow, state: CommandState, at: number, detail: string | null) => void) | undefined;
+  /** Called after a streamed output chunk is stored (not for resent duplicates). */
+  onOutput: ((row: CommandRow, chunk: string, seq: number | null, at: number) => void) | undefined;
 
   constructor(storage: DurableObjectStorage) {
     this.sql = storage.sql;
@@ -79,8 +96,8 @@ export class HostRelayStorage {
 
   insertCommand(c: NewCommand, now: number): CommandRow {
     this.sql.exec(
-      `INSERT INTO commands (message_id, command_type, parameters, timeout_s, max_attempts, expires_at, created_at, updated_at, state, idempotency_key, request_hash)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?)`,
+      `INSERT INTO commands (message_id, command_type, parameters, timeout_s, max_attempts, expires_at, created_at, updated_at, state, idempotency_key, request_hash, job_id)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?)`,
       c.message_id,
       c.command_type,
       JSON.stringify(c.parameters),
@@ -91,9 +108,12 @@ export class HostRelayStorage {
       now,
       c.idempotency_key,
       c.request_hash,
+      c.job_id,
     );
     this.addTransition(c.message_id, "queued", now, null, null);
-    return this.getCommand(c.message_id)!;
+    const row = this.getCommand(c.message_id)!;
+    this.onTransition?.(row, "queued", now, null);
+    return row;
   }
 
   getCommand(messageId: string): CommandRow | null {
@@ -127,6 +147,8 @@ export class HostRelayStorage {
     );
     this.addTransition(row.message_id, state, now, row.attempts || null, detail);
     row.state = state;
+    if (extra.response_status) row.response_status = extra.response_status;
+    this.onTransition?.(row, state, now, detail);
     return true;
   }
 
@@ -189,17 +211,18 @@ export class HostRelayStorage {
     return this.sql.exec<{ n: number }>(`SELECT COUNT(*) AS n FROM commands WHERE state NOT IN (${TERMINAL_SQL})`).one().n;
   }
 
-  /** Earliest time any stored row needs the alarm: a retry, an expiry, or a prune. */
+  /** Earliest time any stored row needs the alarm: a retry, an expiry, an undelivered notification, or a prune. */
   nextDue(retentionMs: number): number | null {
     const row = this.sql
-      .exec<{ retry: number | null; expiry: number | null; prune: number | null }>(
+      .exec<{ retry: number | null; expiry: number | null; prune: number | null; outbox: number | null }>(
         `SELECT
            (SELECT MIN(retry_at) FROM commands WHERE in_flight = 1) AS retry,
            (SELECT MIN(expires_at) FROM commands WHERE state = 'queued') AS expiry,
-           (SELECT MIN(terminal_at) FROM commands WHERE terminal_at IS NOT NULL) AS prune`,
+           (SELECT MIN(terminal_at) FROM commands WHERE terminal_at IS NOT NULL) AS prune,
+           (SELECT MIN(next_at) FROM outbox) AS outbox`,
       )
       .one();
-    const candidates = [row.retry, row.expiry, row.prune === null ? null : row.prune + retentionMs].filter(
+    const candidates = [row.retry, row.expiry, row.outbox, row.prune === null ? null : row.prune + retentionMs].filter(
       (t): t is number => t !== null,
     );
     return candidates.length ? Math.min(...candidates) : null;
@@ -244,6 +267,9 @@ export class HostRelayStorage {
       row.message_id,
     );
     this.addTransition(row.message_id, "queued", now, null, "requeued from dead letters");
+    row.state = "queued";
+    row.attempts = 0;
+    this.onTransition?.(row, "queued", now, "requeued from dead letters");
   }
 
   listDeadLetters(limit: number, afterSeq: number | null): { items: DeadLetter[]; lastSeq: number | null } {
@@ -294,6 +320,7 @@ export class HostRelayStorage {
     if (cursor.rowsWritten > 0) {
       this.sql.exec("UPDATE commands SET output_bytes = output_bytes + ? WHERE message_id = ?", bytes, row.message_id);
       row.output_bytes += bytes;
+      this.onOutput?.(row, chunk, seq, now);
     }
   }
 
@@ -303,6 +330,41 @@ export class HostRelayStorage {
       .toArray()
       .map((r) => r.chunk)
       .join("");
+  }
+
+  // ---- outbox ----
+
+  /** Queues a notification; `backupAt` is when the alarm retries it if the immediate flush does not deliver it. */
+  addOutbox(kind: string, target: string, body: unknown, backupAt: number): void {
+    this.sql.exec("INSERT INTO outbox (kind, target, body, next_at) VALUES (?, ?, ?, ?)", kind, target, JSON.stringify(body), backupAt);
+  }
+
+  /** Deliverable notifications, oldest first, leased until `leaseUntil` so the alarm leaves them alone meanwhile. */
+  leaseOutbox(now: number, leaseUntil: number, limit: number): OutboxRow[] {
+    const rows = this.sql
+      .exec<OutboxRow>("SELECT * FROM outbox WHERE backoff_until IS NULL OR backoff_until <= ? ORDER BY id LIMIT ?", now, limit)
+      .toArray();
+    for (const r of rows) this.sql.exec("UPDATE outbox SET next_at = ? WHERE id = ?", leaseUntil, r.id);
+    return rows;
+  }
+
+  deleteOutbox(ids: number[]): void {
+    for (const id of ids) this.sql.exec("DELETE FROM outbox WHERE id = ?", id);
+  }
+
+  deferOutbox(ids: number[], until: (attempts: number) => number): void {
+    for (const id of ids) {
+      const row = this.sql.exec<{ attempts: number }>("SELECT attempts FROM outbox WHERE id = ?", id).toArray()[0];
+      if (!row) continue;
+      const at = until(row.attempts + 1);
+      this.sql.exec("UPDATE outbox SET attempts = ?, next_at = ?, backoff_until = ? WHERE id = ?", row.attempts + 1, at, at, id);
+    }
+  }
+
+  hasDeliverableOutbox(now: number): boolean {
+    return (
+      this.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM outbox WHERE backoff_until IS NULL OR backoff_until <= ?", now).one().n > 0
+    );
   }
 
   // ---- frame errors ----

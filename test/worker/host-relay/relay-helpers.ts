@@ -58,8 +58,21 @@ export async function retryNow(hostId: string, messageId?: string): Promise<void
   await runAlarm(hostId);
 }
 
-export function getAlarm(hostId: string): Promise<number | null> {
-  return runInDurableObject(relayStub(hostId), (_instance, state) => state.storage.getAlarm());
+/**
+ * The relay's alarm once its notification outbox has drained: while events or job updates are
+ * on their way the alarm also covers them, so reading it earlier would race the flush.
+ */
+export async function getAlarm(hostId: string): Promise<number | null> {
+  const deadline = Date.now() + 5000;
+  for (;;) {
+    const [pending, alarm] = await runInDurableObject(relayStub(hostId), async (_instance, state) => [
+      state.storage.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM outbox").one().n,
+      await state.storage.getAlarm(),
+    ] as const);
+    if (pending === 0) return alarm;
+    if (Date.now() > deadline) throw new Error(`outbox still holds ${pending} notifications`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
 }
 
 /** Rewrites the attachment of every agent socket the relay holds (e.g. to age it). */
