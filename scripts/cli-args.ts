@@ -20,7 +20,7 @@ export function parseCli<O extends Options>(command: string, options: O, help: s
   } catch (err) {
     cliFail(command, `${(err as Error).message}\n\n${help}`);
   }
-  if (parsed.values.help) {
+  if ((parsed.values as { help?: boolean }).help) {
     process.stdout.write(help);
     process.exit(0);
   }

@@ -15,6 +15,7 @@ import { afterAll, afterEach, describe, expect, it } from "vitest";
 import { enroll, openJournal, startAgent, silentLogger, UNKNOWN_OUTCOME_REASON, type Agent } from "../../agent/index.ts";
 import { type LocalRelay, PortInUseError, startLocalRelay } from "../../scripts/local-relay.ts";
 import { type AgentChild, killAllAgents, spawnAgentCli } from "../helpers/agent-cli.ts";
+import { EventRecorder } from "../agent/helpers/events.ts";
 import { type ChaosProxy, startChaosProxy } from "../helpers/chaos-proxy.ts";
 import { RelayRest, TERMINAL, waitUntil } from "../helpers/relay-rest.ts";
 
@@ -199,7 +200,9 @@ describe("relay restarted", () => {
     await relay.stop();
     relay = await relayOn(relayDir, { ...ports, bindings });
     rest = rest.at(relay.url);
-    await agent.waitForLog("connected", { nth: connectsBefore + 1, timeoutMs: 20_000 });
+    const reconnected = await agent.waitForLog("connected", { nth: connectsBefore + 1, timeoutMs: 20_000 });
+    // Answers (and running statuses) made while the relay was down waited in the agent's outbox.
+    expect(reconnected.resent, "frames resent from the outbox on reconnect").toBeGreaterThan(0);
     const phase2 = await waitAllTerminal(rest, hostId, inFlight, 30_000);
     const notOk = [...phase2.values()].filter((c) => c.state !== "succeeded");
     expect(notOk, JSON.stringify(notOk.slice(0, 3))).toEqual([]);
@@ -211,4 +214,134 @@ describe("relay restarted", () => {
     await stopAgent(agent);
     expectExactlyOnce(executionCounts(agentDir), [...queued, ...inFlight]);
   }, 90_000);
+});
+
+describe("connections cut again and again", () => {
+  const COMMANDS = 1000;
+  const CONCURRENCY = 10;
+
+  it(`${COMMANDS} commands through a proxy that keeps cutting the agent's connections: all succeed, each executed once`, async () => {
+    const { relay, rest, hostId, agentDir } = await relayWithEnrolledAgent({ ACK_TIMEOUT_MS: "500", RETRY_BASE_MS: "50", RETRY_CAP_MS: "500" });
+    const edge = new URL(relay.edgeUrl!);
+    // Each connection dies after 50–400 ms or 32 KiB–1 MiB, whichever comes first. (Budgets of a few
+    // KiB starve every connection: the agent's outbox resend and the relay's 64-command window
+    // alone exceed them. That harsher mode is what the dead-letter test below isolates.)
+    const proxy: ChaosProxy = await startChaosProxy({
+      target: { host: edge.hostname, port: Number(edge.port) },
+      minLifeMs: 50,
+      maxLifeMs: 400,
+      minBytes: 32 * 1024,
+      maxBytes: 1024 * 1024,
+      cutForMs: 120_000,
+    });
+    cleanups.push(() => proxy.close());
+
+    // The agent dials the proxy; TLS passes through it, so the agent still verifies the edge's
+    // certificate (issued for 127.0.0.1) against the pinned fleet CA, and presents its own.
+    const agent: Agent = await startAgent({
+      stateDir: agentDir,
+      relay: proxy.url,
+      reconnectBaseMs: 20,
+      reconnectCapMs: 250,
+      stableAfterMs: 100,
+      handshakeTimeoutMs: 3000,
+      welcomeTimeoutMs: 3000,
+      flushTimeoutMs: 500,
+      logger: silentLogger,
+    });
+    cleanups.push(() => agent.stop());
+    const ev = { welcome: 0, disconnected: 0, redeliveries: 0, replays: 0 };
+    const started = new Map<string, number>();
+    agent.events.on("welcome", () => ev.welcome++);
+    agent.events.on("disconnected", () => ev.disconnected++);
+    agent.events.on("command", (e) => e.redelivery && ev.redeliveries++);
+    agent.events.on("response", (e) => e.replay && ev.replays++);
+    agent.events.on("execution_started", (e) => started.set(e.message_id, (started.get(e.message_id) ?? 0) + 1));
+
+    const t0 = performance.now();
+    const ids: string[] = [];
+    let next = 0;
+    await Promise.all(
+      Array.from({ length: CONCURRENCY }, async () => {
+        while (next < COMMANDS) {
+          next++;
+          ids.push(await rest.send(hostId, { command_type: "system_info" }));
+        }
+      }),
+    );
+    const sentS = (performance.now() - t0) / 1000;
+    expect(ids).toHaveLength(COMMANDS);
+    expect(new Set(ids).size).toBe(COMMANDS);
+    // The cutting went on while the commands were sent; now let the connection heal.
+    expect(proxy.cutting, "the proxy stopped cutting before all commands were sent").toBe(true);
+    proxy.stopCutting();
+    const chaos = proxy.stats();
+
+    const byId = await waitAllTerminal(rest, hostId, ids, 90_000);
+    const seconds = (performance.now() - t0) / 1000;
+    const states = new Map<string, number>();
+    for (const c of byId.values()) states.set(c.state, (states.get(c.state) ?? 0) + 1);
+    const attempts = [...byId.values()].map((c) => c.attempts as number);
+    await agent.stop();
+    const counts = executionCounts(agentDir);
+
+    console.log(
+      `chaos: ${COMMANDS} commands, ${chaos.cuts} cuts (${chaos.cutsByTime} by time, ${chaos.cutsByBytes} by bytes, ${chaos.resets} RST) ` +
+        `of ${chaos.connections} connections, ${ev.welcome - 1} reconnects, ${ev.redeliveries} redeliveries, ${ev.replays} replayed answers, ` +
+        `max ${Math.max(...attempts)} attempts, states ${JSON.stringify(Object.fromEntries(states))}, ` +
+        `sent in ${sentS.toFixed(1)} s, all terminal in ${seconds.toFixed(1)} s (seed ${proxy.seed})`,
+    );
+
+    const notOk = [...byId.values()].filter((c) => c.state !== "succeeded");
+    const notOkViews = await Promise.all(notOk.slice(0, 2).map((c) => rest.command(hostId, c.message_id)));
+    expect(chaos.cuts, "the proxy cut connections").toBeGreaterThan(10);
+    expect(ev.welcome - 1, "the agent reconnected").toBeGreaterThan(10);
+    expect(Object.fromEntries(states), JSON.stringify(notOkViews)).toEqual({ succeeded: COMMANDS });
+    // The cuts hit commands in flight: some needed more than one send.
+    expect(ev.redeliveries, "the cuts hit commands in flight").toBeGreaterThan(0);
+    expect([...byId.values()].every((c) => c.response_status === "success")).toBe(true);
+    expectExactlyOnce(counts, ids);
+    expect([...started.values()].every((n) => n === 1)).toBe(true);
+    expect(started.size).toBe(COMMANDS);
+  }, 180_000);
+});
+
+describe("acks that arrive too late", () => {
+  // Found with the chaos proxy at byte budgets of 4–64 KiB: whole in-flight windows (64 commands)
+  // spent their 10 attempts on connections that died before the agent's acks got back, were
+  // dead-lettered, and the agent's later `success` answers were only noted in the history
+  // ("late response from agent: success") with `result` null. Here the same thing, made
+  // deterministic: the link stalls agent → relay until the relay has given up.
+  it("a command the agent executed and answered is reported with the agent's outcome, not dead_lettered", async () => {
+    const { relay, rest, hostId, agentDir } = await relayWithEnrolledAgent({ ACK_TIMEOUT_MS: "300", RETRY_BASE_MS: "50", RETRY_CAP_MS: "100" });
+    const edge = new URL(relay.edgeUrl!);
+    const proxy = await startChaosProxy({ target: { host: edge.hostname, port: Number(edge.port) }, cutForMs: 0 });
+    cleanups.push(() => proxy.close());
+    const agent = await startAgent({ stateDir: agentDir, relay: proxy.url, logger: silentLogger, flushTimeoutMs: 500 });
+    cleanups.push(() => agent.stop());
+    const events = new EventRecorder(agent);
+    await events.waitFor("welcome");
+
+    proxy.hold("up");
+    const id = await rest.send(hostId, { command_type: "system_info", max_attempts: 1 });
+    // Executed on the agent; its ack, running status and response are stuck in the proxy.
+    await events.waitFor("response", (e) => e.message_id === id && !e.replay);
+    await rest.waitForCommand(hostId, id, (c) => c.state === "dead_lettered", 10_000);
+
+    proxy.release();
+    // The relay has stored (and acked) everything the agent sent.
+    await events.waitFor("outbox_acked", (e) => e.remaining === 0);
+    const view = await rest.command(hostId, id);
+    await agent.stop();
+    expectExactlyOnce(executionCounts(agentDir), [id]);
+
+    expect(
+      { state: view.state, response_status: view.response_status, exit_code: view.result?.exit_code },
+      `history: ${JSON.stringify(view.history.map((h: { state: string; detail: string | null }) => [h.state, h.detail]))}`,
+    ).toEqual({
+      state: "succeeded",
+      response_status: "success",
+      exit_code: 0,
+    });
+  });
 });

@@ -7,6 +7,9 @@
  *
  * Cutting is bounded: it stops by itself after `cutForMs`, or when `stopCutting()` is called;
  * from then on connections (old and new) are left alone.
+ *
+ * It can also hold one direction (`hold("up")`: client → target bytes are buffered, not sent)
+ * and `release()` them later, intact: a link that stalls one way without breaking TLS.
  */
 import net from "node:net";
 
@@ -18,10 +21,23 @@ export interface ChaosProxyOptions {
   /** Random byte budget (both directions together) of a connection while cutting. Default 4 KiB–64 KiB. */
   minBytes?: number;
   maxBytes?: number;
-  /** Cutting stops by itself after this long. Default 60 s. */
+  /** Cutting stops by itself after this long (0: never cut). Default 60 s. */
   cutForMs?: number;
   /** Seed of the random choices, so a failing run can be replayed. Default: random. */
   seed?: number;
+  /** Called once per connection when it ends (diagnostics). */
+  onConnectionEnd?(info: ConnectionInfo): void;
+}
+
+export interface ConnectionInfo {
+  id: number;
+  openedAt: number;
+  lifeMs: number;
+  /** Bytes client → target and target → client. */
+  up: number;
+  down: number;
+  /** Why the proxy killed it; null when an end closed it. */
+  cut: "time" | "bytes" | null;
 }
 
 export interface ChaosStats {
@@ -44,6 +60,10 @@ export interface ChaosProxy {
   stats(): ChaosStats;
   /** No more cuts, on open or new connections. */
   stopCutting(): void;
+  /** Buffers every byte going `up` (client → target) or `down` from now on, on every connection. */
+  hold(direction: "up" | "down"): void;
+  /** Sends what was held, in order, and stops holding. */
+  release(): void;
   /** Closes the listener and every connection. */
   close(): Promise<void>;
 }
@@ -70,16 +90,25 @@ export async function startChaosProxy(opts: ChaosProxyOptions): Promise<ChaosPro
   const between = (lo: number, hi: number) => lo + Math.floor(random() * (hi - lo + 1));
 
   const stats: ChaosStats = { connections: 0, cuts: 0, cutsByTime: 0, cutsByBytes: 0, resets: 0, bytes: 0 };
-  let cutting = true;
-  const pairs = new Set<{ disarm(): void; destroy(): void }>();
+  let cutting = (opts.cutForMs ?? 60_000) > 0;
+  let holding: "up" | "down" | null = null;
+  const pairs = new Set<{ disarm(): void; destroy(): void; flush(): void }>();
 
   const server = net.createServer({ noDelay: true }, (client) => {
     stats.connections++;
+    const info: ConnectionInfo = { id: stats.connections, openedAt: Date.now(), lifeMs: 0, up: 0, down: 0, cut: null };
     const upstream = net.connect({ host: opts.target.host, port: opts.target.port, noDelay: true });
     let budget = cutting ? between(minBytes, maxBytes) : Infinity;
     let dead = false;
     let timer: NodeJS.Timeout | undefined;
 
+    let reported = false;
+    const report = () => {
+      if (reported) return;
+      reported = true;
+      info.lifeMs = Date.now() - info.openedAt;
+      opts.onConnectionEnd?.(info);
+    };
     const destroy = () => {
       if (dead) return;
       dead = true;
@@ -87,10 +116,12 @@ export async function startChaosProxy(opts: ChaosProxyOptions): Promise<ChaosPro
       client.destroy();
       upstream.destroy();
       pairs.delete(pair);
+      report();
     };
     const cut = (why: "time" | "bytes") => {
       if (dead || !cutting) return;
       stats.cuts++;
+      info.cut = why;
       if (why === "time") stats.cutsByTime++;
       else stats.cutsByBytes++;
       // Half the cuts are RSTs (a crashed middlebox), half FINs (an orderly but unexpected close).
@@ -103,27 +134,35 @@ export async function startChaosProxy(opts: ChaosProxyOptions): Promise<ChaosPro
           if (typeof s.resetAndDestroy === "function" && s.readyState !== "opening") s.resetAndDestroy();
           else s.destroy();
         }
+        report();
       } else {
         destroy();
       }
     };
+    const held: Record<"up" | "down", Buffer[]> = { up: [], down: [] };
     const pair = {
       disarm() {
         budget = Infinity;
         clearTimeout(timer);
       },
       destroy,
+      flush() {
+        if (dead) return;
+        if (held.up.length) upstream.write(Buffer.concat(held.up.splice(0)));
+        if (held.down.length) client.write(Buffer.concat(held.down.splice(0)));
+      },
     };
     pairs.add(pair);
     if (cutting) timer = setTimeout(() => cut("time"), between(minLife, maxLife));
 
-    const forward = (from: net.Socket, to: net.Socket) => {
+    const forward = (from: net.Socket, to: net.Socket, dir: "up" | "down") => {
       from.on("data", (chunk: Buffer) => {
         if (dead) return;
         if (cutting && chunk.length >= budget) {
           // Deliver only part of this chunk, then kill the connection: a cut in the middle of a record.
           const part = chunk.subarray(0, budget);
           stats.bytes += part.length;
+          info[dir] += part.length;
           budget = 0;
           if (part.length > 0) to.write(part);
           cut("bytes");
@@ -131,6 +170,11 @@ export async function startChaosProxy(opts: ChaosProxyOptions): Promise<ChaosPro
         }
         budget -= chunk.length;
         stats.bytes += chunk.length;
+        info[dir] += chunk.length;
+        if (holding === dir || held[dir].length > 0) {
+          held[dir].push(chunk);
+          return;
+        }
         if (!to.write(chunk)) {
           from.pause();
           to.once("drain", () => from.resume());
@@ -140,8 +184,8 @@ export async function startChaosProxy(opts: ChaosProxyOptions): Promise<ChaosPro
       from.on("error", destroy);
       from.on("close", destroy);
     };
-    forward(client, upstream);
-    forward(upstream, client);
+    forward(client, upstream, "up");
+    forward(upstream, client, "down");
   });
 
   await new Promise<void>((resolve, reject) => {
@@ -160,6 +204,10 @@ export async function startChaosProxy(opts: ChaosProxyOptions): Promise<ChaosPro
   };
   const selfStop = setTimeout(stopCutting, opts.cutForMs ?? 60_000);
   selfStop.unref();
+  const release = () => {
+    holding = null;
+    for (const p of pairs) p.flush();
+  };
 
   return {
     url: `https://127.0.0.1:${port}`,
@@ -170,6 +218,10 @@ export async function startChaosProxy(opts: ChaosProxyOptions): Promise<ChaosPro
     },
     stats: () => ({ ...stats }),
     stopCutting,
+    hold: (direction) => {
+      holding = direction;
+    },
+    release,
     close: () =>
       new Promise<void>((resolve) => {
         stopCutting();

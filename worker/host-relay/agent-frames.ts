@@ -148,8 +148,17 @@ const FINAL_STATE = {
 function onResponse(rc: RelayContext, ws: WebSocket, frame: ResponseMessage, now: number): void {
   const row = knownCommand(rc, ws, frame.message_id, frame.original_message_id, now);
   if (!row) return;
-  if (isTerminal(row)) {
-    // A redelivered response, or one that lost a race with cancel/expiry: keep the first outcome, note the other.
+  const gaveUp = (row.state === "dead_lettered" || row.state === "expired") && row.response_status === null;
+  if (gaveUp) {
+    // The relay had stopped trying, yet the agent ran it: record the truth, not the give-up.
+    const previous = row.state;
+    rc.store.transition(row, FINAL_STATE[frame.status], now, `response from the agent after the command was ${previous}`, {
+      response_status: frame.status,
+      result: JSON.stringify(frame.result),
+    });
+    rc.store.removeDeadLetter(row.message_id);
+  } else if (isTerminal(row)) {
+    // A redelivered response, or one that lost a race with cancel: keep the first outcome, note the other.
     if (row.response_status === null) {
       rc.store.addTransition(row.message_id, row.state, now, null, `late response from agent: ${frame.status}`);
     }

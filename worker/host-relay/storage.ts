@@ -58,6 +58,17 @@ const MAX_FRAME_ERRORS = 100;
 const TERMINAL_SQL = TERMINAL_STATES.map((s) => `'${s}'`).join(",");
 const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString());
 
+/**
+ * Terminal states are final, with two exits: requeue takes a dead letter back to `queued`, and an
+ * agent's response for a command the relay had given up on (dead-lettered or expired while possibly
+ * already on the agent) records what really happened — the agent ran it.
+ */
+function mayLeave(row: CommandRow, to: CommandState, responseStatus: string | null | undefined): boolean {
+  if (row.state === "dead_lettered" && to === "queued") return true;
+  const gaveUp = row.state === "dead_lettered" || row.state === "expired";
+  return gaveUp && row.response_status === null && !!responseStatus && ["succeeded", "failed", "timed_out"].includes(to);
+}
+
 /** Owns the HostRelay's tables; every method is synchronous so callers compose them atomically. */
 export class HostRelayStorage {
   private readonly sql: SqlStorage;
@@ -132,7 +143,7 @@ export class HostRelayStorage {
     detail: string | null = null,
     extra: Partial<Pick<CommandRow, "response_status" | "result">> = {},
   ): boolean {
-    if (TERMINAL_STATES.includes(row.state) && !(row.state === "dead_lettered" && state === "queued")) return false;
+    if (TERMINAL_STATES.includes(row.state) && !mayLeave(row, state, extra.response_status)) return false;
     const terminal = TERMINAL_STATES.includes(state);
     this.sql.exec(
       `UPDATE commands SET state = ?, updated_at = ?, in_flight = 0, retry_at = NULL,
@@ -175,9 +186,13 @@ export class HostRelayStorage {
     );
   }
 
-  /** The connection is gone: nothing is in flight any more; unacked commands wait for the next one. */
+  /**
+   * The connection is gone: nothing is in flight any more; unacked commands wait for the next one.
+   * Their last send is refunded — it never had its full ack window — so a flapping connection
+   * cannot exhaust max_attempts for commands the agent may well be holding. The deadline still bounds them.
+   */
   clearInFlight(): void {
-    this.sql.exec("UPDATE commands SET in_flight = 0, retry_at = NULL WHERE in_flight = 1");
+    this.sql.exec("UPDATE commands SET in_flight = 0, retry_at = NULL, attempts = MAX(attempts - 1, 0) WHERE in_flight = 1");
   }
 
   countInFlight(): number {
@@ -254,6 +269,10 @@ export class HostRelayStorage {
       now,
       reason,
     );
+  }
+
+  removeDeadLetter(messageId: string): void {
+    this.sql.exec("DELETE FROM dead_letters WHERE message_id = ?", messageId);
   }
 
   requeue(row: CommandRow, now: number, expiresAt: number, maxAttempts: number): void {

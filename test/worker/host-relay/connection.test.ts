@@ -67,7 +67,7 @@ describe("stale connections", () => {
     expect(await hostStatus(host_id)).toBe("online");
   });
 
-  it("when the stale check and a retry fall due together, the stale socket is closed without spending an attempt on it", async () => {
+  it("when the stale check and a retry fall due together, the stale socket is closed without a resend on it, and its unacked send is refunded", async () => {
     const host = await registerHost();
     const first = await TestAgent.connect(host.fingerprint);
     const id = await enqueue(host.host_id, { max_attempts: 2 });
@@ -81,12 +81,18 @@ describe("stale connections", () => {
 
     expect((await first.waitClose()).code).toBe(CloseCode.STALE);
     expect(commandFrames(first).filter((f) => f.message_id === id).map((f) => f.attempt)).toEqual([1]);
-    expect((await commandRow(host.host_id, id)).attempts).toBe(1);
+    // Closed before the retry ran: no second attempt went out on the dead socket, and the first is refunded.
+    const row = await commandRow(host.host_id, id);
+    expect(row.attempts).toBe(0);
+    expect(row.in_flight).toBe(0);
+    expect(row.state).toBe("queued");
 
-    // The agent comes back: the command still has its second attempt, not a dead letter.
+    // The agent comes back: the command goes out again as attempt 1, not a dead letter.
     const second = await TestAgent.connect(host.fingerprint);
-    expect((await second.command(id)).attempt).toBe(2);
-    expect((await getCommand(host.host_id, id)).state).toBe("queued");
+    expect((await second.command(id)).attempt).toBe(1);
+    const view = await getCommand(host.host_id, id);
+    expect(view.state).toBe("queued");
+    expect(view.attempts).toBe(1);
   });
 
   it("a connection that never says hello is closed with HELLO_REQUIRED", async () => {
@@ -128,14 +134,17 @@ describe("replacement", () => {
 
     const second = await TestAgent.connect(host.fingerprint, false);
     expect((await first.waitClose()).code).toBe(CloseCode.REPLACED);
-    // Nothing is resent before the new connection's hello.
-    expect((await commandRow(host.host_id, id)).in_flight).toBe(0);
+    // Nothing is resent before the new connection's hello; the interrupted send is refunded.
+    const waiting = await commandRow(host.host_id, id);
+    expect(waiting.in_flight).toBe(0);
+    expect(waiting.attempts).toBe(0);
     expect(second.frames).toEqual([]);
 
     second.send(helloFrame());
     await second.next((f) => f.message_type === "welcome");
     const resent = await second.command(id);
-    expect(resent.attempt).toBe(2);
+    expect(resent.attempt).toBe(1);
+    expect((await commandRow(host.host_id, id)).attempts).toBe(1);
 
     // The registry follows the newest connection, not the old socket's close.
     const [live] = (await attachments(host.host_id)).filter((a) => !a.closed);

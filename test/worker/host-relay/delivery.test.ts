@@ -69,20 +69,57 @@ describe("offline hosts", () => {
     expect(Date.parse(frames[1].expires_at) - Date.parse((await getCommand(host.host_id, ids[1]!)).created_at)).toBe(600_000);
   });
 
-  it("a sent but unacked command waits for the next connection without spending attempts, then goes out as the next attempt", async () => {
+  it("a sent but unacked command gets its interrupted attempt back when the connection goes, and goes out again as the same attempt", async () => {
     const host = await registerHost();
     const first = await TestAgent.connect(host.fingerprint);
     const id = await enqueue(host.host_id);
     await first.command(id, 1);
-    first.close();
-    await waitFor(() => commandRow(host.host_id, id), (r) => r.in_flight === 0);
-
-    await runAlarm(host.host_id);
     expect((await commandRow(host.host_id, id)).attempts).toBe(1);
+    first.close();
+    // The send never had its full ack window: the attempt is refunded.
+    const waiting = await waitFor(() => commandRow(host.host_id, id), (r) => r.in_flight === 0);
+    expect(waiting.attempts).toBe(0);
+    expect(waiting.retry_at).toBeNull();
+
+    // Offline, the alarm spends nothing on it.
+    await runAlarm(host.host_id);
+    const row = await commandRow(host.host_id, id);
+    expect(row.attempts).toBe(0);
+    expect(row.state).toBe("queued");
 
     const second = await TestAgent.connect(host.fingerprint);
     const resent = await second.command(id);
-    expect(resent.attempt).toBe(2);
+    expect(resent.attempt).toBe(1);
+    expect((await commandRow(host.host_id, id)).attempts).toBe(1);
+  });
+
+  it("a connection that drops 15 times while the command is in flight never exhausts max_attempts; the next stable connection delivers it", async () => {
+    const host = await registerHost();
+    const id = await enqueue(host.host_id, { max_attempts: 3 });
+    for (let drop = 1; drop <= 15; drop++) {
+      const agent = await TestAgent.connect(host.fingerprint);
+      expect((await agent.command(id)).attempt, `send on connection ${drop}`).toBe(1);
+      agent.close();
+      const row = await waitFor(() => commandRow(host.host_id, id), (r) => r.in_flight === 0);
+      expect(row.state, `after drop ${drop}`).toBe("queued");
+      expect(row.attempts, `after drop ${drop}`).toBe(0);
+      // The alarm, run while offline, neither dead-letters nor spends anything.
+      if (drop % 5 === 0) {
+        await runAlarm(host.host_id);
+        expect((await commandRow(host.host_id, id)).state, `alarm after drop ${drop}`).toBe("queued");
+      }
+    }
+
+    const stable = await TestAgent.connect(host.fingerprint);
+    expect((await stable.command(id)).attempt).toBe(1);
+    stable.ack(id);
+    await sendAndAwaitAck(stable, responseFrame(id));
+    const view = await getCommand(host.host_id, id);
+    expect(view.state).toBe("succeeded");
+    expect(view.attempts).toBe(1);
+    expect(states(view)).toEqual(["queued", "delivered", "succeeded"]);
+    const letters = (await (await api(`/api/hosts/${host.host_id}/dead-letters`, { role: "viewer" })).json()) as { items: unknown[] };
+    expect(letters.items).toEqual([]);
   });
 });
 
@@ -242,6 +279,61 @@ describe("dead-letter requeue", () => {
   });
 });
 
+describe("responses after the relay gave up", () => {
+  it("a command dead-lettered by ack timeouts on a live connection becomes succeeded when the agent's response comes, and leaves the dead letters", async () => {
+    const { host_id, agent } = await connectedHost();
+    const id = await enqueue(host_id, { max_attempts: 2 });
+    await agent.command(id, 1);
+    await retryNow(host_id, id);
+    await agent.command(id, 2);
+    await retryNow(host_id, id);
+    expect(agent.closed).toBeNull();
+    expect((await getCommand(host_id, id)).state).toBe("dead_lettered");
+    const listed = (await (await api(`/api/hosts/${host_id}/dead-letters`, { role: "viewer" })).json()) as { items: any[] };
+    expect(listed.items.map((d) => d.message_id)).toEqual([id]);
+
+    await sendAndAwaitAck(agent, responseFrame(id, "success", { output: "ran after all", exit_code: 0, execution_time: 0.2 }));
+    const view = await getCommand(host_id, id);
+    expect(view.state).toBe("succeeded");
+    expect(view.response_status).toBe("success");
+    expect(view.result).toEqual({ output: "ran after all", exit_code: 0, execution_time: 0.2 });
+    expect(states(view)).toEqual(["queued", "dead_lettered", "succeeded"]);
+    expect(view.history.at(-1).detail).toBe("response from the agent after the command was dead_lettered");
+
+    const res = await api(`/api/hosts/${host_id}/dead-letters`, { role: "viewer" });
+    expect(res.status).toBe(200);
+    expect(((await res.json()) as { items: unknown[] }).items).toEqual([]);
+    // No longer a dead letter, so there is nothing to requeue.
+    const requeued = await problem(await api(`/api/hosts/${host_id}/dead-letters/${id}/requeue`, { role: "operator", method: "POST" }), 409);
+    expect(requeued.code).toBe("ERR_COMMAND_NOT_DEAD_LETTERED");
+  });
+
+  it("a cancelled command stays cancelled when the agent's late response comes; the response is noted and acked", async () => {
+    const host = await registerHost();
+    const first = await TestAgent.connect(host.fingerprint);
+    const id = await enqueue(host.host_id);
+    await first.command(id, 1);
+    first.close();
+    await waitFor(() => commandRow(host.host_id, id), (r) => r.in_flight === 0);
+    const cancelled = await api(`/api/hosts/${host.host_id}/commands/${id}`, { role: "operator", method: "DELETE" });
+    expect(cancelled.status).toBe(200);
+
+    // The agent had it after all, and answers from its journal on the next connection.
+    const second = await TestAgent.connect(host.fingerprint);
+    second.ack(id);
+    await sendAndAwaitAck(second, responseFrame(id, "success", { output: "ran anyway", exit_code: 0 }));
+    const view = await getCommand(host.host_id, id);
+    expect(view.state).toBe("cancelled");
+    expect(view.result).toBeNull();
+    expect(view.response_status).toBeNull();
+    expect(states(view)).toEqual(["queued", "cancelled", "cancelled"]);
+    expect(view.history.at(-1).detail).toBe("late response from agent: success");
+    // Cancelled commands are not resent.
+    await barrier(second);
+    expect(commandFrames(second).filter((f) => f.message_id === id)).toEqual([]);
+  });
+});
+
 describe("expiry", () => {
   it("a command whose deadline passes while offline expires and is never sent", async () => {
     const host = await registerHost();
@@ -261,7 +353,7 @@ describe("expiry", () => {
     expect(commandFrames(agent).map((f) => f.message_id)).toEqual([marker]);
   });
 
-  it("a late response for an expired command leaves it expired, and is acked", async () => {
+  it("a late response for an expired command records the agent's outcome (succeeded, with the result), and is acked", async () => {
     const { host_id, agent } = await connectedHost();
     const id = await enqueue(host_id, { expires_in: 60 });
     await agent.command(id, 1);
@@ -269,14 +361,22 @@ describe("expiry", () => {
     await runAlarm(host_id);
     expect((await getCommand(host_id, id)).state).toBe("expired");
 
+    // The ack alone does not revive it; the response does.
     agent.ack(id);
-    await sendAndAwaitAck(agent, responseFrame(id, "success", { output: "too late" }));
+    await sendAndAwaitAck(agent, responseFrame(id, "success", { output: "too late", exit_code: 0 }));
     const view = await getCommand(host_id, id);
-    expect(view.state).toBe("expired");
-    expect(view.result).toBeNull();
-    expect(view.response_status).toBeNull();
-    expect(states(view)).not.toContain("delivered");
-    expect(states(view)).not.toContain("succeeded");
+    expect(view.state).toBe("succeeded");
+    expect(view.response_status).toBe("success");
+    expect(view.result).toEqual({ output: "too late", exit_code: 0 });
+    expect(states(view)).toEqual(["queued", "expired", "succeeded"]);
+    expect(view.history.at(-1).detail).toBe("response from the agent after the command was expired");
+
+    // A redelivered response keeps the first outcome.
+    await sendAndAwaitAck(agent, responseFrame(id, "failure", { output: "other", exit_code: 1 }));
+    const again = await getCommand(host_id, id);
+    expect(again.state).toBe("succeeded");
+    expect(again.result).toEqual({ output: "too late", exit_code: 0 });
+    expect(states(again)).toEqual(["queued", "expired", "succeeded"]);
   });
 });
 

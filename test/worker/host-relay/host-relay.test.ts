@@ -56,7 +56,7 @@ describe("hibernation", () => {
     expect(view.attempts).toBe(2);
   });
 
-  it("a hibernated socket is replaced by a new connection, which gets the unacked command", async () => {
+  it("a hibernated socket is replaced by a new connection, which gets the unacked command as the same attempt", async () => {
     const host = await connectedHost();
     const id = await enqueue(host.host_id);
     await host.agent.command(id, 1);
@@ -64,12 +64,15 @@ describe("hibernation", () => {
 
     const second = await TestAgent.connect(host.fingerprint);
     expect((await host.agent.waitClose()).code).toBe(CloseCode.REPLACED);
-    expect((await second.command(id)).attempt).toBe(2);
+    // The send interrupted by the replacement was refunded, so the resend is attempt 1 again.
+    expect((await second.command(id)).attempt).toBe(1);
     await sendAndAwaitAck(second, responseFrame(id));
-    expect((await getCommand(host.host_id, id)).state).toBe("succeeded");
+    const view = await getCommand(host.host_id, id);
+    expect(view.state).toBe("succeeded");
+    expect(view.attempts).toBe(1);
   });
 
-  it("an agent that disconnects while the relay hibernates is marked offline and its unacked command waits", async () => {
+  it("an agent that disconnects while the relay hibernates is marked offline and its unacked command waits with the attempt refunded", async () => {
     const host = await connectedHost();
     await waitFor(() => hostStatus(host.host_id), (s) => s === "online");
     const id = await enqueue(host.host_id);
@@ -80,6 +83,7 @@ describe("hibernation", () => {
     await waitFor(() => hostStatus(host.host_id), (s) => s === "offline");
     const row = await commandRow(host.host_id, id);
     expect(row.in_flight).toBe(0);
-    expect(row.attempts).toBe(1);
+    expect(row.attempts).toBe(0);
+    expect(row.state).toBe("queued");
   });
 });
