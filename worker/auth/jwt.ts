@@ -16,9 +16,10 @@ export const DEFAULT_ISSUER = "fleet-relay";
 export const DEFAULT_AUDIENCE = "fleet-relay-api";
 
 let jwksCache: { url: string; keys: JWTVerifyGetKey } | undefined;
-let secretCache: { secret: string; key: Uint8Array } | undefined;
+// The imported HMAC key, so each request skips importing it again (jose imports raw bytes per call).
+let secretCache: { secret: string; key: Promise<CryptoKey> } | undefined;
 
-function verificationKey(env: Env): { key: Uint8Array | JWTVerifyGetKey; algorithms: string[] } {
+function verificationKey(env: Env): { key: Promise<CryptoKey> | JWTVerifyGetKey; algorithms: string[] } {
   if (env.JWT_JWKS_URL) {
     if (jwksCache?.url !== env.JWT_JWKS_URL) {
       jwksCache = { url: env.JWT_JWKS_URL, keys: createRemoteJWKSet(new URL(env.JWT_JWKS_URL)) };
@@ -28,7 +29,10 @@ function verificationKey(env: Env): { key: Uint8Array | JWTVerifyGetKey; algorit
   }
   if (env.JWT_SECRET) {
     if (secretCache?.secret !== env.JWT_SECRET) {
-      secretCache = { secret: env.JWT_SECRET, key: new TextEncoder().encode(env.JWT_SECRET) };
+      const key = crypto.subtle.importKey("raw", new TextEncoder().encode(env.JWT_SECRET), { name: "HMAC", hash: "SHA-256" }, false, [
+        "verify",
+      ]);
+      secretCache = { secret: env.JWT_SECRET, key };
     }
     return { key: secretCache.key, algorithms: ["HS256"] };
   }
@@ -51,7 +55,8 @@ export async function authenticate(authorization: string | undefined, env: Env):
 export async function verifyToken(token: string, env: Env): Promise<Principal> {
   const { key, algorithms } = verificationKey(env);
   try {
-    const { payload } = await jwtVerify(token, key as Uint8Array, {
+    const resolved = typeof key === "function" ? key : await key;
+    const { payload } = await jwtVerify(token, resolved as CryptoKey, {
       algorithms,
       issuer: env.JWT_ISSUER || DEFAULT_ISSUER,
       audience: env.JWT_AUDIENCE || DEFAULT_AUDIENCE,
