@@ -11,6 +11,8 @@ import * as x509 from "@peculiar/x509";
 
 const EC = { name: "ECDSA", namedCurve: "P-256" } as const;
 const SIG = { name: "ECDSA", hash: "SHA-256" } as const;
+// WebCrypto's key type, named through the API (the global CryptoKey is a value under these Node types).
+type Key = Awaited<ReturnType<typeof crypto.subtle.importKey>>;
 
 export interface IssuedClient {
   cn: string;
@@ -33,7 +35,7 @@ export async function clientCertFactory(stateDir: string) {
   const caCert = new x509.X509Certificate(caCertPem);
   const caKey = await crypto.subtle.importKey("pkcs8", pemToDer(caKeyPem), EC, false, ["sign"]);
   const aki = await x509.AuthorityKeyIdentifierExtension.create(caCert);
-  const keys = (await crypto.subtle.generateKey(EC, true, ["sign", "verify"])) as { publicKey: CryptoKey; privateKey: CryptoKey };
+  const keys = (await crypto.subtle.generateKey(EC, true, ["sign", "verify"])) as { publicKey: Key; privateKey: Key };
   const keyPem = toPem((await crypto.subtle.exportKey("pkcs8", keys.privateKey)) as ArrayBuffer, "PRIVATE KEY");
   const ext = [
     new x509.BasicConstraintsExtension(false, undefined, true),

@@ -90,7 +90,7 @@ export class ProtocolAgent {
         agent.#onFrame(frame, t, o.tracker);
       });
       ws.on("close", () => {
-        if (agent?.#heartbeat) clearInterval(agent.#heartbeat);
+        if (agent !== null && agent.#heartbeat) clearInterval(agent.#heartbeat);
       });
     });
   }

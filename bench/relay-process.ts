@@ -1,16 +1,16 @@
 /**
  * Child process of the benchmark: runs the local relay (workerd via Miniflare + the TLS edge) so
  * that its memory is measured apart from the benchmark's clients. Talks to the parent over IPC:
- * `ready` once listening; answers `memory` (RSS of this process and of workerd) and `stop`.
+ * `ready` once listening; answers `sample` (RSS and CPU time of this process and of workerd) and `stop`.
  * Started by bench/run.ts with `--expose-gc`; not meant to be run by hand.
  */
 import { readdirSync, readFileSync } from "node:fs";
 import { startLocalRelay } from "../scripts/local-relay.ts";
 
-export type RelayRequest = { type: "memory"; id: number } | { type: "stop" };
+export type RelayRequest = { type: "sample"; id: number; gc: boolean } | { type: "stop" };
 export type RelayReply =
   | { type: "ready"; url: string; edgeUrl: string; caCertPem: string; caCertPath: string; edgeSecret: string; workerdPids: number[]; workerdComm: string[] }
-  | { type: "memory"; id: number; edgeRss: number; edgeHeapUsed: number; workerdRss: number }
+  | { type: "sample"; id: number; edgeRss: number; workerdRss: number; edgeCpuMs: number; workerdCpuMs: number }
   | { type: "error"; message: string };
 
 const stateDir = process.argv[2];
@@ -64,10 +64,26 @@ function rssOf(pid: number): number {
   }
 }
 
+const TICKS_PER_S = 100; // USER_HZ on Linux
+
+/** User + system CPU time of `pid` in ms, from /proc/<pid>/stat (0 when gone). */
+function cpuMsOf(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    // After the comm: state(0) ppid(1) … utime(11) stime(12).
+    return ((Number(f[11]) + Number(f[12])) * 1000) / TICKS_PER_S;
+  } catch {
+    return 0;
+  }
+}
+
 try {
   const relay = await startLocalRelay({ port: 0, edgePort: 0, stateDir, quiet: true });
   // workerd is the runtime; anything else below us (none expected) is counted with it.
-  const workerdPids = descendants(process.pid);
+  const below = descendants(process.pid);
+  // esbuild leaves its service process running after bundling; it is not part of the relay.
+  const workerdPids = below.some((pid) => comm(pid) === "workerd") ? below.filter((pid) => comm(pid) === "workerd") : below;
   send({
     type: "ready",
     url: relay.url,
@@ -86,16 +102,20 @@ try {
     process.exit(0);
   };
   process.on("message", (m: RelayRequest) => {
-    if (m.type === "memory") {
-      const gc = (globalThis as { gc?: () => void }).gc;
-      gc?.();
-      gc?.();
+    if (m.type === "sample") {
+      const cpu = process.cpuUsage();
+      if (m.gc) {
+        const gc = (globalThis as { gc?: () => void }).gc;
+        gc?.();
+        gc?.();
+      }
       send({
-        type: "memory",
+        type: "sample",
         id: m.id,
         edgeRss: process.memoryUsage().rss,
-        edgeHeapUsed: process.memoryUsage().heapUsed,
         workerdRss: workerdPids.reduce((s, pid) => s + rssOf(pid), 0),
+        edgeCpuMs: (cpu.user + cpu.system) / 1000,
+        workerdCpuMs: workerdPids.reduce((s, pid) => s + cpuMsOf(pid), 0),
       });
     } else if (m.type === "stop") {
       void stop();

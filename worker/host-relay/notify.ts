@@ -10,6 +10,8 @@ const EVENT = "event";
 const JOB = "job";
 /** Rows sent per flush round; a round is one RPC per target. */
 const FLUSH_BATCH = 200;
+/** Coalescing window before a flush: events reach subscribers this much later, in fewer RPCs. */
+const FLUSH_DELAY_MS = 10;
 /** The alarm retries a row after this if the flush that took it never settled (e.g. the object was evicted). */
 const LEASE_MS = 30_000;
 
@@ -77,8 +79,10 @@ export function hostPresence(rc: RelayContext, online: boolean, now: number): vo
 }
 
 /**
- * Sends due notifications, in order, one RPC per target per round. Runs detached from the
- * event that produced them (waitUntil), one flush at a time; failures back off and the alarm retries.
+ * Sends due notifications, in order, one RPC per target per round. Starts a moment after the
+ * change that made them, so the answer to the caller goes first and a burst of changes (a command's
+ * queued → delivered → running → succeeded) travels in one RPC. One flush at a time; failures back
+ * off and the alarm retries.
  */
 export function flushOutbox(rc: RelayContext): void {
   if (!rc.outboxDirty && !rc.store.hasDeliverableOutbox(Date.now())) return;
@@ -93,6 +97,7 @@ export function flushOutbox(rc: RelayContext): void {
       try {
         do {
           rc.flushAgain = false;
+          await new Promise((resolve) => setTimeout(resolve, FLUSH_DELAY_MS));
           await flushRounds(rc);
         } while (rc.flushAgain);
       } finally {
@@ -114,7 +119,7 @@ async function flushRounds(rc: RelayContext): Promise<void> {
       const key = `${r.kind}\u0000${r.target}`;
       groups.set(key, [...(groups.get(key) ?? []), r]);
     }
-    await Promise.all(
+    const outcomes = await Promise.all(
       [...groups.values()].map(async (group) => {
         const ids = group.map((r) => r.id);
         try {
@@ -122,13 +127,19 @@ async function flushRounds(rc: RelayContext): Promise<void> {
           const bodies = group.map((r) => JSON.parse(r.body));
           if (first.kind === EVENT) await fleetEvents(rc.env).publish(bodies as FleetEventInput[]);
           else await jobCoordinator(rc.env, first.target).hostUpdates(bodies as JobHostUpdate[]);
-          rc.store.deleteOutbox(ids);
+          return { ids, ok: true };
         } catch (err) {
           console.error("notification delivery failed; will retry", err);
-          rc.store.deferOutbox(ids, (attempts) => Date.now() + Math.min(60_000, 500 * 2 ** Math.min(attempts, 10)));
+          return { ids, ok: false };
         }
       }),
     );
+    for (const { ids, ok } of outcomes) {
+      if (ok) rc.store.deleteOutbox(ids);
+      else rc.store.deferOutbox(ids, (attempts) => Date.now() + Math.min(60_000, 500 * 2 ** Math.min(attempts, 10)));
+    }
+    // In the same turn as the deletes, so nobody sees an emptied outbox with a stale alarm.
+    scheduleAlarm(rc);
     if (rows.length < FLUSH_BATCH) return;
   }
 }
