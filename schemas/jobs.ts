@@ -2,16 +2,23 @@ import { z } from "zod";
 import { Limits } from "./constants.ts";
 import { PackageOperationParameters, ShellParameters, SystemInfoParameters } from "./commands.ts";
 import { Rfc3339, Tag, Uuid } from "./primitives.ts";
-import { CommandState } from "./rest.ts";
+import { CommandState, PageQuery, commaList } from "./rest.ts";
+
+const COUNT_OR_PERCENT = 'expected a whole number or a percentage such as "25%"';
 
 /** A count, or a percentage of the job's hosts ("25%"), rounded up and at least 1. */
-export const CountOrPercent = z.union([
-  z.int().min(0).max(1_000_000),
-  z
-    .string()
-    .regex(/^(100|[1-9]?[0-9])(\.[0-9]+)?%$/, { message: "expected a percentage such as \"10%\"" })
-    .refine((s) => Number.parseFloat(s) > 0 && Number.parseFloat(s) <= 100, { message: "percentages are between 0% (exclusive) and 100%" }),
-]);
+export const CountOrPercent = z.union(
+  [
+    z.int({ error: COUNT_OR_PERCENT }).min(0).max(1_000_000),
+    z
+      .string()
+      .regex(/^[0-9]{1,3}(\.[0-9]{1,6})?%$/, { message: COUNT_OR_PERCENT, abort: true })
+      .refine((s) => Number.parseFloat(s) > 0 && Number.parseFloat(s) <= 100, {
+        message: "percentages are between 0% (exclusive) and 100%",
+      }),
+  ],
+  { error: COUNT_OR_PERCENT },
+);
 export type CountOrPercent = z.infer<typeof CountOrPercent>;
 
 /** Resolves a count-or-percentage against `total`. */
@@ -21,23 +28,45 @@ export function resolveCount(value: CountOrPercent | undefined, total: number, f
   return Math.max(1, Math.ceil((Number.parseFloat(value) / 100) * total));
 }
 
-/** Exactly one way to pick the hosts. */
-export const JobTarget = z.union([
-  z.strictObject({ host_ids: z.array(Uuid).min(1).max(Limits.MAX_JOB_HOST_IDS) }),
-  z.strictObject({ tags: z.array(Tag).min(1).max(64), match: z.enum(["any", "all"]).default("any") }),
-  z.strictObject({ all: z.literal(true) }),
-]);
+export const TARGET_KINDS = ["host_ids", "tags", "all"] as const;
+
+/**
+ * Exactly one way to pick the hosts: `host_ids` (dispatched in the order given), `tags` with
+ * `match` any (default) or all, or `all: true` (every non-revoked host).
+ */
+export const JobTarget = z
+  .strictObject({
+    host_ids: z.array(Uuid).min(1).max(Limits.MAX_JOB_HOST_IDS).optional(),
+    tags: z.array(Tag).min(1).max(64).optional(),
+    match: z.enum(["any", "all"]).optional(),
+    all: z.literal(true).optional(),
+  })
+  .superRefine((t, ctx) => {
+    const kinds = TARGET_KINDS.filter((k) => t[k] !== undefined);
+    if (kinds.length !== 1) {
+      ctx.addIssue({
+        code: "custom",
+        path: [],
+        message: kinds.length === 0 ? "give one of host_ids, tags or all" : `give one of host_ids, tags or all, not ${kinds.join(" and ")}`,
+      });
+    }
+    if (t.match !== undefined && t.tags === undefined) {
+      ctx.addIssue({ code: "custom", path: ["match"], message: "match applies to tags only" });
+    }
+  });
 export type JobTarget = z.infer<typeof JobTarget>;
 
 const jobFields = {
   target: JobTarget,
   timeout: z.int().min(Limits.MIN_TIMEOUT_S).max(Limits.MAX_TIMEOUT_S).optional(),
+  /** Delivery deadline of every host's copy. Default: 24 h after acceptance. */
   expires_at: Rfc3339.optional(),
+  /** Delivery deadline in seconds from acceptance (the same instant for every host). */
   expires_in: z.int().min(1).max(Limits.MAX_EXPIRES_IN_S).optional(),
   max_attempts: z.int().min(1).max(Limits.MAX_ATTEMPTS).optional(),
-  /** Hosts running at once (a number or "N%"). Default: all at once. */
+  /** Hosts dispatched and not yet final at once (a number ≥ 1 or "N%"). Default: all at once. */
   max_concurrency: CountOrPercent.optional(),
-  /** Errors tolerated before hosts not yet started are cancelled (a number or "N%"). Default: no limit. */
+  /** Errors tolerated; one more stops the rollout (a number or "N%"). Default: no limit. */
   max_errors: CountOrPercent.optional(),
 };
 
@@ -56,10 +85,32 @@ export const JobRequest = z
   });
 export type JobRequest = z.infer<typeof JobRequest>;
 
-/** A host's part in a job: `pending` until dispatched, then its command's state; `skipped` if it could not take it. */
-export const JobHostState = z.union([z.enum(["pending", "dispatching", "skipped"]), CommandState]);
+/**
+ * A host's part in a job: `pending` until dispatched, `dispatching` while its HostRelay is being
+ * asked to queue it, then its command's state; `skipped` if the host could not take it (revoked or
+ * unregistered after the job was accepted).
+ */
+export const JobHostState = z.enum(["pending", "dispatching", "skipped", ...CommandState.options]);
 export type JobHostState = z.infer<typeof JobHostState>;
 
+/** Host states that never change again (but see the notes on expired/dead_lettered in the README). */
+export const FINAL_JOB_HOST_STATES: readonly JobHostState[] = [
+  "succeeded",
+  "failed",
+  "timed_out",
+  "expired",
+  "cancelled",
+  "dead_lettered",
+  "skipped",
+];
+/** Host states that count against `max_errors`: the command was delivered (or retried to exhaustion) and did not succeed. */
+export const ERROR_JOB_HOST_STATES: readonly JobHostState[] = ["failed", "timed_out", "dead_lettered"];
+
+/**
+ * `dispatching`: hosts are still waiting for a slot in the window; `running`: every host has its
+ * command, some are not final; `stopping`: cancelled or over max_errors, waiting for commands
+ * already delivered to finish; `completed` / `stopped` / `cancelled`: every host is final.
+ */
 export const JobState = z.enum(["dispatching", "running", "stopping", "completed", "stopped", "cancelled"]);
 export type JobState = z.infer<typeof JobState>;
 
@@ -74,12 +125,15 @@ export const JobView = z.object({
   target: z.record(z.string(), z.unknown()),
   created_at: Rfc3339,
   created_by: z.string(),
+  /** Delivery deadline of every host's copy. */
+  expires_at: Rfc3339,
   finished_at: Rfc3339.nullable(),
   hosts: z.int(),
   max_concurrency: z.int(),
   max_errors: z.int().nullable(),
-  /** Hosts per state. */
+  /** Hosts per state (every state, zeros included). */
   counts: z.record(z.string(), z.int()),
+  /** failed + timed_out + dead_lettered. */
   errors: z.int(),
   /** Hosts in a final state / all hosts, 0..1. */
   completion: z.number(),
@@ -97,3 +151,36 @@ export const JobHostView = z.object({
   detail: z.string().nullable(),
 });
 export type JobHostView = z.infer<typeof JobHostView>;
+
+/** A row of `GET /api/jobs`: the job's record; its live state is at `GET /api/jobs/{job_id}`. */
+export const JobSummary = z.object({
+  job_id: Uuid,
+  created_at: Rfc3339,
+  created_by: z.string(),
+  command_type: z.string(),
+  host_count: z.int(),
+});
+export type JobSummary = z.infer<typeof JobSummary>;
+
+export const JobListQuery = z.strictObject({ ...PageQuery });
+
+export const JobHostsQuery = z.strictObject({
+  ...PageQuery,
+  /** Comma-separated host states, e.g. `queued,delivered`. */
+  state: commaList(JobHostState).optional(),
+});
+
+// ---- tags ----
+
+/** Body of `PUT /api/hosts/{host_id}/tags`: the host's complete new tag set. */
+export const HostTagsUpdate = z.strictObject({ tags: z.array(Tag).max(64) });
+export type HostTagsUpdate = z.infer<typeof HostTagsUpdate>;
+
+export const HostTags = z.object({ host_id: Uuid, tags: z.array(z.string()) });
+export type HostTags = z.infer<typeof HostTags>;
+
+/** A tag and how many non-revoked hosts carry it. */
+export const TagCount = z.object({ tag: z.string(), hosts: z.int() });
+export type TagCount = z.infer<typeof TagCount>;
+
+export const TagListQuery = z.strictObject({ ...PageQuery });

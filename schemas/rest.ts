@@ -128,14 +128,18 @@ export const PageQuery = {
   cursor: z.string().max(200).optional(),
 };
 
+/** A query parameter holding a comma-separated list of `item`s, e.g. `queued,delivered`. */
+export function commaList<T extends z.ZodType<string, string>>(item: T) {
+  return z
+    .string()
+    .transform((s) => s.split(",").filter(Boolean))
+    .pipe(z.array(item).min(1));
+}
+
 export const CommandListQuery = z.strictObject({
   ...PageQuery,
   /** Comma-separated states, e.g. `queued,delivered`. */
-  state: z
-    .string()
-    .transform((s) => s.split(",").filter(Boolean))
-    .pipe(z.array(CommandState).min(1))
-    .optional(),
+  state: commaList(CommandState).optional(),
 });
 
 export const DeadLetter = z.object({

@@ -8,8 +8,11 @@ import { commandRoutes } from "./routes/commands.ts";
 import { createRouter } from "./routes/common.ts";
 import { deadLetterRoutes } from "./routes/dead-letters.ts";
 import { enrollmentTokenRoutes } from "./routes/enrollment-tokens.ts";
+import { eventRoutes } from "./routes/events.ts";
 import { healthRoutes } from "./routes/health.ts";
 import { hostRoutes } from "./routes/hosts.ts";
+import { jobRoutes } from "./routes/jobs.ts";
+import { tagRoutes } from "./routes/tags.ts";
 
 // The same rule @hono/zod-openapi applies: application/json or application/*+json, with only key=value parameters.
 const JSON_TYPE = /^application\/([a-z.-]+\+)?json(\s*;\s*[a-z0-9_.-]+=[^;]*)*\s*$/i;
@@ -39,6 +42,9 @@ export function createApp() {
   app.route("/", deadLetterRoutes);
   app.route("/", enrollmentTokenRoutes);
   app.route("/", agentRoutes);
+  app.route("/", tagRoutes);
+  app.route("/", jobRoutes);
+  app.route("/", eventRoutes);
 
   app.openAPIRegistry.registerComponent("securitySchemes", "bearerAuth", {
     type: "http",

@@ -29,6 +29,10 @@ export const ErrorCode = {
   ENROLLMENT_TOKEN_USED: "ERR_ENROLLMENT_TOKEN_USED",
   CSR_INVALID: "ERR_CSR_INVALID",
   MISCONFIGURED: "ERR_MISCONFIGURED",
+  JOB_NOT_FOUND: "ERR_JOB_NOT_FOUND",
+  JOB_FINISHED: "ERR_JOB_FINISHED",
+  UNKNOWN_HOSTS: "ERR_UNKNOWN_HOSTS",
+  EMPTY_TARGET: "ERR_EMPTY_TARGET",
   INTERNAL: "ERR_INTERNAL",
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
@@ -61,6 +65,10 @@ const TITLES: Record<ErrorCode, string> = {
   ERR_ENROLLMENT_TOKEN_USED: "Enrolment token already used",
   ERR_CSR_INVALID: "Invalid certificate request",
   ERR_MISCONFIGURED: "Relay misconfigured",
+  ERR_JOB_NOT_FOUND: "Job not found",
+  ERR_JOB_FINISHED: "Job already finished",
+  ERR_UNKNOWN_HOSTS: "Target names hosts that cannot take commands",
+  ERR_EMPTY_TARGET: "Target matches no host",
   ERR_INTERNAL: "Internal error",
 };
 

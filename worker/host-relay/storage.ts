@@ -1,6 +1,7 @@
 import type { CommandState, CommandSummary, CommandView, DeadLetter, StateChange } from "../../schemas/index.ts";
 import { TERMINAL_STATES } from "../../schemas/index.ts";
 import { HOST_RELAY_MIGRATIONS } from "./storage-schema.ts";
+import { applySqlMigrations } from "../sql-migrations.ts";
 
 /** A command row as stored. Times are epoch milliseconds. */
 export interface CommandRow {
@@ -82,14 +83,7 @@ export class HostRelayStorage {
   }
 
   migrate(): void {
-    this.sql.exec("CREATE TABLE IF NOT EXISTS _migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)");
-    const applied = this.sql.exec<{ v: number | null }>("SELECT MAX(version) AS v FROM _migrations").one().v ?? 0;
-    HOST_RELAY_MIGRATIONS.forEach((migration, index) => {
-      const version = index + 1;
-      if (version <= applied) return;
-      this.sql.exec(migration);
-      this.sql.exec("INSERT INTO _migrations (version, applied_at) VALUES (?, ?)", version, Date.now());
-    });
+    applySqlMigrations(this.sql, HOST_RELAY_MIGRATIONS);
   }
 
   // ---- meta ----

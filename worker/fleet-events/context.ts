@@ -1,0 +1,47 @@
+import type { EventFilter } from "../../schemas/index.ts";
+import type { Env } from "../env.ts";
+import type { FleetEventsStorage, HistoryBounds } from "./storage.ts";
+
+/** Everything a FleetEvents handler needs; rebuilt after hibernation from storage and attachments. */
+export interface EventsContext {
+  ctx: DurableObjectState;
+  store: FleetEventsStorage;
+  bounds: HistoryBounds;
+  /** Last alarm time this instance set; undefined after a wake-up, when it is not known. */
+  alarmAt: number | null | undefined;
+}
+
+/** Optional settings of the event history (strings, like every Worker var). */
+export interface HistorySettings {
+  /** Newest events kept for resuming subscribers. Default 10 000. */
+  EVENT_HISTORY_MAX_EVENTS?: string;
+  /** Oldest event kept, in seconds since FleetEvents stored it. Default 86 400 (24 h). */
+  EVENT_HISTORY_MAX_AGE_S?: string;
+}
+
+export const DEFAULT_HISTORY: HistoryBounds = { maxEvents: 10_000, maxAgeMs: 24 * 60 * 60 * 1000 };
+
+function positive(value: string | undefined, fallback: number): number {
+  const n = value === undefined || value === "" ? Number.NaN : Number(value);
+  return Number.isFinite(n) && n >= 1 ? Math.floor(n) : fallback;
+}
+
+export function historyBounds(env: Env & HistorySettings): HistoryBounds {
+  return {
+    maxEvents: positive(env.EVENT_HISTORY_MAX_EVENTS, DEFAULT_HISTORY.maxEvents),
+    maxAgeMs: positive(env.EVENT_HISTORY_MAX_AGE_S, DEFAULT_HISTORY.maxAgeMs / 1000) * 1000,
+  };
+}
+
+export const SUBSCRIBER_TAG = "subscriber";
+
+/** Per-subscriber data kept across hibernation (the runtime caps it at 2,048 bytes; see EventFilterLimits). */
+export interface SubscriberAttachment {
+  id: string;
+  filter: EventFilter;
+  connectedAt: number;
+}
+
+export function attachment(ws: WebSocket): SubscriberAttachment {
+  return ws.deserializeAttachment() as SubscriberAttachment;
+}

@@ -1,0 +1,26 @@
+/**
+ * Numbered, additive migrations for the FleetEvents object's SQLite storage. Never edit an
+ * applied entry; append a new one.
+ */
+export const FLEET_EVENTS_MIGRATIONS: readonly string[] = [
+  /* 1 */ `
+  -- epoch: a random UUID made with the storage (offsets are only comparable within one epoch);
+  -- pruned_through: the highest offset ever pruned, so coverage is known even with no rows left.
+  CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+
+  -- The bounded history, a contiguous run of offsets: pruning only ever removes the oldest rows.
+  -- AUTOINCREMENT keeps offsets from being reused after the newest rows are pruned.
+  -- at: when FleetEvents stored the event (epoch ms), which the age bound uses; the
+  -- publisher's own time is the body's "at".
+  CREATE TABLE events (
+    "offset" INTEGER PRIMARY KEY AUTOINCREMENT,
+    at INTEGER NOT NULL,
+    type TEXT NOT NULL,
+    host_id TEXT,
+    message_id TEXT,
+    job_id TEXT,
+    body TEXT NOT NULL
+  );
+  CREATE INDEX events_by_at ON events(at);
+  `,
+];

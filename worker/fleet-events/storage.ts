@@ -1,0 +1,103 @@
+import type { FleetEvent, FleetEventInput } from "../../schemas/index.ts";
+import { FLEET_EVENTS_MIGRATIONS } from "./storage-schema.ts";
+import { applySqlMigrations } from "../sql-migrations.ts";
+
+interface EventRow {
+  offset: number;
+  body: string;
+  [key: string]: SqlStorageValue;
+}
+
+/** How much history is kept: the newest `maxEvents`, none older than `maxAgeMs` (by the time stored). */
+export interface HistoryBounds {
+  maxEvents: number;
+  maxAgeMs: number;
+}
+
+/** Owns the FleetEvents tables; every method is synchronous so callers compose them atomically. */
+export class FleetEventsStorage {
+  private readonly sql: SqlStorage;
+  private epochCache: string | undefined;
+
+  constructor(storage: DurableObjectStorage) {
+    this.sql = storage.sql;
+  }
+
+  /** Applies pending migrations and gives a new store its epoch. */
+  migrate(): void {
+    applySqlMigrations(this.sql, FLEET_EVENTS_MIGRATIONS);
+    this.sql.exec("INSERT INTO meta (key, value) VALUES ('epoch', ?) ON CONFLICT(key) DO NOTHING", crypto.randomUUID());
+  }
+
+  private getMeta(key: string): string | null {
+    return this.sql.exec<{ value: string }>("SELECT value FROM meta WHERE key = ?", key).toArray()[0]?.value ?? null;
+  }
+
+  private setMeta(key: string, value: string): void {
+    this.sql.exec("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value", key, value);
+  }
+
+  /** Identifies this event store; offsets from another epoch mean nothing here. */
+  epoch(): string {
+    this.epochCache ??= this.getMeta("epoch")!;
+    return this.epochCache;
+  }
+
+  /** The highest offset pruned so far (0: nothing ever pruned). A resume from below it is not covered. */
+  prunedThrough(): number {
+    return Number(this.getMeta("pruned_through") ?? 0);
+  }
+
+  /** The newest offset handed out (0 before the first event), whether or not its row is still kept. */
+  head(): number {
+    const newest = this.sql.exec<{ o: number | null }>('SELECT MAX("offset") AS o FROM events').one().o;
+    return Math.max(newest ?? 0, this.prunedThrough());
+  }
+
+  /** Stores one event and returns it as subscribers see it. */
+  append(event: FleetEventInput, now: number): FleetEvent {
+    const body = JSON.stringify(event);
+    const { offset } = this.sql
+      .exec<{ offset: number }>(
+        'INSERT INTO events (at, type, host_id, message_id, job_id, body) VALUES (?, ?, ?, ?, ?, ?) RETURNING "offset"',
+        now,
+        event.type,
+        event.host_id ?? null,
+        event.message_id ?? null,
+        event.job_id ?? null,
+        body,
+      )
+      .one();
+    return { ...event, offset, epoch: this.epoch() };
+  }
+
+  /** Stored events after `offset`, oldest first. */
+  *after(offset: number): Generator<FleetEvent> {
+    const epoch = this.epoch();
+    for (const row of this.sql.exec<EventRow>('SELECT "offset", body FROM events WHERE "offset" > ? ORDER BY "offset"', offset)) {
+      yield { ...(JSON.parse(row.body) as FleetEventInput), offset: row.offset, epoch };
+    }
+  }
+
+  /** When the oldest kept event was stored, or null with none kept. */
+  oldestAt(): number | null {
+    return this.sql.exec<{ at: number | null }>('SELECT at FROM events ORDER BY "offset" LIMIT 1').toArray()[0]?.at ?? null;
+  }
+
+  /**
+   * Enforces the bounds by removing the oldest events — always a prefix of the offsets, so the
+   * history stays contiguous and `prunedThrough` says exactly what is missing. Returns how many went.
+   */
+  prune(now: number, bounds: HistoryBounds): number {
+    // Offsets are contiguous, so the count bound is arithmetic (no scan); a gap would only keep fewer.
+    const newest = this.sql.exec<{ o: number | null }>('SELECT MAX("offset") AS o FROM events').one().o ?? 0;
+    const byCount = newest - Math.max(0, bounds.maxEvents);
+    const byAge = this.sql.exec<{ o: number | null }>('SELECT MAX("offset") AS o FROM events WHERE at <= ?', now - bounds.maxAgeMs).one().o;
+    const through = Math.max(byCount, byAge ?? 0);
+    if (through <= this.prunedThrough()) return 0;
+    const removed = this.sql.exec<{ n: number }>('SELECT COUNT(*) AS n FROM events WHERE "offset" <= ?', through).one().n;
+    this.sql.exec('DELETE FROM events WHERE "offset" <= ?', through);
+    this.setMeta("pruned_through", String(through));
+    return removed;
+  }
+}

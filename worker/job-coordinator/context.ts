@@ -1,0 +1,52 @@
+import type { Env } from "../env.ts";
+import type { JobStorage } from "./storage.ts";
+
+/** Everything a JobCoordinator handler needs; rebuilt from storage after eviction. */
+export interface JobContext {
+  ctx: DurableObjectState;
+  env: Env;
+  store: JobStorage;
+  /** Last alarm time this instance set; undefined after a wake-up, when it is not known. */
+  alarmAt: number | null | undefined;
+  /** Alarm rounds run one after another (the runtime's alarm and a test's direct call may overlap). */
+  rounds: Promise<void>;
+}
+
+/** Enqueue and cancel RPCs one alarm invocation makes at most; the alarm re-arms for the rest. */
+export const RPC_BUDGET = 200;
+/** Of those, how many are in flight at once. */
+export const RPC_PARALLELISM = 100;
+/** An RPC whose answer was not recorded by then (the object was evicted mid-call) is tried again. */
+export const LEASE_MS = 60_000;
+/** job.progress events are coalesced: at most one per this interval while the job moves (the final one at once). */
+export const PROGRESS_COALESCE_MS = 500;
+/** A job.progress event that cannot be published is dropped after this many tries (events are best effort). */
+export const PROGRESS_MAX_ATTEMPTS = 8;
+
+/** Full-jitter exponential backoff for a failed RPC, in whole milliseconds. */
+export function backoffMs(attempt: number): number {
+  return 250 + Math.floor(Math.random() * Math.min(60_000, 500 * 2 ** Math.min(attempt, 10)));
+}
+
+/** Runs `fn` over `items` with at most `limit` calls in flight. */
+export async function inPool<T>(items: T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) await fn(items[next++]!);
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+}
+
+/** The HostRelay of one host (the same naming the Worker's routes use). */
+export function hostRelay(env: Env, hostId: string) {
+  return env.HOST_RELAY.get(env.HOST_RELAY.idFromName(hostId));
+}
+
+/** A promise's outcome as data, so a thrown RPC error and an answered one are handled side by side. */
+export async function settled<T>(p: Promise<T>): Promise<{ ok: true; value: T } | { ok: false; error: unknown }> {
+  try {
+    return { ok: true, value: await p };
+  } catch (error) {
+    return { ok: false, error };
+  }
+}

@@ -1,0 +1,161 @@
+import type { CommandAccepted, CommandView } from "../../schemas/index.ts";
+import { ErrorCode, type RpcResult } from "../errors.ts";
+import { type JobContext, LEASE_MS, RPC_BUDGET, RPC_PARALLELISM, backoffMs, hostRelay, inPool, settled } from "./context.ts";
+import { scheduleAlarm, settle } from "./lifecycle.ts";
+import { publishProgress } from "./progress.ts";
+import { FINAL, activeCount, mayMove } from "./states.ts";
+import type { HostRow, JobRow } from "./storage.ts";
+
+/** The idempotency key of a job's command on every host: a retried dispatch never queues twice. */
+export const jobIdempotencyKey = (jobId: string): string => `job:${jobId}`;
+
+/**
+ * One alarm invocation: expire hosts that never got a slot before the deadline, dispatch up to the
+ * RPC budget (retries first, then pending hosts that fit in the window), send due cancels with
+ * what is left, publish at most one progress event, and re-arm. Rounds never overlap.
+ */
+export function runRound(rc: JobContext): Promise<void> {
+  const round = rc.rounds.then(async () => {
+    try {
+      await oneRound(rc);
+      scheduleAlarm(rc, Date.now());
+    } catch (err) {
+      // Unexpected (RPC failures are handled per host): back off rather than spin on "now".
+      console.error("job round failed; retrying", err);
+      const at = Date.now() + backoffMs(1);
+      void rc.ctx.storage.setAlarm(at);
+      rc.alarmAt = at;
+    }
+  });
+  rc.rounds = round;
+  return round;
+}
+
+async function oneRound(rc: JobContext): Promise<void> {
+  const { store } = rc;
+  const job = store.job();
+  if (!job) return;
+  const now = Date.now();
+  if ((store.counts().pending ?? 0) > 0 && now >= job.expires_at) {
+    store.expirePending(now, "delivery deadline passed before the host's turn in the rollout");
+    settle(rc, now);
+  }
+  const used = await dispatchBatch(rc, RPC_BUDGET);
+  await cancelBatch(rc, RPC_BUDGET - used);
+  await publishProgress(rc);
+}
+
+/** Dispatches retries due and as many pending hosts as the window and budget allow; returns how many RPCs it made. */
+async function dispatchBatch(rc: JobContext, budget: number): Promise<number> {
+  const { store } = rc;
+  const now = Date.now();
+  const job = store.job()!;
+  const rows = store.dueDispatches(now, budget);
+  if (job.stop_kind === null) {
+    const room = job.max_concurrency - activeCount(store.counts());
+    rows.push(...store.nextPending(Math.min(room, budget - rows.length)));
+  }
+  if (rows.length === 0) return 0;
+  await inPool(rows, RPC_PARALLELISM, (row) => dispatchOne(rc, row.seq));
+  settle(rc, Date.now());
+  return rows.length;
+}
+
+async function dispatchOne(rc: JobContext, seq: number): Promise<void> {
+  const { store } = rc;
+  const now = Date.now();
+  const job = store.job()!;
+  const row = store.hostBySeq(seq);
+  if (!row) return;
+  // Re-read: while earlier RPCs of this round were out, the job may have stopped (cancelling its pending hosts) or updates may have come.
+  const retry = row.state === "dispatching" && row.due_at !== null && row.due_at <= now;
+  if (!(row.state === "pending" || retry)) return;
+  if (row.state === "pending" && now >= job.expires_at) {
+    store.setState(row, "expired", { at: now, detail: "delivery deadline passed before the host's turn in the rollout" }, now);
+    return;
+  }
+  store.markDispatching(row, now, now + LEASE_MS);
+  const outcome = await settled<RpcResult<CommandAccepted>>(
+    hostRelay(rc.env, row.host_id).enqueue({
+      host_id: row.host_id,
+      command_type: job.command_type,
+      parameters: JSON.parse(job.parameters),
+      timeout: job.timeout_s ?? undefined,
+      expires_at: new Date(job.expires_at).toISOString(),
+      max_attempts: job.max_attempts ?? undefined,
+      idempotency_key: jobIdempotencyKey(job.job_id),
+      request_hash: jobIdempotencyKey(job.job_id),
+      job_id: job.job_id,
+    }),
+  );
+  if (!outcome.ok) {
+    // The answer is unknown (the command may be queued): ask again later; the idempotency key makes that safe.
+    console.error(`job ${job.job_id}: dispatch to ${row.host_id} failed; will retry`, outcome.error);
+    store.setDispatchDue(seq, Date.now() + backoffMs(row.attempts));
+    return;
+  }
+  recordDispatch(rc, seq, outcome.value);
+}
+
+function recordDispatch(rc: JobContext, seq: number, result: RpcResult<CommandAccepted>): void {
+  const { store } = rc;
+  const now = Date.now();
+  const row = store.hostBySeq(seq)!;
+  if (result.ok) {
+    if (row.state === "dispatching") {
+      store.setState(row, result.value.status, { message_id: result.value.message_id, at: now }, now);
+    } else {
+      // The host's updates got here first and already said more than this answer does.
+      store.setMessageId(row, result.value.message_id, now);
+    }
+  } else if (row.state === "dispatching") {
+    store.setState(row, failedDispatchState(result.code), { at: now, detail: `${result.code}: ${result.detail}` }, now);
+  }
+  // A dispatch answer is rarely final (an idempotent retry can be); max_errors is checked as soon as one is.
+  if (result.ok && FINAL.has(result.value.status)) settle(rc, now);
+}
+
+/**
+ * A refused dispatch: the host was revoked or unregistered after the job was accepted (`skipped`,
+ * not an execution error — nothing ran), or the deadline had passed (`expired`).
+ */
+function failedDispatchState(code: string): "skipped" | "expired" {
+  return code === ErrorCode.DEADLINE_IN_PAST ? "expired" : "skipped";
+}
+
+/** Asks HostRelays to cancel queued commands of a stopped job; returns how many RPCs it made. */
+async function cancelBatch(rc: JobContext, budget: number): Promise<number> {
+  const { store } = rc;
+  const job = store.job()!;
+  if (job.stop_kind === null) return 0;
+  const rows = store.dueCancels(Date.now(), budget);
+  if (rows.length === 0) return 0;
+  await inPool(rows, RPC_PARALLELISM, (row) => cancelOne(rc, job, row));
+  settle(rc, Date.now());
+  return rows.length;
+}
+
+async function cancelOne(rc: JobContext, job: JobRow, row: HostRow): Promise<void> {
+  const { store } = rc;
+  const started = Date.now();
+  store.setCancelAt(row.seq, started + LEASE_MS);
+  const outcome = await settled<RpcResult<CommandView>>(hostRelay(rc.env, row.host_id).cancel(row.host_id, row.message_id!));
+  if (!outcome.ok) {
+    console.error(`job ${job.job_id}: cancel on ${row.host_id} failed; will retry`, outcome.error);
+    store.setCancelAt(row.seq, Date.now() + backoffMs(1));
+    return;
+  }
+  const result = outcome.value;
+  const now = Date.now();
+  const current = store.hostBySeq(row.seq)!;
+  if (result.ok) {
+    if (mayMove(current.state, current.state_at, result.value.state, now)) {
+      store.setState(current, result.value.state, { at: now, detail: job.stop_reason }, now);
+    } else {
+      store.setCancelAt(row.seq, null);
+    }
+  } else {
+    // COMMAND_NOT_CANCELLABLE: it was delivered (or is on its way) and will finish; its updates will say how.
+    store.setCancelAt(row.seq, null);
+  }
+}

@@ -1,0 +1,55 @@
+import type { JobContext } from "./context.ts";
+import { PROGRESS_COALESCE_MS } from "./context.ts";
+import { activeCount, errorCount, finalCount } from "./states.ts";
+
+/**
+ * What every change to host states ends with: stop the rollout if max_errors is exceeded, note
+ * when the job finished, schedule a (coalesced) job.progress event, and point the alarm at the next due work.
+ */
+export function settle(rc: JobContext, now: number, changed = true): void {
+  const { store } = rc;
+  let job = store.job();
+  if (!job) return;
+  if (changed) {
+    const errors = errorCount(store.counts());
+    if (job.stop_kind === null && job.max_errors !== null && errors > job.max_errors) {
+      store.stop("max_errors", `max_errors exceeded: ${errors} hosts failed, ${job.max_errors} allowed`, now);
+      job = store.job()!;
+    }
+    const allFinal = finalCount(store.counts()) === job.host_count;
+    if (allFinal && job.finished_at === null) store.setFinished(now);
+    else if (!allFinal && job.finished_at !== null) store.setFinished(null);
+    store.progressDue(allFinal ? now : now + PROGRESS_COALESCE_MS);
+  }
+  scheduleAlarm(rc, now);
+}
+
+/**
+ * Points the single alarm at the earliest due work: now while pending hosts fit in the window,
+ * the delivery deadline while hosts are pending, retries of dispatches and cancels, the next
+ * progress event. An alarm already set earlier is left alone — the alarm handler recomputes.
+ */
+export function scheduleAlarm(rc: JobContext, now: number): void {
+  const { store } = rc;
+  const job = store.job();
+  if (!job) return;
+  const counts = store.counts();
+  const candidates: number[] = [];
+  if ((counts.pending ?? 0) > 0) {
+    if (job.stop_kind === null && activeCount(counts) < job.max_concurrency) candidates.push(now);
+    candidates.push(job.expires_at);
+  }
+  const due = store.nextDue();
+  if (due.dispatch !== null) candidates.push(due.dispatch);
+  if (due.cancel !== null) candidates.push(due.cancel);
+  if (job.progress_due_at !== null) candidates.push(job.progress_due_at);
+  const next = candidates.length ? Math.min(...candidates) : null;
+  if (next === null) {
+    if (rc.alarmAt !== null) void rc.ctx.storage.deleteAlarm();
+    rc.alarmAt = null;
+    return;
+  }
+  if (typeof rc.alarmAt === "number" && rc.alarmAt <= next) return;
+  void rc.ctx.storage.setAlarm(next);
+  rc.alarmAt = next;
+}

@@ -1,0 +1,216 @@
+import { createRoute, z } from "@hono/zod-openapi";
+import {
+  Defaults,
+  JobAccepted,
+  JobHostView,
+  JobHostsQuery,
+  JobListQuery,
+  JobRequest,
+  JobSummary,
+  type JobTarget,
+  JobView,
+  Page,
+  resolveCount,
+} from "../../schemas/index.ts";
+import type { Env } from "../env.ts";
+import { ErrorCode, RelayError, unwrap } from "../errors.ts";
+import { jobCoordinator } from "../fleet-events/names.ts";
+import { activeHosts, checkHostIds, deleteJob, hostsWithTags, insertJob, listJobs } from "../registry-targets.ts";
+import { BEARER, createRouter, jsonBody, jsonContent, problems, requireRole } from "./common.ts";
+
+const JobIdParam = z.object({
+  job_id: z.uuid().openapi({ param: { name: "job_id", in: "path" }, description: "The job's id" }),
+});
+
+const createJobRoute = createRoute({
+  method: "post",
+  path: "/api/jobs",
+  tags: ["jobs"],
+  summary: "Run one command on many hosts: by id, by tag, or all of them",
+  description:
+    "Resolves the target now (revoked hosts are never targeted), records the job and returns; a JobCoordinator dispatches in batches, " +
+    "keeping at most `max_concurrency` hosts dispatched and not yet final, and stops the rollout (cancelling hosts not yet started) " +
+    "once errors (failed, timed_out, dead_lettered) exceed `max_errors`. An offline host whose delivery deadline passes is `expired`, not an error.",
+  security: BEARER,
+  middleware: [requireRole("operator")] as const,
+  request: { body: jsonBody(JobRequest, "Command, target, delivery controls and rollout limits") },
+  responses: {
+    202: {
+      description: "Accepted; `Location` points at the job",
+      headers: z.object({ Location: z.string().openapi({ description: "URL of the job" }) }),
+      content: { "application/json": { schema: JobAccepted } },
+    },
+    ...problems(400, 401, 403, 413, 415, 422),
+  },
+});
+
+const listJobsRoute = createRoute({
+  method: "get",
+  path: "/api/jobs",
+  tags: ["jobs"],
+  summary: "Jobs, newest first",
+  security: BEARER,
+  middleware: [requireRole("viewer")] as const,
+  request: { query: JobListQuery },
+  responses: { 200: jsonContent(Page(JobSummary), "One page; pass next_cursor as cursor for the next"), ...problems(400, 401, 403) },
+});
+
+const getJobRoute = createRoute({
+  method: "get",
+  path: "/api/jobs/{job_id}",
+  tags: ["jobs"],
+  summary: "A job: state, hosts per state, errors and completion",
+  security: BEARER,
+  middleware: [requireRole("viewer")] as const,
+  request: { params: JobIdParam },
+  responses: { 200: jsonContent(JobView, "The job"), ...problems(400, 401, 403, 404) },
+});
+
+const listJobHostsRoute = createRoute({
+  method: "get",
+  path: "/api/jobs/{job_id}/hosts",
+  tags: ["jobs"],
+  summary: "Each host's part in a job, in dispatch order, optionally filtered by state",
+  security: BEARER,
+  middleware: [requireRole("viewer")] as const,
+  request: { params: JobIdParam, query: JobHostsQuery },
+  responses: { 200: jsonContent(Page(JobHostView), "One page; pass next_cursor as cursor for the next"), ...problems(400, 401, 403, 404) },
+});
+
+const cancelJobRoute = createRoute({
+  method: "post",
+  path: "/api/jobs/{job_id}/cancel",
+  tags: ["jobs"],
+  summary: "Cancel a job",
+  description:
+    "Hosts not yet dispatched are cancelled at once; commands queued on a host but not delivered are cancelled there (best effort); " +
+    "a command already delivered finishes, and the job is `stopping` until it has. Cancelling again is harmless; a finished job answers 409.",
+  security: BEARER,
+  middleware: [requireRole("operator")] as const,
+  request: { params: JobIdParam },
+  responses: { 200: jsonContent(JobView, "The job, stopping or cancelled"), ...problems(400, 401, 403, 404, 409) },
+});
+
+/** Explicit lists longer than this are summarised in the job's view; its hosts are listed at /hosts. */
+const MAX_LISTED_TARGET_IDS = 100;
+
+/** The hosts a target names, in dispatch order; refuses ids that are unknown or revoked, naming them. */
+async function resolveTarget(env: Env, target: JobTarget): Promise<{ hostIds: string[]; summary: Record<string, unknown> }> {
+  if (target.host_ids) {
+    const firstIndex = new Map<string, number>();
+    target.host_ids.forEach((id, i) => {
+      const key = id.toLowerCase();
+      if (!firstIndex.has(key)) firstIndex.set(key, i);
+    });
+    const unique = [...firstIndex.keys()];
+    const checked = await checkHostIds(env.DB, unique);
+    const bad = checked.filter((h) => h.problem !== null);
+    if (bad.length > 0) {
+      const why = (p: string | null) => (p === "unknown" ? "is not registered" : "is revoked");
+      throw new RelayError(
+        ErrorCode.UNKNOWN_HOSTS,
+        400,
+        `target.host_ids: ${bad.length} of the hosts cannot take commands: ${bad
+          .slice(0, 20)
+          .map((b) => `${b.host_id} ${why(b.problem)}`)
+          .join(", ")}${bad.length > 20 ? ", …" : ""}`,
+        {
+          errors: bad.slice(0, 100).map((b) => ({
+            path: `target.host_ids.${firstIndex.get(b.host_id)}`,
+            message: `host ${b.host_id} ${why(b.problem)}`,
+          })),
+        },
+      );
+    }
+    const summary = unique.length <= MAX_LISTED_TARGET_IDS ? { host_ids: unique } : { host_ids_count: unique.length };
+    return { hostIds: unique, summary };
+  }
+  if (target.tags) {
+    const match = target.match ?? "any";
+    const tags = [...new Set(target.tags)];
+    return { hostIds: await hostsWithTags(env.DB, tags, match), summary: { tags, match } };
+  }
+  return { hostIds: await activeHosts(env.DB), summary: { all: true } };
+}
+
+const JOB_CURSOR = /^j(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z)_([0-9a-f-]{36})$/;
+
+function badCursor(): RelayError {
+  return new RelayError(ErrorCode.VALIDATION, 400, "cursor: not a cursor this API returned", {
+    errors: [{ path: "cursor", message: "not a cursor this API returned" }],
+  });
+}
+
+export const jobRoutes = createRouter()
+  .openapi(createJobRoute, async (c) => {
+    const body = c.req.valid("json");
+    const now = Date.now();
+    const expiresAt = body.expires_at ? Date.parse(body.expires_at) : now + (body.expires_in ?? Defaults.EXPIRES_IN_S) * 1000;
+    if (!(expiresAt > now)) {
+      throw new RelayError(ErrorCode.DEADLINE_IN_PAST, 400, `expires_at: ${body.expires_at} is not in the future`, {
+        errors: [{ path: "expires_at", message: "is not in the future" }],
+      });
+    }
+    const { hostIds, summary } = await resolveTarget(c.env, body.target);
+    if (hostIds.length === 0) {
+      throw new RelayError(ErrorCode.EMPTY_TARGET, 422, `target: no registered, non-revoked host matches ${JSON.stringify(summary)}`, {
+        errors: [{ path: "target", message: "matches no registered, non-revoked host" }],
+      });
+    }
+    const total = hostIds.length;
+    const jobId = crypto.randomUUID();
+    const principal = c.get("principal");
+    const createdAt = new Date(now).toISOString();
+    await insertJob(c.env.DB, { job_id: jobId, created_at: createdAt, created_by: principal.sub, command_type: body.command_type, host_count: total });
+    let accepted: JobAccepted;
+    try {
+      accepted = unwrap(
+        await jobCoordinator(c.env, jobId).create({
+          job_id: jobId,
+          command_type: body.command_type,
+          parameters: body.parameters,
+          target: summary,
+          created_at: now,
+          created_by: principal.sub,
+          timeout_s: body.timeout ?? null,
+          max_attempts: body.max_attempts ?? null,
+          expires_at: expiresAt,
+          max_concurrency: resolveCount(body.max_concurrency, total, total),
+          max_errors: body.max_errors === undefined ? null : resolveCount(body.max_errors, total, 0),
+          host_ids: hostIds,
+        }),
+      );
+    } catch (err) {
+      // Not recorded anywhere the job could run from: take it off the list too.
+      await deleteJob(c.env.DB, jobId).catch(() => undefined);
+      throw err;
+    }
+    c.header("Location", `/api/jobs/${jobId}`);
+    return c.json(accepted, 202);
+  })
+  .openapi(listJobsRoute, async (c) => {
+    const q = c.req.valid("query");
+    let after: { created_at: string; job_id: string } | undefined;
+    if (q.cursor !== undefined) {
+      const m = JOB_CURSOR.exec(q.cursor);
+      if (!m) throw badCursor();
+      after = { created_at: m[1]!, job_id: m[2]! };
+    }
+    const page = await listJobs(c.env.DB, { limit: q.limit, after });
+    return c.json({ items: page.items, next_cursor: page.last ? `j${page.last.created_at}_${page.last.job_id}` : null }, 200);
+  })
+  .openapi(getJobRoute, async (c) => {
+    const { job_id } = c.req.valid("param");
+    return c.json(unwrap(await jobCoordinator(c.env, job_id).view(job_id)), 200);
+  })
+  .openapi(listJobHostsRoute, async (c) => {
+    const { job_id } = c.req.valid("param");
+    const q = c.req.valid("query");
+    const result = await jobCoordinator(c.env, job_id).listHosts(job_id, { states: q.state, limit: q.limit, cursor: q.cursor });
+    if (!result.ok && result.code === ErrorCode.VALIDATION) throw badCursor();
+    return c.json(unwrap(result), 200);
+  })
+  .openapi(cancelJobRoute, async (c) => {
+    const { job_id } = c.req.valid("param");
+    return c.json(unwrap(await jobCoordinator(c.env, job_id).cancel(job_id, c.get("principal").sub)), 200);
+  });
