@@ -116,6 +116,13 @@ describe("agent killed while a command runs", () => {
       timeout: 60,
     });
     await rest.waitForCommand(hostId, slow, (c) => c.state === "running");
+    // "running" is reported as execution starts; kill once the script itself is under way, so the
+    // journal holds its process (the pid is recorded at spawn, before the script writes the marker).
+    await waitUntil(async () => ((await readFile(marker, "utf8").catch(() => "")).includes("started") ? true : undefined), {
+      timeoutMs: 10_000,
+      intervalMs: 20,
+      what: "the script to start",
+    });
     agent.child.kill("SIGKILL");
     expect(await agent.exit(10_000)).toEqual({ code: null, signal: "SIGKILL" });
 
