@@ -238,6 +238,15 @@ async function baselines(relay: RelayChild, rest: RestClient, dir: string) {
 const TERMINAL = new Set(["succeeded", "failed", "timed_out", "expired", "cancelled", "dead_lettered"]);
 const COMMAND_BODY = { command_type: "system_info" };
 
+/** Queues one measured command; returns its id and when the REST call started and was answered. */
+async function postCommand(rest: RestClient, hostId: string): Promise<{ id: string; t0: number; t1: number }> {
+  const t0 = now();
+  const r = await rest.request("POST", `/api/hosts/${hostId}/commands`, COMMAND_BODY);
+  const t1 = now();
+  if (r.status !== 202) throw new Error(`POST command: HTTP ${r.status}: ${r.body.slice(0, 300)}`);
+  return { id: (JSON.parse(r.body) as { message_id: string }).message_id, t0, t1 };
+}
+
 interface LatencyResult {
   /** The last command sent (for the read baselines). */
   lastId: string;
@@ -257,11 +266,7 @@ async function latencyRun(name: string, rest: RestClient, tracker: Tracker, host
   let lastId = "";
   const deadline = now() + LATENCY_BUDGET_MS;
   for (let i = 0; i < WARMUP + COMMANDS && (i <= WARMUP || now() < deadline); i++) {
-    const t0 = now();
-    const r = await rest.request("POST", `/api/hosts/${hostId}/commands`, COMMAND_BODY);
-    const t1 = now();
-    if (r.status !== 202) throw new Error(`POST command: HTTP ${r.status}: ${r.body.slice(0, 300)}`);
-    const id = (JSON.parse(r.body) as { message_id: string }).message_id;
+    const { id, t0, t1 } = await postCommand(rest, hostId);
     const tStored = await tracker.waitStored(id);
     let tVisible = Number.NaN;
     for (let attempt = 0; attempt < 100; attempt++) {
@@ -312,11 +317,7 @@ async function throughputRun(name: string, relay: RelayChild, rest: RestClient, 
       Array.from({ length: CONCURRENCY }, async () => {
         for (let i = next++; i < total && (!record || now() < deadline); i = next++) {
           const hostId = hostIds[i % hostIds.length]!;
-          const t0 = now();
-          const r = await rest.request("POST", `/api/hosts/${hostId}/commands`, COMMAND_BODY);
-          const t1 = now();
-          if (r.status !== 202) throw new Error(`POST command: HTTP ${r.status}: ${r.body.slice(0, 300)}`);
-          const id = (JSON.parse(r.body) as { message_id: string }).message_id;
+          const { id, t0, t1 } = await postCommand(rest, hostId);
           const tStored = await tracker.waitStored(id);
           if (record) {
             restT.push(t1 - t0);
@@ -542,8 +543,7 @@ async function main(): Promise<void> {
       COMMANDS,
       WARMUP,
       async () => {
-        const r = await r0.request("POST", `/api/hosts/${offline.hostId}/commands`, COMMAND_BODY);
-        if (r.status !== 202) throw new Error(`POST command (offline host): HTTP ${r.status}: ${r.body.slice(0, 300)}`);
+        await postCommand(r0, offline.hostId);
       },
       relay,
     );

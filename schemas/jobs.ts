@@ -2,7 +2,7 @@ import { z } from "zod";
 import { Limits } from "./constants.ts";
 import { PackageOperationParameters, ShellParameters, SystemInfoParameters } from "./commands.ts";
 import { Rfc3339, Tag, Uuid } from "./primitives.ts";
-import { CommandState, PageQuery, commaList } from "./rest.ts";
+import { CommandState, PageQuery, TERMINAL_STATES, commaList } from "./rest.ts";
 
 const COUNT_OR_PERCENT = 'expected a whole number or a percentage such as "25%"';
 
@@ -94,15 +94,7 @@ export const JobHostState = z.enum(["pending", "dispatching", "skipped", ...Comm
 export type JobHostState = z.infer<typeof JobHostState>;
 
 /** Host states that never change again (but see the notes on expired/dead_lettered in the README). */
-export const FINAL_JOB_HOST_STATES: readonly JobHostState[] = [
-  "succeeded",
-  "failed",
-  "timed_out",
-  "expired",
-  "cancelled",
-  "dead_lettered",
-  "skipped",
-];
+export const FINAL_JOB_HOST_STATES: readonly JobHostState[] = [...TERMINAL_STATES, "skipped"];
 /** Host states that count against `max_errors`: the command was delivered (or retried to exhaustion) and did not succeed. */
 export const ERROR_JOB_HOST_STATES: readonly JobHostState[] = ["failed", "timed_out", "dead_lettered"];
 
