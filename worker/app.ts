@@ -3,6 +3,7 @@ import { bodyLimit } from "hono/body-limit";
 import { HTTPException } from "hono/http-exception";
 import { Limits } from "../schemas/index.ts";
 import { ErrorCode, RelayError, problemResponse } from "./errors.ts";
+import { isJsonContentType } from "./media-type.ts";
 import { agentRoutes } from "./routes/agent.ts";
 import { commandRoutes } from "./routes/commands.ts";
 import { createRouter } from "./routes/common.ts";
@@ -14,8 +15,6 @@ import { hostRoutes } from "./routes/hosts.ts";
 import { jobRoutes } from "./routes/jobs.ts";
 import { tagRoutes } from "./routes/tags.ts";
 
-// The same rule @hono/zod-openapi applies: application/json or application/*+json, with only key=value parameters.
-const JSON_TYPE = /^application\/([a-z.-]+\+)?json(\s*;\s*[a-z0-9_.-]+=[^;]*)*\s*$/i;
 
 export function createApp() {
   const app = createRouter();
@@ -30,7 +29,7 @@ export function createApp() {
   app.use("/agent/*", limitBodies);
   app.use("*", async (c, next) => {
     const hasBody = c.req.header("content-length") ? c.req.header("content-length") !== "0" : c.req.raw.body !== null;
-    if (hasBody && ["POST", "PUT", "PATCH"].includes(c.req.method) && !JSON_TYPE.test(c.req.header("content-type") ?? "")) {
+    if (hasBody && ["POST", "PUT", "PATCH"].includes(c.req.method) && !isJsonContentType(c.req.header("content-type") ?? "")) {
       throw new RelayError(ErrorCode.UNSUPPORTED_MEDIA_TYPE, 415, "send the body as application/json");
     }
     await next();
