@@ -46,7 +46,11 @@ export const StatusMessage = z.object({
 });
 export type StatusMessage = z.infer<typeof StatusMessage>;
 
-export const ResponseStatus = z.enum(["success", "failure", "timeout", "rejected"]);
+/**
+ * `cancelled`: the agent stopped the command because the relay sent `cancel` (before it ran, or by
+ * killing its process group); the result carries any output produced so far.
+ */
+export const ResponseStatus = z.enum(["success", "failure", "timeout", "rejected", "cancelled"]);
 export type ResponseStatus = z.infer<typeof ResponseStatus>;
 
 /** Common result fields; command types add their own (e.g. `installed_packages`). */
@@ -96,6 +100,19 @@ export const HelloMessage = z.object({
 });
 export type HelloMessage = z.infer<typeof HelloMessage>;
 
+/**
+ * relay → agent: stop the command `original_message_id`. The agent acks the cancel frame, then answers
+ * the command with its real `response`: `cancelled` if it had not started or was killed, the stored
+ * response if it had already finished. An id it has never seen is tombstoned (a later delivery of it
+ * is refused) and answered `cancelled`.
+ */
+export const CancelMessage = z.object({
+  ...envelope,
+  message_type: z.literal("cancel"),
+  original_message_id: Uuid,
+});
+export type CancelMessage = z.infer<typeof CancelMessage>;
+
 /** relay → agent, answer to `hello`. */
 export const WelcomeMessage = z.object({
   ...envelope,
@@ -118,7 +135,7 @@ export const AgentFrame = z.discriminatedUnion("message_type", [
 export type AgentFrame = z.infer<typeof AgentFrame>;
 
 /** Frames the relay may send to an agent (`command` is an intersection, so it is parsed on its own). */
-export const RelayFrame = z.union([CommandMessage, AckMessage, ErrorMessage, WelcomeMessage]);
+export const RelayFrame = z.union([CommandMessage, AckMessage, ErrorMessage, WelcomeMessage, CancelMessage]);
 export type RelayFrame = z.infer<typeof RelayFrame>;
 
 /** Stable codes carried by `error` frames. */

@@ -64,6 +64,8 @@ export const CommandState = z.enum([
   "queued",
   "delivered",
   "running",
+  // A cancel was sent to an agent that may hold the command; the agent's response decides the end state.
+  "cancelling",
   "succeeded",
   "failed",
   "timed_out",

@@ -22,7 +22,7 @@ export function createApp() {
   const limitBodies = bodyLimit({
     maxSize: Limits.MAX_BODY_BYTES,
     onError: () => {
-      throw new RelayError(ErrorCode.BODY_TOO_LARGE, 413, `request bodies are limited to ${Limits.MAX_BODY_BYTES} bytes`);
+      throw new RelayError(ErrorCode.BODY_TOO_LARGE, `request bodies are limited to ${Limits.MAX_BODY_BYTES} bytes`);
     },
   });
   app.use("/api/*", limitBodies);
@@ -30,7 +30,7 @@ export function createApp() {
   app.use("*", async (c, next) => {
     const hasBody = c.req.header("content-length") ? c.req.header("content-length") !== "0" : c.req.raw.body !== null;
     if (hasBody && ["POST", "PUT", "PATCH"].includes(c.req.method) && !isJsonContentType(c.req.header("content-type") ?? "")) {
-      throw new RelayError(ErrorCode.UNSUPPORTED_MEDIA_TYPE, 415, "send the body as application/json");
+      throw new RelayError(ErrorCode.UNSUPPORTED_MEDIA_TYPE, "send the body as application/json");
     }
     await next();
   });
@@ -62,20 +62,20 @@ export function createApp() {
   });
   app.get("/docs", swaggerUI({ url: "/openapi.json", title: "Fleet relay API" }));
 
-  app.notFound((c) => problemResponse(new RelayError(ErrorCode.NOT_FOUND, 404, `no route for ${c.req.method} ${c.req.path}`), c.req.path));
+  app.notFound((c) => problemResponse(new RelayError(ErrorCode.NOT_FOUND, `no route for ${c.req.method} ${c.req.path}`), c.req.path));
   app.onError((err, c) => {
     if (err instanceof RelayError) return problemResponse(err, c.req.path);
     if (err instanceof HTTPException && err.status === 400) {
-      return problemResponse(new RelayError(ErrorCode.MALFORMED_JSON, 400, err.message || "malformed JSON body"), c.req.path);
+      return problemResponse(new RelayError(ErrorCode.MALFORMED_JSON, err.message || "malformed JSON body"), c.req.path);
     }
     if (err instanceof HTTPException && err.status === 415) {
-      return problemResponse(new RelayError(ErrorCode.UNSUPPORTED_MEDIA_TYPE, 415, "send the body as application/json"), c.req.path);
+      return problemResponse(new RelayError(ErrorCode.UNSUPPORTED_MEDIA_TYPE, "send the body as application/json"), c.req.path);
     }
     if (err instanceof HTTPException && err.status === 413) {
-      return problemResponse(new RelayError(ErrorCode.BODY_TOO_LARGE, 413, `request bodies are limited to ${Limits.MAX_BODY_BYTES} bytes`), c.req.path);
+      return problemResponse(new RelayError(ErrorCode.BODY_TOO_LARGE, `request bodies are limited to ${Limits.MAX_BODY_BYTES} bytes`), c.req.path);
     }
     console.error("unhandled error", err);
-    return problemResponse(new RelayError(ErrorCode.INTERNAL, 500, "internal error"), c.req.path);
+    return problemResponse(new RelayError(ErrorCode.INTERNAL, "internal error"), c.req.path);
   });
   return app;
 }

@@ -19,6 +19,7 @@ export const ErrorCode = {
   COMMAND_NOT_DEAD_LETTERED: "ERR_COMMAND_NOT_DEAD_LETTERED",
   IDEMPOTENCY_CONFLICT: "ERR_IDEMPOTENCY_CONFLICT",
   DEADLINE_IN_PAST: "ERR_DEADLINE_IN_PAST",
+  COMMAND_DEADLINE_PASSED: "ERR_COMMAND_DEADLINE_PASSED",
   AGENT_CERT_MISSING: "ERR_AGENT_CERT_MISSING",
   AGENT_CERT_UNVERIFIED: "ERR_AGENT_CERT_UNVERIFIED",
   AGENT_UNKNOWN: "ERR_AGENT_UNKNOWN",
@@ -55,6 +56,7 @@ const TITLES: Record<ErrorCode, string> = {
   ERR_COMMAND_NOT_DEAD_LETTERED: "Command is not dead-lettered",
   ERR_IDEMPOTENCY_CONFLICT: "Idempotency key reused with a different request",
   ERR_DEADLINE_IN_PAST: "Delivery deadline already passed",
+  ERR_COMMAND_DEADLINE_PASSED: "The command's stored delivery deadline has passed",
   ERR_AGENT_CERT_MISSING: "Client certificate required",
   ERR_AGENT_CERT_UNVERIFIED: "Client certificate not verified",
   ERR_AGENT_UNKNOWN: "Certificate not bound to an enrolled host",
@@ -72,6 +74,43 @@ const TITLES: Record<ErrorCode, string> = {
   ERR_INTERNAL: "Internal error",
 };
 
+/** The one HTTP status of each code: a code never means two statuses. */
+export const ERROR_STATUS: Record<ErrorCode, number> = {
+  ERR_AUTH_MISSING: 401,
+  ERR_AUTH_INVALID: 401,
+  ERR_AUTH_EXPIRED: 401,
+  ERR_FORBIDDEN: 403,
+  ERR_VALIDATION: 400,
+  ERR_MALFORMED_JSON: 400,
+  ERR_UNSUPPORTED_MEDIA_TYPE: 415,
+  ERR_BODY_TOO_LARGE: 413,
+  ERR_NOT_FOUND: 404,
+  ERR_HOST_NOT_FOUND: 404,
+  ERR_HOST_REVOKED: 409,
+  ERR_HOST_EXISTS: 409,
+  ERR_COMMAND_NOT_FOUND: 404,
+  ERR_COMMAND_NOT_CANCELLABLE: 409,
+  ERR_COMMAND_NOT_DEAD_LETTERED: 409,
+  ERR_IDEMPOTENCY_CONFLICT: 409,
+  ERR_DEADLINE_IN_PAST: 400,
+  ERR_COMMAND_DEADLINE_PASSED: 409,
+  ERR_AGENT_CERT_MISSING: 401,
+  ERR_AGENT_CERT_UNVERIFIED: 403,
+  ERR_AGENT_UNKNOWN: 403,
+  ERR_AGENT_REVOKED: 403,
+  ERR_UPGRADE_REQUIRED: 426,
+  ERR_ENROLLMENT_TOKEN_INVALID: 401,
+  ERR_ENROLLMENT_TOKEN_EXPIRED: 401,
+  ERR_ENROLLMENT_TOKEN_USED: 401,
+  ERR_CSR_INVALID: 400,
+  ERR_MISCONFIGURED: 503,
+  ERR_JOB_NOT_FOUND: 404,
+  ERR_JOB_FINISHED: 409,
+  ERR_UNKNOWN_HOSTS: 400,
+  ERR_EMPTY_TARGET: 422,
+  ERR_INTERNAL: 500,
+};
+
 export interface FieldError {
   path: string;
   message: string;
@@ -84,16 +123,11 @@ export class RelayError extends Error {
   readonly errors: FieldError[] | undefined;
   readonly headers: Record<string, string> | undefined;
 
-  constructor(
-    code: ErrorCode,
-    status: number,
-    detail?: string,
-    extra?: { errors?: FieldError[]; headers?: Record<string, string> },
-  ) {
+  constructor(code: ErrorCode, detail?: string, extra?: { errors?: FieldError[]; headers?: Record<string, string> }) {
     super(detail ?? TITLES[code]);
     this.name = "RelayError";
     this.code = code;
-    this.status = status;
+    this.status = ERROR_STATUS[code];
     this.errors = extra?.errors;
     this.headers = extra?.headers;
   }
@@ -109,7 +143,7 @@ export function fieldErrors(error: z.ZodError, prefix?: string): FieldError[] {
 export function validationError(error: z.ZodError, prefix?: string): RelayError {
   const errors = fieldErrors(error, prefix);
   const detail = errors.map((e) => `${e.path}: ${e.message}`).join("; ");
-  return new RelayError(ErrorCode.VALIDATION, 400, detail, { errors });
+  return new RelayError(ErrorCode.VALIDATION, detail, { errors });
 }
 
 export const PROBLEM_CONTENT_TYPE = "application/problem+json";
@@ -131,13 +165,14 @@ export function problemResponse(err: RelayError, instance?: string): Response {
 }
 
 /** Result type for Durable Object RPC: errors cross the RPC boundary as data, keeping their code. */
-export type RpcResult<T> = { ok: true; value: T } | { ok: false; code: ErrorCode; status: number; detail: string };
+export type RpcFailure = { ok: false; code: ErrorCode; detail: string };
+export type RpcResult<T> = { ok: true; value: T } | RpcFailure;
 
-export function rpcError(code: ErrorCode, status: number, detail: string): { ok: false; code: ErrorCode; status: number; detail: string } {
-  return { ok: false, code, status, detail };
+export function rpcError(code: ErrorCode, detail: string): RpcFailure {
+  return { ok: false, code, detail };
 }
 
 export function unwrap<T>(result: RpcResult<T>): T {
   if (result.ok) return result.value;
-  throw new RelayError(result.code, result.status, result.detail);
+  throw new RelayError(result.code, result.detail);
 }

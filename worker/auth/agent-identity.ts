@@ -32,20 +32,20 @@ export async function identifyAgent(request: Request, env: Env): Promise<{ hostI
   const fromEdge = !env.LOCAL_EDGE_SECRET || (await sameSecret(request.headers.get(EDGE_SECRET_HEADER), env.LOCAL_EDGE_SECRET));
   const tls = fromEdge ? cf?.tlsClientAuth : undefined;
   if (!tls || tls.certPresented !== "1") {
-    throw new RelayError(ErrorCode.AGENT_CERT_MISSING, 401, "agents must present a client certificate");
+    throw new RelayError(ErrorCode.AGENT_CERT_MISSING, "agents must present a client certificate");
   }
   if (tls.certVerified !== "SUCCESS") {
-    throw new RelayError(ErrorCode.AGENT_CERT_UNVERIFIED, 403, `client certificate not verified (${tls.certVerified})`);
+    throw new RelayError(ErrorCode.AGENT_CERT_UNVERIFIED, `client certificate not verified (${tls.certVerified})`);
   }
   if (tls.certRevoked === "1") {
-    throw new RelayError(ErrorCode.AGENT_REVOKED, 403, "client certificate is revoked");
+    throw new RelayError(ErrorCode.AGENT_REVOKED, "client certificate is revoked");
   }
   const fingerprint = tls.certFingerprintSHA256.replaceAll(":", "").toLowerCase();
   if (!/^[0-9a-f]{64}$/.test(fingerprint)) {
-    throw new RelayError(ErrorCode.AGENT_CERT_UNVERIFIED, 403, "client certificate fingerprint missing");
+    throw new RelayError(ErrorCode.AGENT_CERT_UNVERIFIED, "client certificate fingerprint missing");
   }
   const host = await findHostByFingerprint(env.DB, fingerprint);
-  if (!host) throw new RelayError(ErrorCode.AGENT_UNKNOWN, 403, "this certificate is not bound to an enrolled host");
-  if (host.revoked_at) throw new RelayError(ErrorCode.AGENT_REVOKED, 403, `host ${host.host_id} was revoked`);
+  if (!host) throw new RelayError(ErrorCode.AGENT_UNKNOWN, "this certificate is not bound to an enrolled host");
+  if (host.revoked_at) throw new RelayError(ErrorCode.AGENT_REVOKED, `host ${host.host_id} was revoked`);
   return { hostId: host.host_id, fingerprint };
 }

@@ -36,12 +36,12 @@ function verificationKey(env: Env): { key: Promise<CryptoKey> | JWTVerifyGetKey;
     }
     return { key: secretCache.key, algorithms: ["HS256"] };
   }
-  throw new RelayError(ErrorCode.MISCONFIGURED, 500, "neither JWT_SECRET nor JWT_JWKS_URL is set");
+  throw new RelayError(ErrorCode.MISCONFIGURED, "neither JWT_SECRET nor JWT_JWKS_URL is set");
 }
 
 function unauthorized(code: ErrorCode, detail: string, error?: "invalid_token"): RelayError {
   const challenge = error ? `${REALM}, error="${error}", error_description="${detail.replaceAll('"', "'")}"` : REALM;
-  return new RelayError(code, 401, detail, { headers: { "www-authenticate": challenge } });
+  return new RelayError(code, detail, { headers: { "www-authenticate": challenge } });
 }
 
 /** Reads the Bearer token and proves who is calling; throws a 401 RelayError otherwise. */
@@ -79,7 +79,7 @@ function roleOf(payload: Record<string, unknown>): Role {
   let best = -1;
   for (const r of claimed) best = Math.max(best, ROLES.indexOf(r as Role));
   if (best < 0) {
-    throw new RelayError(ErrorCode.FORBIDDEN, 403, `the token carries no role (${ROLES.join(", ")})`);
+    throw new RelayError(ErrorCode.FORBIDDEN, `the token carries no role (${ROLES.join(", ")})`);
   }
   return ROLES[best]!;
 }

@@ -32,10 +32,10 @@ export function matches(filter: EventFilter, event: FleetEventInput): boolean {
  */
 export function subscribe(ec: EventsContext, request: Request, now: number): Response {
   if (request.headers.get("upgrade")?.toLowerCase() !== "websocket") {
-    return problemResponse(new RelayError(ErrorCode.UPGRADE_REQUIRED, 426));
+    return problemResponse(new RelayError(ErrorCode.UPGRADE_REQUIRED));
   }
   const sub = parseSubscription(request.headers.get(INTERNAL_SUBSCRIPTION_HEADER));
-  if (!sub) return problemResponse(new RelayError(ErrorCode.VALIDATION, 400, "missing or invalid subscription"));
+  if (!sub) return problemResponse(new RelayError(ErrorCode.VALIDATION, "missing or invalid subscription"));
 
   const pair = new WebSocketPair();
   const [client, server] = [pair[0], pair[1]];

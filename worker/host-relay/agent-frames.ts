@@ -143,6 +143,7 @@ const FINAL_STATE = {
   failure: "failed",
   timeout: "timed_out",
   rejected: "failed",
+  cancelled: "cancelled",
 } as const;
 
 function onResponse(rc: RelayContext, ws: WebSocket, frame: ResponseMessage, now: number): void {

@@ -43,12 +43,12 @@ export class HostRelay extends DurableObject<Env> {
   override async fetch(request: Request): Promise<Response> {
     const hostId = request.headers.get(INTERNAL_HOST_HEADER);
     if (!hostId || request.headers.get("upgrade")?.toLowerCase() !== "websocket") {
-      return problemResponse(new RelayError(ErrorCode.UPGRADE_REQUIRED, 426));
+      return problemResponse(new RelayError(ErrorCode.UPGRADE_REQUIRED));
     }
     const host = await ops.ensureHost(this.rc, hostId);
     if (!host.ok) {
       const code = host.code === ErrorCode.HOST_REVOKED ? ErrorCode.AGENT_REVOKED : host.code;
-      return problemResponse(new RelayError(code, host.status === 409 ? 403 : host.status, host.detail));
+      return problemResponse(new RelayError(code, host.detail));
     }
     const response = acceptAgent(this.rc, hostId, Date.now());
     flushOutbox(this.rc);

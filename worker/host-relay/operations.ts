@@ -40,7 +40,7 @@ export async function ensureHost(rc: RelayContext, hostId: string): Promise<RpcR
   const known = rc.store.getMeta("host_id");
   if (known === null) {
     const reg = await hostRegistration(rc.env.DB, hostId);
-    if (!reg) return rpcError(ErrorCode.HOST_NOT_FOUND, 404, `host ${hostId} is not registered`);
+    if (!reg) return rpcError(ErrorCode.HOST_NOT_FOUND, `host ${hostId} is not registered`);
     // Re-check after the await: another request may have registered it meanwhile.
     if (rc.store.getMeta("host_id") === null) {
       rc.store.setMeta("host_id", hostId);
@@ -48,10 +48,10 @@ export async function ensureHost(rc: RelayContext, hostId: string): Promise<RpcR
       if (reg.revoked_at) rc.store.setMeta("revoked_at", reg.revoked_at);
     }
   } else if (known !== hostId) {
-    return rpcError(ErrorCode.INTERNAL, 500, "host relay addressed with a different host id");
+    return rpcError(ErrorCode.INTERNAL, "host relay addressed with a different host id");
   }
   const revoked = rc.store.getMeta("revoked_at");
-  if (revoked) return rpcError(ErrorCode.HOST_REVOKED, 409, `host ${hostId} was revoked at ${revoked}`);
+  if (revoked) return rpcError(ErrorCode.HOST_REVOKED, `host ${hostId} was revoked at ${revoked}`);
   return { ok: true, value: null };
 }
 
@@ -62,7 +62,7 @@ export async function enqueue(rc: RelayContext, input: EnqueueInput, now: number
     const existing = rc.store.getByIdempotencyKey(input.idempotency_key);
     if (existing) {
       if (existing.request_hash !== (input.request_hash ?? null)) {
-        return rpcError(ErrorCode.IDEMPOTENCY_CONFLICT, 409, "this Idempotency-Key was used for a different request");
+        return rpcError(ErrorCode.IDEMPOTENCY_CONFLICT, "this Idempotency-Key was used for a different request");
       }
       return { ok: true, value: { message_id: existing.message_id, status: existing.state } };
     }
@@ -71,7 +71,7 @@ export async function enqueue(rc: RelayContext, input: EnqueueInput, now: number
     ? Date.parse(input.expires_at)
     : now + (input.expires_in ?? Defaults.EXPIRES_IN_S) * 1000;
   if (!(expiresAt > now)) {
-    return rpcError(ErrorCode.DEADLINE_IN_PAST, 400, `expires_at ${new Date(expiresAt).toISOString()} is not in the future`);
+    return rpcError(ErrorCode.DEADLINE_IN_PAST, `expires_at ${new Date(expiresAt).toISOString()} is not in the future`);
   }
   const row = rc.store.insertCommand(
     {
@@ -93,13 +93,13 @@ export async function enqueue(rc: RelayContext, input: EnqueueInput, now: number
 }
 
 function known(rc: RelayContext, hostId: string): RpcResult<null> {
-  if (rc.store.getMeta("host_id") !== hostId) return rpcError(ErrorCode.HOST_NOT_FOUND, 404, `host ${hostId} has no commands`);
+  if (rc.store.getMeta("host_id") !== hostId) return rpcError(ErrorCode.HOST_NOT_FOUND, `host ${hostId} has no commands`);
   return { ok: true, value: null };
 }
 
 export function getCommand(rc: RelayContext, hostId: string, messageId: string): RpcResult<CommandView> {
   const row = rc.store.getMeta("host_id") === hostId ? rc.store.getCommand(messageId) : null;
-  if (!row) return rpcError(ErrorCode.COMMAND_NOT_FOUND, 404, `no command ${messageId} on host ${hostId}`);
+  if (!row) return rpcError(ErrorCode.COMMAND_NOT_FOUND, `no command ${messageId} on host ${hostId}`);
   return { ok: true, value: rc.store.view(hostId, row) };
 }
 
@@ -117,7 +117,7 @@ export function listCommands(
   opts: { states?: CommandState[] | undefined; limit: number; cursor?: string | undefined },
 ): RpcResult<Page<CommandSummary>> {
   const before = decodeCursor(opts.cursor);
-  if (before === "invalid") return rpcError(ErrorCode.VALIDATION, 400, "cursor: not a cursor this API returned");
+  if (before === "invalid") return rpcError(ErrorCode.VALIDATION, "cursor: not a cursor this API returned");
   if (!known(rc, hostId).ok) return { ok: true, value: { items: [], next_cursor: null } };
   const page = rc.store.listCommands(hostId, opts.states, opts.limit, before);
   return { ok: true, value: { items: page.items, next_cursor: encodeCursor(page.lastSeq) } };
@@ -130,7 +130,7 @@ export function cancel(rc: RelayContext, hostId: string, messageId: string, now:
   const row = rc.store.getCommand(messageId)!;
   if (row.state !== "queued" || row.in_flight) {
     const why = row.in_flight ? "it is on its way to the agent" : `it is ${row.state}`;
-    return rpcError(ErrorCode.COMMAND_NOT_CANCELLABLE, 409, `command ${messageId} cannot be cancelled: ${why}`);
+    return rpcError(ErrorCode.COMMAND_NOT_CANCELLABLE, `command ${messageId} cannot be cancelled: ${why}`);
   }
   rc.store.transition(row, "cancelled", now, "cancelled through the API");
   scheduleAlarm(rc);
@@ -143,7 +143,7 @@ export function listDeadLetters(
   opts: { limit: number; cursor?: string | undefined },
 ): RpcResult<Page<DeadLetter>> {
   const before = decodeCursor(opts.cursor);
-  if (before === "invalid") return rpcError(ErrorCode.VALIDATION, 400, "cursor: not a cursor this API returned");
+  if (before === "invalid") return rpcError(ErrorCode.VALIDATION, "cursor: not a cursor this API returned");
   if (!known(rc, hostId).ok) return { ok: true, value: { items: [], next_cursor: null } };
   const page = rc.store.listDeadLetters(opts.limit, before);
   return { ok: true, value: { items: page.items, next_cursor: encodeCursor(page.lastSeq) } };
@@ -163,9 +163,9 @@ export async function requeue(
   const host = await ensureHost(rc, hostId);
   if (!host.ok) return host;
   const row = rc.store.getCommand(messageId);
-  if (!row) return rpcError(ErrorCode.COMMAND_NOT_FOUND, 404, `no command ${messageId} on host ${hostId}`);
+  if (!row) return rpcError(ErrorCode.COMMAND_NOT_FOUND, `no command ${messageId} on host ${hostId}`);
   if (row.state !== "dead_lettered") {
-    return rpcError(ErrorCode.COMMAND_NOT_DEAD_LETTERED, 409, `command ${messageId} is ${row.state}, not dead_lettered`);
+    return rpcError(ErrorCode.COMMAND_NOT_DEAD_LETTERED, `command ${messageId} is ${row.state}, not dead_lettered`);
   }
   const expiresAt = opts.expires_at
     ? Date.parse(opts.expires_at)
@@ -173,7 +173,7 @@ export async function requeue(
       ? now + opts.expires_in * 1000
       : row.expires_at;
   if (!(expiresAt > now)) {
-    return rpcError(ErrorCode.DEADLINE_IN_PAST, 409, "the command's delivery deadline has passed; give a new expires_at or expires_in");
+    return rpcError(ErrorCode.COMMAND_DEADLINE_PASSED, "the command's delivery deadline has passed; give a new expires_at or expires_in");
   }
   rc.store.requeue(row, now, expiresAt, opts.max_attempts ?? row.max_attempts);
   pump(rc, now);
@@ -200,7 +200,7 @@ export function stats(rc: RelayContext): HostStats {
 
 export function setTags(rc: RelayContext, hostId: string, tags: string[]): RpcResult<null> {
   const known = rc.store.getMeta("host_id");
-  if (known !== null && known !== hostId) return rpcError(ErrorCode.INTERNAL, 500, "host relay addressed with a different host id");
+  if (known !== null && known !== hostId) return rpcError(ErrorCode.INTERNAL, "host relay addressed with a different host id");
   // Before the object knows its host it reads tags from the registry on first use.
   if (known !== null) rc.store.setMeta("tags", JSON.stringify([...tags].sort()));
   return { ok: true, value: null };

@@ -14,7 +14,7 @@ export interface Page<T> {
 }
 
 function notFound(jobId: string | undefined): RpcResult<never> {
-  return rpcError(ErrorCode.JOB_NOT_FOUND, 404, `no job ${jobId ?? ""}`.trim());
+  return rpcError(ErrorCode.JOB_NOT_FOUND, `no job ${jobId ?? ""}`.trim());
 }
 
 /**
@@ -24,7 +24,7 @@ function notFound(jobId: string | undefined): RpcResult<never> {
 export function create(rc: JobContext, input: CreateJobInput, now: number): RpcResult<JobAccepted> {
   const existing = rc.store.job();
   if (existing) {
-    if (existing.job_id !== input.job_id) return rpcError(ErrorCode.INTERNAL, 500, "job coordinator addressed with a different job id");
+    if (existing.job_id !== input.job_id) return rpcError(ErrorCode.INTERNAL, "job coordinator addressed with a different job id");
   } else {
     rc.store.insertJob(input, now);
     rc.store.progressDue(now);
@@ -53,7 +53,7 @@ export function listHosts(
   opts: { states?: JobHostState[] | undefined; limit: number; cursor?: string | undefined },
 ): RpcResult<Page<JobHostView>> {
   const after = decodeHostCursor(opts.cursor);
-  if (after === "invalid") return rpcError(ErrorCode.VALIDATION, 400, "cursor: not a cursor this API returned");
+  if (after === "invalid") return rpcError(ErrorCode.VALIDATION, "cursor: not a cursor this API returned");
   const job = rc.store.job();
   if (!job || job.job_id !== jobId) return notFound(jobId);
   const page = rc.store.listHosts(opts.states, opts.limit, after);
@@ -70,7 +70,7 @@ export function cancel(rc: JobContext, jobId: string, by: string, now: number): 
   if (!job || job.job_id !== jobId) return notFound(jobId);
   const state = jobState(rc.store.counts(), job.stop_kind);
   if (state === "completed" || state === "stopped") {
-    return rpcError(ErrorCode.JOB_FINISHED, 409, `job ${jobId} is ${state}; there is nothing left to cancel`);
+    return rpcError(ErrorCode.JOB_FINISHED, `job ${jobId} is ${state}; there is nothing left to cancel`);
   }
   if (job.stop_kind === null) {
     rc.store.stop("cancelled", `cancelled by ${by}`, now);

@@ -7,7 +7,7 @@ let cached: { pem: string; ca: Promise<FleetCa> } | undefined;
 /** The fleet CA from the Worker's secrets, imported once per isolate. */
 export function fleetCa(env: Env): Promise<FleetCa> {
   if (!env.FLEET_CA_CERT || !env.FLEET_CA_KEY) {
-    throw new RelayError(ErrorCode.MISCONFIGURED, 503, "the fleet CA is not configured (FLEET_CA_CERT, FLEET_CA_KEY)");
+    throw new RelayError(ErrorCode.MISCONFIGURED, "the fleet CA is not configured (FLEET_CA_CERT, FLEET_CA_KEY)");
   }
   if (cached?.pem !== env.FLEET_CA_CERT) {
     const ca = loadCa(env.FLEET_CA_CERT, env.FLEET_CA_KEY);

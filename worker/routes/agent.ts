@@ -66,7 +66,7 @@ function certificateReply(hostId: string, issued: IssuedCertificate, ca: FleetCa
 async function verifiedCsr(pem: string) {
   const checked = await verifyCsr(pem);
   if (!checked.ok) {
-    throw new RelayError(ErrorCode.CSR_INVALID, 400, CSR_DETAIL[checked.problem], {
+    throw new RelayError(ErrorCode.CSR_INVALID, CSR_DETAIL[checked.problem], {
       errors: [{ path: "csr", message: CSR_DETAIL[checked.problem] }],
     });
   }
@@ -78,7 +78,7 @@ export const agentRoutes = createRouter()
     // Identity before anything else, so an unauthenticated caller learns nothing about the endpoint.
     const { hostId } = await identifyAgent(c.req.raw, c.env);
     if (c.req.header("upgrade")?.toLowerCase() !== "websocket") {
-      throw new RelayError(ErrorCode.UPGRADE_REQUIRED, 426, "connect with a WebSocket upgrade");
+      throw new RelayError(ErrorCode.UPGRADE_REQUIRED, "connect with a WebSocket upgrade");
     }
     // A fresh request: nothing the client sent reaches the object except through our own header.
     const forward = new Request("https://host-relay.internal/connect", {
@@ -91,10 +91,10 @@ export const agentRoutes = createRouter()
     const tokenHash = await sha256Hex(body.token);
     const now = new Date();
     const token = await findEnrollmentToken(c.env.DB, tokenHash);
-    if (!token) throw new RelayError(ErrorCode.ENROLLMENT_TOKEN_INVALID, 401, "this enrolment token does not exist");
-    if (token.used_at) throw new RelayError(ErrorCode.ENROLLMENT_TOKEN_USED, 401, `this enrolment token was used at ${token.used_at}`);
+    if (!token) throw new RelayError(ErrorCode.ENROLLMENT_TOKEN_INVALID, "this enrolment token does not exist");
+    if (token.used_at) throw new RelayError(ErrorCode.ENROLLMENT_TOKEN_USED, `this enrolment token was used at ${token.used_at}`);
     if (token.expires_at <= now.toISOString()) {
-      throw new RelayError(ErrorCode.ENROLLMENT_TOKEN_EXPIRED, 401, `this enrolment token expired at ${token.expires_at}`);
+      throw new RelayError(ErrorCode.ENROLLMENT_TOKEN_EXPIRED, `this enrolment token expired at ${token.expires_at}`);
     }
     const csr = await verifiedCsr(body.csr);
     const ca = await fleetCa(c.env);
@@ -109,7 +109,7 @@ export const agentRoutes = createRouter()
       now: now.toISOString(),
     });
     // Lost a race with another enrolment (or the token expired meanwhile): nothing was written.
-    if (!enrolled) throw new RelayError(ErrorCode.ENROLLMENT_TOKEN_USED, 401, "this enrolment token is no longer usable");
+    if (!enrolled) throw new RelayError(ErrorCode.ENROLLMENT_TOKEN_USED, "this enrolment token is no longer usable");
     return c.json(certificateReply(hostId, issued, ca), 201);
   })
   .openapi(renewRoute, async (c) => {

@@ -121,7 +121,7 @@ export const commandRoutes = createRouter()
     const body = c.req.valid("json");
     const key = c.req.valid("header")["idempotency-key"];
     if ((operation === "install" || operation === "remove") && body.packages.length === 0) {
-      throw new RelayError(ErrorCode.VALIDATION, 400, `packages: ${operation} needs at least one package`, {
+      throw new RelayError(ErrorCode.VALIDATION, `packages: ${operation} needs at least one package`, {
         errors: [{ path: "packages", message: `${operation} needs at least one package` }],
       });
     }

@@ -27,7 +27,7 @@ export function requireRole(role: Role): MiddlewareHandler<AppEnv> {
   return async (c, next) => {
     const principal = await authenticate(c.req.header("authorization"), c.env);
     if (!hasRole(principal, role)) {
-      throw new RelayError(ErrorCode.FORBIDDEN, 403, `this needs the ${role} role; the token has ${principal.role}`);
+      throw new RelayError(ErrorCode.FORBIDDEN, `this needs the ${role} role; the token has ${principal.role}`);
     }
     c.set("principal", principal);
     await next();

@@ -31,13 +31,12 @@ function requireStreamRole(role: Role): MiddlewareHandler<AppEnv> {
     } else {
       throw new RelayError(
         ErrorCode.AUTH_MISSING,
-        401,
         'send Authorization: Bearer <JWT>, or offer the WebSocket subprotocols "bearer", "<JWT>"',
         { headers: { "www-authenticate": 'Bearer realm="fleet-relay"' } },
       );
     }
     if (!hasRole(principal, role)) {
-      throw new RelayError(ErrorCode.FORBIDDEN, 403, `this needs the ${role} role; the token has ${principal.role}`);
+      throw new RelayError(ErrorCode.FORBIDDEN, `this needs the ${role} role; the token has ${principal.role}`);
     }
     c.set("principal", principal);
     await next();
@@ -84,7 +83,7 @@ const eventsRoute = createRoute({
 export const eventRoutes = createRouter().openapi(eventsRoute, async (c) => {
   const q = c.req.valid("query");
   if (c.req.header("upgrade")?.toLowerCase() !== "websocket") {
-    throw new RelayError(ErrorCode.UPGRADE_REQUIRED, 426, "connect with a WebSocket upgrade");
+    throw new RelayError(ErrorCode.UPGRADE_REQUIRED, "connect with a WebSocket upgrade");
   }
   // Absent filters and resume fields are left out of the JSON.
   const subscription: Subscription = {

@@ -64,7 +64,7 @@ export const hostRoutes = createRouter()
     const hostId = crypto.randomUUID();
     const outcome = await insertHost(c.env.DB, { host_id: hostId, ...body, created_at: new Date().toISOString() });
     if (outcome === "duplicate") {
-      throw new RelayError(ErrorCode.HOST_EXISTS, 409, "a host with this certificate fingerprint is already registered");
+      throw new RelayError(ErrorCode.HOST_EXISTS, "a host with this certificate fingerprint is already registered");
     }
     const host = (await getHost(c.env.DB, hostId))!;
     c.header("Location", `/api/hosts/${hostId}`);
@@ -75,7 +75,7 @@ export const hostRoutes = createRouter()
     let after: string | undefined;
     if (q.cursor !== undefined) {
       const m = HOST_CURSOR.exec(q.cursor);
-      if (!m) throw new RelayError(ErrorCode.VALIDATION, 400, "cursor: not a cursor this API returned", { errors: [{ path: "cursor", message: "not a cursor this API returned" }] });
+      if (!m) throw new RelayError(ErrorCode.VALIDATION, "cursor: not a cursor this API returned", { errors: [{ path: "cursor", message: "not a cursor this API returned" }] });
       after = m[1];
     }
     const page = await listHosts(c.env.DB, { status: q.status, limit: q.limit, after });
@@ -84,7 +84,7 @@ export const hostRoutes = createRouter()
   .openapi(getHostRoute, async (c) => {
     const { host_id } = c.req.valid("param");
     const host = await getHost(c.env.DB, host_id);
-    if (!host) throw new RelayError(ErrorCode.HOST_NOT_FOUND, 404, `host ${host_id} is not registered`);
+    if (!host) throw new RelayError(ErrorCode.HOST_NOT_FOUND, `host ${host_id} is not registered`);
     const stats = await hostRelay(c.env, host_id).stats();
     return c.json({ ...host, queue_depth: stats.queue_depth }, 200);
   })
@@ -92,7 +92,7 @@ export const hostRoutes = createRouter()
     const { host_id } = c.req.valid("param");
     const at = new Date().toISOString();
     if (!(await revokeHost(c.env.DB, host_id, at))) {
-      throw new RelayError(ErrorCode.HOST_NOT_FOUND, 404, `host ${host_id} is not registered`);
+      throw new RelayError(ErrorCode.HOST_NOT_FOUND, `host ${host_id} is not registered`);
     }
     const host = (await getHost(c.env.DB, host_id))!;
     unwrap(await hostRelay(c.env, host_id).revoke(host_id, host.revoked_at ?? at));

@@ -109,7 +109,6 @@ async function resolveTarget(env: Env, target: JobTarget): Promise<{ hostIds: st
       const why = (p: string | null) => (p === "unknown" ? "is not registered" : "is revoked");
       throw new RelayError(
         ErrorCode.UNKNOWN_HOSTS,
-        400,
         `target.host_ids: ${bad.length} of the hosts cannot take commands: ${bad
           .slice(0, 20)
           .map((b) => `${b.host_id} ${why(b.problem)}`)
@@ -136,7 +135,7 @@ async function resolveTarget(env: Env, target: JobTarget): Promise<{ hostIds: st
 const JOB_CURSOR = /^j(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z)_([0-9a-f-]{36})$/;
 
 function badCursor(): RelayError {
-  return new RelayError(ErrorCode.VALIDATION, 400, "cursor: not a cursor this API returned", {
+  return new RelayError(ErrorCode.VALIDATION, "cursor: not a cursor this API returned", {
     errors: [{ path: "cursor", message: "not a cursor this API returned" }],
   });
 }
@@ -147,13 +146,13 @@ export const jobRoutes = createRouter()
     const now = Date.now();
     const expiresAt = body.expires_at ? Date.parse(body.expires_at) : now + (body.expires_in ?? Defaults.EXPIRES_IN_S) * 1000;
     if (!(expiresAt > now)) {
-      throw new RelayError(ErrorCode.DEADLINE_IN_PAST, 400, `expires_at: ${body.expires_at} is not in the future`, {
+      throw new RelayError(ErrorCode.DEADLINE_IN_PAST, `expires_at: ${body.expires_at} is not in the future`, {
         errors: [{ path: "expires_at", message: "is not in the future" }],
       });
     }
     const { hostIds, summary } = await resolveTarget(c.env, body.target);
     if (hostIds.length === 0) {
-      throw new RelayError(ErrorCode.EMPTY_TARGET, 422, `target: no registered, non-revoked host matches ${JSON.stringify(summary)}`, {
+      throw new RelayError(ErrorCode.EMPTY_TARGET, `target: no registered, non-revoked host matches ${JSON.stringify(summary)}`, {
         errors: [{ path: "target", message: "matches no registered, non-revoked host" }],
       });
     }

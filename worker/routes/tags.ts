@@ -34,7 +34,7 @@ export const tagRoutes = createRouter()
     const { host_id } = c.req.valid("param");
     const tags = [...new Set(c.req.valid("json").tags)].sort();
     if (!(await replaceHostTags(c.env.DB, host_id, tags))) {
-      throw new RelayError(ErrorCode.HOST_NOT_FOUND, 404, `host ${host_id} is not registered`);
+      throw new RelayError(ErrorCode.HOST_NOT_FOUND, `host ${host_id} is not registered`);
     }
     // The registry is the record; the relay keeps a copy for the events it publishes.
     unwrap(await hostRelay(c.env, host_id).setTags(host_id, tags));
@@ -46,7 +46,7 @@ export const tagRoutes = createRouter()
     if (q.cursor !== undefined) {
       const m = TAG_CURSOR.exec(q.cursor);
       if (!m) {
-        throw new RelayError(ErrorCode.VALIDATION, 400, "cursor: not a cursor this API returned", {
+        throw new RelayError(ErrorCode.VALIDATION, "cursor: not a cursor this API returned", {
           errors: [{ path: "cursor", message: "not a cursor this API returned" }],
         });
       }

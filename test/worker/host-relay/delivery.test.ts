@@ -264,7 +264,7 @@ describe("dead-letter requeue", () => {
     await sql(host_id, "UPDATE commands SET expires_at = ? WHERE message_id = ?", Date.now() - 1000, id);
 
     const body = await problem(await requeue(host_id, id), 409);
-    expect(body.code).toBe("ERR_DEADLINE_IN_PAST");
+    expect(body.code).toBe("ERR_COMMAND_DEADLINE_PASSED");
     expect((await getCommand(host_id, id)).state).toBe("dead_lettered");
 
     const resent = agent.nextNew((f) => f.message_type === "command" && f.message_id === id);
