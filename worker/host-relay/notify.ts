@@ -1,6 +1,6 @@
 import type { CommandState, FleetEventInput } from "../../schemas/index.ts";
 import { nowRfc3339 } from "../../schemas/index.ts";
-import { fleetEvents, jobCoordinator } from "../fleet-events/names.ts";
+import { fleetEvents, jobCoordinator } from "../stubs.ts";
 import type { JobHostUpdate } from "../job-coordinator/job-coordinator.ts";
 import type { RelayContext } from "./context.ts";
 import { scheduleAlarm } from "./delivery.ts";

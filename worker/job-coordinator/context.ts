@@ -37,10 +37,6 @@ export async function inPool<T>(items: T[], limit: number, fn: (item: T) => Prom
   await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
 }
 
-/** The HostRelay of one host (the same naming the Worker's routes use). */
-export function hostRelay(env: Env, hostId: string) {
-  return env.HOST_RELAY.get(env.HOST_RELAY.idFromName(hostId));
-}
 
 /** A promise's outcome as data, so a thrown RPC error and an answered one are handled side by side. */
 export async function settled<T>(p: Promise<T>): Promise<{ ok: true; value: T } | { ok: false; error: unknown }> {

@@ -1,6 +1,7 @@
+import { hostRelay } from "../stubs.ts";
 import type { CommandAccepted, CommandView } from "../../schemas/index.ts";
 import { ErrorCode, type RpcResult } from "../errors.ts";
-import { type JobContext, LEASE_MS, RPC_BUDGET, RPC_PARALLELISM, backoffMs, hostRelay, inPool, settled } from "./context.ts";
+import { type JobContext, LEASE_MS, RPC_BUDGET, RPC_PARALLELISM, backoffMs, inPool, settled } from "./context.ts";
 import { scheduleAlarm, settle } from "./lifecycle.ts";
 import { publishProgress } from "./progress.ts";
 import { FINAL, activeCount, mayMove } from "./states.ts";

@@ -1,6 +1,6 @@
 import type { FleetEventInput } from "../../schemas/index.ts";
 import { nowRfc3339 } from "../../schemas/index.ts";
-import { fleetEvents } from "../fleet-events/names.ts";
+import { fleetEvents } from "../stubs.ts";
 import { type JobContext, PROGRESS_MAX_ATTEMPTS, backoffMs } from "./context.ts";
 import { jobView } from "./view.ts";
 

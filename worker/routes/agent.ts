@@ -1,3 +1,4 @@
+import { hostRelay } from "../stubs.ts";
 import { createRoute } from "@hono/zod-openapi";
 import { EnrollRequest, EnrollResponse, RenewRequest, RenewResponse } from "../../schemas/index.ts";
 import { identifyAgent } from "../auth/agent-identity.ts";
@@ -6,7 +7,7 @@ import { INTERNAL_HOST_HEADER } from "../host-relay/connection.ts";
 import { fleetCa, sha256Hex } from "../pki/ca-binding.ts";
 import { type FleetCa, type IssuedCertificate, issueAgentCertificate, verifyCsr } from "../pki/fleet-ca.ts";
 import { addHostCertificate, enrollHost, findEnrollmentToken } from "../registry.ts";
-import { createRouter, hostRelay, jsonBody, jsonContent, problems } from "./common.ts";
+import { createRouter, jsonBody, jsonContent, problems } from "./common.ts";
 
 const connectRoute = createRoute({
   method: "get",

@@ -1,3 +1,4 @@
+import { hostRelay } from "../stubs.ts";
 import { createRoute, z } from "@hono/zod-openapi";
 import {
   CommandAccepted,
@@ -18,7 +19,7 @@ import {
   HostIdParam,
   IdempotencyHeader,
   createRouter,
-  hostRelay,
+ 
   jsonBody,
   jsonContent,
   problems,

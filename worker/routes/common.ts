@@ -73,9 +73,6 @@ export const HostCommandParams = HostIdParam.extend({
   message_id: z.uuid().openapi({ param: { name: "message_id", in: "path" }, description: "The command's message_id" }),
 });
 
-export function hostRelay(env: Env, hostId: string) {
-  return env.HOST_RELAY.get(env.HOST_RELAY.idFromName(hostId));
-}
 
 /** SHA-256 of the canonical request, so a reused Idempotency-Key with another body is detected. */
 export async function requestHash(parts: unknown): Promise<string> {

@@ -1,7 +1,8 @@
+import { hostRelay } from "../stubs.ts";
 import { createRoute, z } from "@hono/zod-openapi";
 import { CommandAccepted, DeadLetter, Page, PageQuery, RequeueRequest } from "../../schemas/index.ts";
 import { unwrap } from "../errors.ts";
-import { BEARER, HostCommandParams, HostIdParam, createRouter, hostRelay, jsonBody, jsonContent, problems, requireRole } from "./common.ts";
+import { BEARER, HostCommandParams, HostIdParam, createRouter, jsonBody, jsonContent, problems, requireRole } from "./common.ts";
 
 const listRoute = createRoute({
   method: "get",

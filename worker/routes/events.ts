@@ -3,7 +3,7 @@ import type { MiddlewareHandler } from "hono";
 import { EventFilterLimits, EventStreamQuery, FleetEventType } from "../../schemas/index.ts";
 import { type Principal, type Role, authenticate, hasRole, verifyToken } from "../auth/jwt.ts";
 import { ErrorCode, RelayError } from "../errors.ts";
-import { fleetEvents } from "../fleet-events/names.ts";
+import { fleetEvents } from "../stubs.ts";
 import { INTERNAL_SUBSCRIPTION_HEADER, type Subscription } from "../fleet-events/subscribers.ts";
 import { type AppEnv, BEARER, createRouter, problems } from "./common.ts";
 

@@ -1,8 +1,9 @@
+import { hostRelay } from "../stubs.ts";
 import { createRoute, z } from "@hono/zod-openapi";
 import { HostCreate, HostListQuery, HostView, Page } from "../../schemas/index.ts";
 import { ErrorCode, RelayError, unwrap } from "../errors.ts";
 import { getHost, insertHost, listHosts, revokeHost } from "../registry.ts";
-import { BEARER, HostIdParam, createRouter, hostRelay, jsonBody, jsonContent, problems, requireRole } from "./common.ts";
+import { BEARER, HostIdParam, createRouter, jsonBody, jsonContent, problems, requireRole } from "./common.ts";
 
 const createHostRoute = createRoute({
   method: "post",

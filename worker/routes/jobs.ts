@@ -14,7 +14,7 @@ import {
 } from "../../schemas/index.ts";
 import type { Env } from "../env.ts";
 import { ErrorCode, RelayError, unwrap } from "../errors.ts";
-import { jobCoordinator } from "../fleet-events/names.ts";
+import { jobCoordinator } from "../stubs.ts";
 import { activeHosts, checkHostIds, deleteJob, hostsWithTags, insertJob, listJobs } from "../registry-targets.ts";
 import { BEARER, createRouter, jsonBody, jsonContent, problems, requireRole } from "./common.ts";
 

@@ -1,8 +1,9 @@
+import { hostRelay } from "../stubs.ts";
 import { createRoute } from "@hono/zod-openapi";
 import { HostTags, HostTagsUpdate, Page, TagCount, TagListQuery } from "../../schemas/index.ts";
 import { ErrorCode, RelayError, unwrap } from "../errors.ts";
 import { listTags, replaceHostTags } from "../registry-targets.ts";
-import { BEARER, HostIdParam, createRouter, hostRelay, jsonBody, jsonContent, problems, requireRole } from "./common.ts";
+import { BEARER, HostIdParam, createRouter, jsonBody, jsonContent, problems, requireRole } from "./common.ts";
 
 const putTagsRoute = createRoute({
   method: "put",
