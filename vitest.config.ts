@@ -25,6 +25,9 @@ export default defineConfig({
                 ACK_TIMEOUT_MS: "1000",
                 RETRY_BASE_MS: "100",
                 RETRY_CAP_MS: "1000",
+                // A small frame budget so the flood test stays quick; production defaults are 200/s, burst 1,000.
+                FRAME_RATE_PER_S: "100",
+                FRAME_BURST: "300",
               },
             },
           }),

@@ -24,6 +24,8 @@ export const CloseCode = {
   HELLO_REQUIRED: 4004,
   /** The agent speaks a protocol version this relay does not. */
   UNSUPPORTED_PROTOCOL: 4005,
+  /** The agent kept sending frames past its rate limit; reconnect with backoff. */
+  RATE_LIMITED: 4006,
 } as const;
 export type CloseCode = (typeof CloseCode)[keyof typeof CloseCode];
 

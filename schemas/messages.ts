@@ -146,6 +146,10 @@ export const FrameErrorCode = {
   BINARY_UNSUPPORTED: "ERR_FRAME_BINARY_UNSUPPORTED",
   UNKNOWN_COMMAND: "ERR_UNKNOWN_COMMAND",
   HELLO_REQUIRED: "ERR_HELLO_REQUIRED",
+  /** A second `hello` on one connection; it is ignored. */
+  HELLO_REPEATED: "ERR_HELLO_REPEATED",
+  /** The connection sent frames faster than its budget; they are dropped. */
+  RATE_LIMITED: "ERR_FRAME_RATE_LIMITED",
 } as const;
 
 export function nowRfc3339(ms: number = Date.now()): string {

@@ -15,6 +15,15 @@ export interface RelayConfig {
   staleAfterS: number;
   /** Terminal commands are kept this long, then pruned. Default 30 days. */
   retentionDays: number;
+  /**
+   * Extra wait past a command's `timeout` before the relay gives up on its response: it sends
+   * `cancel` if the agent is connected, or ends the command `timed_out` if not. Default 60 000 ms.
+   */
+  executionGraceMs: number;
+  /** Frames per second one agent connection may send, sustained. Default 200. */
+  frameRatePerS: number;
+  /** Frames one connection may send in a burst above the rate. Default 1 000. */
+  frameBurst: number;
 }
 
 function num(value: string | undefined, fallback: number, min: number): number {
@@ -32,5 +41,8 @@ export function relayConfig(env: Env): RelayConfig {
     heartbeatIntervalS: num(env.HEARTBEAT_INTERVAL_S, 30, 1),
     staleAfterS: num(env.STALE_AFTER_S, 90, 1),
     retentionDays: num(env.RETENTION_DAYS, 30, 0),
+    executionGraceMs: num(env.EXECUTION_GRACE_S, 60, 0) * 1000,
+    frameRatePerS: num(env.FRAME_RATE_PER_S, 200, 1),
+    frameBurst: num(env.FRAME_BURST, 1_000, 1),
   };
 }

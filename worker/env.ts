@@ -33,4 +33,7 @@ export interface Env {
   HEARTBEAT_INTERVAL_S?: string;
   STALE_AFTER_S?: string;
   RETENTION_DAYS?: string;
+  EXECUTION_GRACE_S?: string;
+  FRAME_RATE_PER_S?: string;
+  FRAME_BURST?: string;
 }

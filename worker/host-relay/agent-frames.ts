@@ -1,26 +1,34 @@
 import type { AckMessage, AgentFrame, ErrorMessage, ResponseMessage, StatusMessage } from "../../schemas/index.ts";
-import { AgentFrame as AgentFrameSchema, FrameErrorCode, Limits, nowRfc3339 } from "../../schemas/index.ts";
+import { AgentFrame as AgentFrameSchema, CloseCode, FrameErrorCode, Limits, nowRfc3339 } from "../../schemas/index.ts";
 import { fieldErrors } from "../errors.ts";
 import { type RelayContext, attachment, sendFrame } from "./context.ts";
-import { onHello, touch } from "./connection.ts";
-import { pump, scheduleAlarm } from "./delivery.ts";
+import { closeAgent, onHello, touch } from "./connection.ts";
+import { executionDeadline, apply } from "./lifecycle.ts";
+import { pump } from "./delivery.ts";
+import { recordOutput } from "./notify.ts";
 import type { CommandRow } from "./storage.ts";
 
-/** Entry point for every frame an agent sends; never throws, never closes the socket for a bad frame. */
+/** Entry point for every frame an agent sends; never throws, never closes the socket for one bad frame. */
 export function handleAgentFrame(rc: RelayContext, ws: WebSocket, raw: string | ArrayBuffer, now: number): void {
   touch(ws, now);
+  if (!withinBudget(rc, ws, now)) return;
   const parsed = parseFrame(raw);
   if (!parsed.ok) {
     rejectFrame(rc, ws, parsed.code, parsed.detail, parsed.originalId, now);
     return;
   }
   const frame = parsed.frame;
-  if (frame.message_type !== "hello" && attachment(ws).helloAt === null) {
+  const greeted = attachment(ws).helloAt !== null;
+  if (frame.message_type !== "hello" && !greeted) {
     rejectFrame(rc, ws, FrameErrorCode.HELLO_REQUIRED, "the first frame must be hello", frame.message_id, now);
     return;
   }
   switch (frame.message_type) {
     case "hello":
+      if (greeted) {
+        rejectFrame(rc, ws, FrameErrorCode.HELLO_REPEATED, "hello was already received on this connection", frame.message_id, now);
+        return;
+      }
       onHello(rc, ws, frame, now);
       break;
     case "ack":
@@ -36,7 +44,36 @@ export function handleAgentFrame(rc: RelayContext, ws: WebSocket, raw: string | 
       onAgentError(rc, frame, now);
       break;
   }
-  scheduleAlarm(rc);
+}
+
+/**
+ * A token bucket per connection: past the burst, frames are refused with an `error` frame, and a
+ * connection that keeps sending past twice the burst is closed (CloseCode.RATE_LIMITED). One agent
+ * therefore cannot flood its relay, the fleet's events or the shared history.
+ */
+function withinBudget(rc: RelayContext, ws: WebSocket, now: number): boolean {
+  const { connectionId } = attachment(ws);
+  const { frameRatePerS, frameBurst } = rc.config;
+  let b = rc.frameBudgets.get(connectionId);
+  if (!b) {
+    b = { tokens: frameBurst, refilledAt: now, refused: 0 };
+    rc.frameBudgets.set(connectionId, b);
+  }
+  b.tokens = Math.min(frameBurst, b.tokens + ((now - b.refilledAt) * frameRatePerS) / 1000);
+  b.refilledAt = now;
+  if (b.tokens >= 1) {
+    b.tokens -= 1;
+    // Only a connection that calmed down all the way (a full bucket) is forgiven its refusals.
+    if (b.tokens >= frameBurst - 1) b.refused = 0;
+    return true;
+  }
+  b.refused++;
+  if (b.refused === 1) {
+    rejectFrame(rc, ws, FrameErrorCode.RATE_LIMITED, `more than ${frameRatePerS} frames/s (burst ${frameBurst}); frames are dropped`, undefined, now);
+  } else if (b.refused > frameBurst) {
+    closeAgent(rc, ws, CloseCode.RATE_LIMITED, "frame rate limit exceeded", now);
+  }
+  return false;
 }
 
 type Parsed =
@@ -68,7 +105,7 @@ export function parseFrame(raw: string | ArrayBuffer): Parsed {
 }
 
 function rejectFrame(rc: RelayContext, ws: WebSocket, code: string, detail: string, originalId: string | undefined, now: number): void {
-  rc.store.recordFrameError(code, detail, now);
+  rc.store.frameErrors.record(code, detail, now);
   sendFrame(ws, {
     message_id: crypto.randomUUID(),
     timestamp: nowRfc3339(now),
@@ -88,38 +125,37 @@ function ackFrame(ws: WebSocket, frameId: string, now: number): void {
  * would only burn attempts: the command fails now, with the agent's reason.
  */
 function onAgentError(rc: RelayContext, frame: ErrorMessage, now: number): void {
-  rc.store.recordFrameError(`agent:${frame.code}`, frame.detail, now);
+  rc.store.frameErrors.record(`agent:${frame.code}`, frame.detail, now);
   if (!frame.original_message_id || !AGENT_REFUSALS.has(frame.code)) return;
-  const row = rc.store.getCommand(frame.original_message_id);
-  if (!row || row.state !== "queued") return;
-  rc.store.transition(row, "failed", now, `agent refused the command frame (${frame.code}): ${frame.detail}`, {
+  const row = rc.store.commands.get(frame.original_message_id);
+  if (!row) return;
+  const caused = apply(rc, row, { kind: "agent_refused" }, now, {
+    detail: `agent refused the command frame (${frame.code}): ${frame.detail}`,
     response_status: "rejected",
     result: JSON.stringify({ reason: frame.detail }),
   });
-  pump(rc, now);
+  if (caused) pump(rc, now);
 }
 
 /** Agent error codes that mean "this command frame will never be accepted as sent". */
 const AGENT_REFUSALS: ReadonlySet<string> = new Set([FrameErrorCode.INVALID, FrameErrorCode.MALFORMED_JSON, FrameErrorCode.TOO_LARGE]);
 
-/** The agent recorded the command durably: it is delivered, and its window slot frees up. */
+/**
+ * The agent recorded a command durably (it is delivered, and its window slot frees up), or it
+ * received a cancel frame (no resend needed; its response to the command follows).
+ */
 function onAck(rc: RelayContext, frame: AckMessage, now: number): void {
-  const row = rc.store.getCommand(frame.original_message_id);
-  if (!row || row.state !== "queued") return;
-  rc.store.transition(row, "delivered", now);
-  pump(rc, now);
-}
-
-/** A status or response proves delivery even when the ack was lost. */
-function ensureDelivered(rc: RelayContext, row: CommandRow, now: number): void {
-  if (row.state === "queued") {
-    rc.store.transition(row, "delivered", now, "implied by a later frame from the agent");
-    pump(rc, now);
+  const row = rc.store.commands.get(frame.original_message_id);
+  if (!row) {
+    const cancelled = rc.store.commands.byCancelFrame(frame.original_message_id);
+    if (cancelled) rc.store.commands.markCancelAcked(cancelled);
+    return;
   }
+  if (apply(rc, row, { kind: "ack" }, now, { deadline_at: executionDeadline(rc, row, now) })) pump(rc, now);
 }
 
 function knownCommand(rc: RelayContext, ws: WebSocket, frameId: string, commandId: string, now: number): CommandRow | null {
-  const row = rc.store.getCommand(commandId);
+  const row = rc.store.commands.get(commandId);
   if (row) return row;
   // Ack anyway so the agent stops resending something this relay will never accept.
   rejectFrame(rc, ws, FrameErrorCode.UNKNOWN_COMMAND, `no command ${commandId} on this host`, frameId, now);
@@ -127,53 +163,38 @@ function knownCommand(rc: RelayContext, ws: WebSocket, frameId: string, commandI
   return null;
 }
 
+/** A status or response proves delivery even when the ack was lost: the history shows the implied step. */
+function impliedAck(rc: RelayContext, row: CommandRow, now: number): void {
+  if (row.state !== "queued") return;
+  if (apply(rc, row, { kind: "ack" }, now, { detail: "implied by a later frame from the agent", deadline_at: executionDeadline(rc, row, now) })) {
+    pump(rc, now);
+  }
+}
+
 function onStatus(rc: RelayContext, ws: WebSocket, frame: StatusMessage, now: number): void {
   const row = knownCommand(rc, ws, frame.message_id, frame.original_message_id, now);
   if (!row) return;
-  if (!isTerminal(row)) {
-    ensureDelivered(rc, row, now);
-    if (row.state === "delivered") rc.store.transition(row, "running", now);
-    if (frame.output) rc.store.appendOutput(row, frame.message_id, frame.seq ?? null, frame.output, now);
+  impliedAck(rc, row, now);
+  // Execution starts now: the deadline counts from here.
+  apply(rc, row, { kind: "running" }, now, { deadline_at: executionDeadline(rc, row, now) });
+  if (frame.output && (row.state === "running" || row.state === "cancelling")) {
+    const stored = rc.store.outputs.append(row, frame.message_id, frame.seq ?? null, frame.output, now);
+    if (stored === "stored") recordOutput(rc, row, frame.output, frame.seq ?? null, now);
+    if (stored === "truncated") rc.store.commands.addHistory(row.message_id, row.state, now, null, "output truncated: stored output limit reached");
   }
   ackFrame(ws, frame.message_id, now);
 }
 
-const FINAL_STATE = {
-  success: "succeeded",
-  failure: "failed",
-  timeout: "timed_out",
-  rejected: "failed",
-  cancelled: "cancelled",
-} as const;
-
+/** The agent's word on a command: it decides the final state, even over a give-up by the relay. */
 function onResponse(rc: RelayContext, ws: WebSocket, frame: ResponseMessage, now: number): void {
   const row = knownCommand(rc, ws, frame.message_id, frame.original_message_id, now);
   if (!row) return;
-  const gaveUp = (row.state === "dead_lettered" || row.state === "expired") && row.response_status === null;
-  if (gaveUp) {
-    // The relay had stopped trying, yet the agent ran it: record the truth, not the give-up.
-    const previous = row.state;
-    rc.store.transition(row, FINAL_STATE[frame.status], now, `response from the agent after the command was ${previous}`, {
-      response_status: frame.status,
-      result: JSON.stringify(frame.result),
-    });
-    rc.store.removeDeadLetter(row.message_id);
-  } else if (isTerminal(row)) {
-    // A redelivered response, or one that lost a race with cancel: keep the first outcome, note the other.
-    if (row.response_status === null) {
-      rc.store.addTransition(row.message_id, row.state, now, null, `late response from agent: ${frame.status}`);
-    }
-  } else {
-    ensureDelivered(rc, row, now);
-    const detail = frame.status === "rejected" ? `rejected by agent${frame.result.reason ? `: ${frame.result.reason}` : ""}` : null;
-    rc.store.transition(row, FINAL_STATE[frame.status], now, detail, {
-      response_status: frame.status,
-      result: JSON.stringify(frame.result),
-    });
-  }
+  impliedAck(rc, row, now);
+  const reason = frame.status === "rejected" && frame.result.reason ? `rejected by the agent: ${frame.result.reason}` : undefined;
+  apply(rc, row, { kind: "response", status: frame.status }, now, {
+    ...(reason && (row.state === "delivered" || row.state === "running") ? { detail: reason } : {}),
+    response_status: frame.status,
+    result: JSON.stringify(frame.result),
+  });
   ackFrame(ws, frame.message_id, now);
-}
-
-function isTerminal(row: CommandRow): boolean {
-  return !["queued", "delivered", "running"].includes(row.state);
 }

@@ -2,8 +2,8 @@ import type { AgentInfo, HelloMessage } from "../../schemas/index.ts";
 import { CloseCode, PROTOCOL_VERSION, nowRfc3339 } from "../../schemas/index.ts";
 import { markOffline, markOnline } from "../registry.ts";
 import { type AgentAttachment, type RelayContext, AGENT_TAG, attachment, enqueueRegistryWrite, liveSockets, sendFrame } from "./context.ts";
-import { pump, scheduleAlarm, socketDeadline } from "./delivery.ts";
-import { hostPresence } from "./notify.ts";
+import { cancelsDue, pump, socketDeadline } from "./delivery.ts";
+import { recordPresence } from "./notify.ts";
 
 export const INTERNAL_HOST_HEADER = "x-relay-host-id";
 
@@ -24,7 +24,6 @@ export function acceptAgent(rc: RelayContext, hostId: string, now: number): Resp
     closed: false,
   };
   server.serializeAttachment(a);
-  scheduleAlarm(rc);
   return new Response(null, { status: 101, webSocket: client });
 }
 
@@ -55,7 +54,9 @@ export function onHello(rc: RelayContext, ws: WebSocket, hello: HelloMessage, no
   });
   const { hostId, connectionId } = a;
   enqueueRegistryWrite(rc, () => markOnline(rc.env.DB, hostId, connectionId, nowRfc3339(now), agent));
-  hostPresence(rc, true, now);
+  recordPresence(rc, true, now);
+  // Cancels waiting for this agent go before new commands.
+  cancelsDue(rc, now);
   pump(rc, now);
 }
 
@@ -75,14 +76,14 @@ export function onAgentGone(rc: RelayContext, ws: WebSocket, now: number): void 
   if (a.closed) return;
   a.closed = true;
   ws.serializeAttachment(a);
+  rc.frameBudgets.delete(a.connectionId);
   // Unacked commands were sent on this socket; the next connection resends them (spending attempts then).
-  if (liveSockets(rc).length === 0) rc.store.clearInFlight();
+  if (liveSockets(rc).length === 0) rc.store.commands.clearInFlight();
   if (a.helloAt !== null) {
     const { hostId, connectionId } = a;
     enqueueRegistryWrite(rc, () => markOffline(rc.env.DB, hostId, connectionId, nowRfc3339(now)));
-    if (liveSockets(rc).every((other) => attachment(other).helloAt === null)) hostPresence(rc, false, now);
+    if (liveSockets(rc).every((other) => attachment(other).helloAt === null)) recordPresence(rc, false, now);
   }
-  scheduleAlarm(rc);
 }
 
 /** Closes sockets past their hello or heartbeat deadline. */

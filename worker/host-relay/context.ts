@@ -1,5 +1,7 @@
+import type { Clock } from "../clock.ts";
 import type { RelayConfig } from "../config.ts";
 import type { Env } from "../env.ts";
+import type { Faults } from "./faults.ts";
 import type { HostRelayStorage } from "./storage.ts";
 
 /** Everything a HostRelay handler needs; rebuilt after hibernation from storage and attachments. */
@@ -8,14 +10,28 @@ export interface RelayContext {
   env: Env;
   store: HostRelayStorage;
   config: RelayConfig;
+  /** Time and jitter; tests replace it through `runInDurableObject`. */
+  clock: Clock;
   /** Last alarm time this instance set; undefined after a wake-up, when it is not known. */
   alarmAt: number | null | undefined;
   /** Registry writes for one host run one after another, so online/offline cannot land out of order. */
   registryChain: Promise<void>;
-  /** Set when a notification was added to the outbox since the last flush. */
-  outboxDirty: boolean;
   flushing: boolean;
   flushAgain: boolean;
+  /** Points the single alarm at the earliest due row or socket deadline (delivery.ts). */
+  settleAlarm: () => void;
+  /** Test-only failure injection (faults.ts). */
+  faults: Faults;
+  /** Per-connection frame budgets, by connection id (in memory: a wake-up starts them afresh). */
+  frameBudgets: Map<string, FrameBudget>;
+}
+
+/** A token bucket of frames for one connection. */
+export interface FrameBudget {
+  tokens: number;
+  refilledAt: number;
+  /** Frames refused since the bucket last had room. */
+  refused: number;
 }
 
 /** Per-socket data kept across hibernation. */

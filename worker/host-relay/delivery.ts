@@ -1,15 +1,10 @@
-import type { CommandMessage } from "../../schemas/index.ts";
+import type { CancelMessage, CommandMessage } from "../../schemas/index.ts";
 import { nowRfc3339 } from "../../schemas/index.ts";
+import { backoffMs } from "../backoff.ts";
 import { type RelayContext, HELLO_TIMEOUT_MS, attachment, liveSockets, readySocket, sendFrame } from "./context.ts";
+import { apply, executionDeadline } from "./lifecycle.ts";
+import { nextRegistryCheck } from "./operations.ts";
 import type { CommandRow } from "./storage.ts";
-
-/**
- * Full-jitter exponential backoff: uniform in [0, min(cap, base·2^(attempt-1))], in whole
- * milliseconds because the alarm keeps only whole milliseconds and must not fire before the row is due.
- */
-export function backoffMs(attempt: number, baseMs: number, capMs: number): number {
-  return Math.floor(Math.random() * Math.min(capMs, baseMs * 2 ** Math.min(attempt - 1, 30)));
-}
 
 export function commandFrame(rc: RelayContext, row: CommandRow, attempt: number, now: number): CommandMessage {
   return {
@@ -30,8 +25,8 @@ function sendAttempt(rc: RelayContext, ws: WebSocket, row: CommandRow, now: numb
   const attempt = row.attempts + 1;
   if (!sendFrame(ws, commandFrame(rc, row, attempt, now))) return false;
   const { ackTimeoutMs, retryBaseMs, retryCapMs } = rc.config;
-  rc.store.markSent(row.message_id, attempt, now, now + ackTimeoutMs + backoffMs(attempt, retryBaseMs, retryCapMs));
-  row.attempts = attempt;
+  const jitter = backoffMs(attempt, { baseMs: retryBaseMs, capMs: retryCapMs }, () => rc.clock.random());
+  rc.store.commands.markSent(row, attempt, now, now + ackTimeoutMs + jitter);
   return true;
 }
 
@@ -42,15 +37,15 @@ function sendAttempt(rc: RelayContext, ws: WebSocket, row: CommandRow, now: numb
 export function pump(rc: RelayContext, now: number): void {
   const ws = readySocket(rc);
   if (!ws) return;
-  let room = rc.config.maxInFlight - rc.store.countInFlight();
+  let room = rc.config.maxInFlight - rc.store.commands.countInFlight();
   while (room > 0) {
-    const batch = rc.store.nextToSend(room);
+    const batch = rc.store.commands.nextToSend(room);
     if (batch.length === 0) return;
     for (const row of batch) {
       if (row.expires_at <= now) {
-        rc.store.transition(row, "expired", now, "delivery deadline passed before an ack");
+        apply(rc, row, { kind: "expire" }, now);
       } else if (row.attempts >= row.max_attempts) {
-        rc.store.deadLetter(row, now, `no ack after ${row.attempts} attempts`);
+        apply(rc, row, { kind: "attempts_spent" }, now, { detail: `no ack after ${row.attempts} attempts` });
       } else if (sendAttempt(rc, ws, row, now)) {
         room--;
       } else {
@@ -63,20 +58,60 @@ export function pump(rc: RelayContext, now: number): void {
 /** Resends commands whose ack did not come in time, or dead-letters them when attempts are spent. */
 export function retryDue(rc: RelayContext, now: number): void {
   const ws = readySocket(rc);
-  for (const row of rc.store.dueRetries(now)) {
+  for (const row of rc.store.commands.dueRetries(now)) {
     if (row.attempts >= row.max_attempts) {
-      rc.store.deadLetter(row, now, `no ack after ${row.attempts} attempts`);
+      apply(rc, row, { kind: "attempts_spent" }, now, { detail: `no ack after ${row.attempts} attempts` });
     } else if (!ws || !sendAttempt(rc, ws, row, now)) {
       // No connection to resend on: it waits, spending no attempt, until the next one.
-      rc.store.clearInFlight();
+      rc.store.commands.clearInFlight();
       return;
     }
   }
 }
 
 export function expireDue(rc: RelayContext, now: number): void {
-  for (const row of rc.store.dueExpiries(now)) {
-    rc.store.transition(row, "expired", now, "delivery deadline passed");
+  for (const row of rc.store.commands.dueExpiries(now)) apply(rc, row, { kind: "expire" }, now);
+}
+
+/**
+ * Bounds what the agent holds. A delivered command waiting behind an earlier one on a connected agent
+ * is not late (the agent runs one at a time): its deadline moves on. Otherwise, past `timeout + grace`,
+ * a connected agent is sent `cancel`, and an absent one's command ends `timed_out`.
+ */
+export function deadlinesDue(rc: RelayContext, now: number): void {
+  const ws = readySocket(rc);
+  const held = ws ? rc.store.commands.heldByAgent() : [];
+  for (const row of rc.store.commands.dueDeadlines(now)) {
+    if (ws && row.state === "delivered" && held[0] && held[0].message_id !== row.message_id) {
+      rc.store.commands.setDeadline(row, executionDeadline(rc, row, now));
+      continue;
+    }
+    const caused = apply(rc, row, { kind: "deadline", agentConnected: ws !== null }, now, {
+      deadline_at: now + rc.config.executionGraceMs,
+    });
+    if (caused && row.state === "cancelling" && ws) sendCancel(rc, ws, row, now);
+  }
+}
+
+/** Sends the cancel frame for a cancelling command; the agent acks it, then answers the command. */
+export function sendCancel(rc: RelayContext, ws: WebSocket, row: CommandRow, now: number): boolean {
+  const frame: CancelMessage = {
+    message_id: crypto.randomUUID(),
+    timestamp: nowRfc3339(now),
+    message_type: "cancel",
+    original_message_id: row.message_id,
+  };
+  if (!sendFrame(ws, frame)) return false;
+  rc.store.commands.markCancelSent(row, frame.message_id, now);
+  return true;
+}
+
+/** Cancel frames not yet on this connection, or unacked past the ack timeout, go (again). */
+export function cancelsDue(rc: RelayContext, now: number): void {
+  const ws = readySocket(rc);
+  if (!ws) return;
+  for (const row of rc.store.commands.cancelsToSend(now - rc.config.ackTimeoutMs)) {
+    if (!sendCancel(rc, ws, row, now)) return;
   }
 }
 
@@ -95,16 +130,15 @@ export function lastActivity(rc: RelayContext, ws: WebSocket): number {
 
 /** Points the single alarm at the earliest due row or socket deadline. */
 export function scheduleAlarm(rc: RelayContext): void {
-  let next = rc.store.nextDue(rc.config.retentionDays * 86_400_000);
-  for (const ws of liveSockets(rc)) {
-    const deadline = socketDeadline(rc, ws);
-    next = next === null ? deadline : Math.min(next, deadline);
-  }
+  const candidates = [
+    rc.store.commands.nextDue(rc.config.retentionDays * 86_400_000, rc.config.ackTimeoutMs),
+    rc.store.outbox.nextDue(),
+    nextRegistryCheck(rc),
+    ...liveSockets(rc).map((ws) => socketDeadline(rc, ws)),
+  ].filter((t): t is number => t !== null);
+  const next = candidates.length ? Math.min(...candidates) : null;
   if (next === rc.alarmAt) return;
-  if (next === null) {
-    void rc.ctx.storage.deleteAlarm();
-  } else {
-    void rc.ctx.storage.setAlarm(next);
-  }
+  if (next === null) void rc.ctx.storage.deleteAlarm();
+  else void rc.ctx.storage.setAlarm(next);
   rc.alarmAt = next;
 }

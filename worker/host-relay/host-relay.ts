@@ -1,141 +1,174 @@
 import { DurableObject } from "cloudflare:workers";
 import type { CommandState, RequeueRequest } from "../../schemas/index.ts";
 import { HEARTBEAT_PING, HEARTBEAT_PONG } from "../../schemas/index.ts";
+import { systemClock } from "../clock.ts";
 import { relayConfig } from "../config.ts";
+import { DurableEntry } from "../durable-entry.ts";
 import type { Env } from "../env.ts";
-import { ErrorCode, RelayError, problemResponse } from "../errors.ts";
+import { ErrorCode, RelayError, type RpcResult, problemResponse } from "../errors.ts";
 import { handleAgentFrame } from "./agent-frames.ts";
 import { INTERNAL_HOST_HEADER, acceptAgent, closeStale, onAgentGone } from "./connection.ts";
 import type { RelayContext } from "./context.ts";
-import { expireDue, pump, retryDue, scheduleAlarm } from "./delivery.ts";
-import { attachNotifier, flushOutbox } from "./notify.ts";
+import type { CancelOptions, CancelResult, EnqueueInput } from "./contract.ts";
+import { cancelsDue, deadlinesDue, expireDue, pump, retryDue, scheduleAlarm } from "./delivery.ts";
+import { Faults } from "./faults.ts";
+import { flushOutbox } from "./notify.ts";
 import * as ops from "./operations.ts";
 import { HostRelayStorage } from "./storage.ts";
 
 /**
  * One per managed host: holds the agent's WebSocket and the host's persistent command queue.
- * Hooks and RPC methods only hand off to the named handlers in this folder.
+ * Every hook and RPC method runs through `entry` (DurableEntry), which afterwards flushes the
+ * outbox and recomputes the alarm, and logs what a handler threw; the handlers live in this folder.
  */
 export class HostRelay extends DurableObject<Env> {
   private readonly rc: RelayContext;
+  private readonly entry: DurableEntry;
+  /** Test-only failure injection; nothing outside tests (runInDurableObject) can arm it. */
+  readonly faults: Faults;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
     const store = new HostRelayStorage(ctx.storage);
-    this.rc = {
+    this.faults = new Faults();
+    const rc: RelayContext = {
+      faults: this.faults,
       ctx,
       env,
       store,
       config: relayConfig(env),
+      clock: systemClock,
       alarmAt: undefined,
       registryChain: Promise.resolve(),
-      outboxDirty: false,
       flushing: false,
       flushAgain: false,
+      settleAlarm: () => scheduleAlarm(rc),
+      frameBudgets: new Map(),
     };
-    ctx.blockConcurrencyWhile(async () => store.migrate());
-    attachNotifier(this.rc);
+    this.rc = rc;
+    this.entry = new DurableEntry("HostRelay", () => {
+      flushOutbox(rc);
+      scheduleAlarm(rc);
+    });
+    ctx.blockConcurrencyWhile(async () => {
+      store.migrate();
+      // Only this instance flushes; leases held by an evicted one are void.
+      store.outbox.releaseLeases();
+    });
     // Answered by the runtime, so a heartbeat never wakes a hibernating object.
     ctx.setWebSocketAutoResponse(new WebSocketRequestResponsePair(HEARTBEAT_PING, HEARTBEAT_PONG));
   }
 
+  private now(): number {
+    return this.rc.clock.now();
+  }
+
   /** Only the Worker reaches this, after it has verified the agent's certificate. */
-  override async fetch(request: Request): Promise<Response> {
-    const hostId = request.headers.get(INTERNAL_HOST_HEADER);
-    if (!hostId || request.headers.get("upgrade")?.toLowerCase() !== "websocket") {
-      return problemResponse(new RelayError(ErrorCode.UPGRADE_REQUIRED));
-    }
-    const host = await ops.ensureHost(this.rc, hostId);
-    if (!host.ok) {
-      const code = host.code === ErrorCode.HOST_REVOKED ? ErrorCode.AGENT_REVOKED : host.code;
-      return problemResponse(new RelayError(code, host.detail));
-    }
-    const response = acceptAgent(this.rc, hostId, Date.now());
-    flushOutbox(this.rc);
-    return response;
+  override fetch(request: Request): Promise<Response> {
+    return this.entry.run(
+      "fetch",
+      async () => {
+        const hostId = request.headers.get(INTERNAL_HOST_HEADER);
+        if (!hostId || request.headers.get("upgrade")?.toLowerCase() !== "websocket") {
+          return problemResponse(new RelayError(ErrorCode.UPGRADE_REQUIRED));
+        }
+        const host = await ops.ensureHost(this.rc, hostId, this.now());
+        if (!host.ok) {
+          const code = host.code === ErrorCode.HOST_REVOKED ? ErrorCode.AGENT_REVOKED : host.code;
+          return problemResponse(new RelayError(code, host.detail));
+        }
+        return acceptAgent(this.rc, hostId, this.now());
+      },
+      () => problemResponse(new RelayError(ErrorCode.INTERNAL)),
+    );
   }
 
-  override async webSocketMessage(ws: WebSocket, message: string | ArrayBuffer): Promise<void> {
-    handleAgentFrame(this.rc, ws, message, Date.now());
-    flushOutbox(this.rc);
+  override webSocketMessage(ws: WebSocket, message: string | ArrayBuffer): Promise<void> {
+    return this.entry.hook("webSocketMessage", () => handleAgentFrame(this.rc, ws, message, this.now()));
   }
 
-  override async webSocketClose(ws: WebSocket, code: number, reason: string): Promise<void> {
-    onAgentGone(this.rc, ws, Date.now());
-    flushOutbox(this.rc);
-    try {
-      ws.close(code === 1005 ? 1000 : code, reason);
-    } catch {
-      // The runtime already completed the close.
-    }
+  override webSocketClose(ws: WebSocket, code: number, reason: string): Promise<void> {
+    return this.entry.hook("webSocketClose", () => {
+      onAgentGone(this.rc, ws, this.now());
+      try {
+        ws.close(code === 1005 ? 1000 : code, reason);
+      } catch {
+        // The runtime already completed the close.
+      }
+    });
   }
 
-  override async webSocketError(ws: WebSocket): Promise<void> {
-    onAgentGone(this.rc, ws, Date.now());
-    flushOutbox(this.rc);
+  override webSocketError(ws: WebSocket): Promise<void> {
+    return this.entry.hook("webSocketError", () => onAgentGone(this.rc, ws, this.now()));
   }
 
-  override async alarm(): Promise<void> {
-    const now = Date.now();
-    const rc = this.rc;
-    rc.alarmAt = null;
-    expireDue(rc, now);
-    // Close dead connections first, so a due retry is not spent on a socket nobody reads.
-    closeStale(rc, now);
-    retryDue(rc, now);
-    rc.store.prune(now, rc.config.retentionDays * 86_400_000);
-    pump(rc, now);
-    flushOutbox(rc);
-    scheduleAlarm(rc);
+  override alarm(): Promise<void> {
+    return this.entry.hook("alarm", async () => {
+      const rc = this.rc;
+      rc.alarmAt = null;
+      let now = this.now();
+      const hostId = rc.store.getMeta("host_id");
+      if (hostId && ops.nextRegistryCheck(rc) !== null && ops.registryCheckDue(rc, now)) {
+        await ops.refreshRegistration(rc, hostId, now);
+        now = this.now();
+      }
+      expireDue(rc, now);
+      // Close dead connections first, so a due retry is not spent on a socket nobody reads.
+      closeStale(rc, now);
+      retryDue(rc, now);
+      deadlinesDue(rc, now);
+      cancelsDue(rc, now);
+      rc.store.commands.prune(now, rc.config.retentionDays * 86_400_000);
+      pump(rc, now);
+    });
   }
 
-  // ---- RPC, called by the Worker's routes ----
+  // ---- RPC, called by the Worker's routes and the JobCoordinator (types in contract.ts) ----
 
-  async enqueue(input: ops.EnqueueInput) {
-    return this.settled(await ops.enqueue(this.rc, input, Date.now()));
+  enqueue(input: EnqueueInput) {
+    return this.entry.rpc("enqueue", () => {
+      this.faults.check("enqueue");
+      return ops.enqueue(this.rc, input, this.now());
+    });
   }
 
   getCommand(hostId: string, messageId: string) {
-    return ops.getCommand(this.rc, hostId, messageId);
+    return this.entry.rpc("getCommand", () => ops.getCommand(this.rc, hostId, messageId));
   }
 
   listCommands(hostId: string, opts: { states?: CommandState[] | undefined; limit: number; cursor?: string | undefined }) {
-    return ops.listCommands(this.rc, hostId, opts);
+    return this.entry.rpc("listCommands", () => ops.listCommands(this.rc, hostId, opts));
   }
 
-  cancel(hostId: string, messageId: string) {
-    return this.settled(ops.cancel(this.rc, hostId, messageId, Date.now()));
+  cancel(hostId: string, messageId: string, opts?: CancelOptions): Promise<RpcResult<CancelResult>> {
+    return this.entry.rpc("cancel", () => ops.cancel(this.rc, hostId, messageId, opts ?? {}, this.now()));
   }
 
   listDeadLetters(hostId: string, opts: { limit: number; cursor?: string | undefined }) {
-    return ops.listDeadLetters(this.rc, hostId, opts);
+    return this.entry.rpc("listDeadLetters", () => ops.listDeadLetters(this.rc, hostId, opts));
   }
 
-  async requeue(hostId: string, messageId: string, opts: RequeueRequest) {
-    return this.settled(await ops.requeue(this.rc, hostId, messageId, opts, Date.now()));
+  requeue(hostId: string, messageId: string, opts: RequeueRequest) {
+    return this.entry.rpc("requeue", () => ops.requeue(this.rc, hostId, messageId, opts, this.now()));
   }
 
-  revoke(hostId: string, revokedAt: string) {
-    return this.settled(ops.revoke(this.rc, hostId, revokedAt, Date.now()));
+  /** Throws (rather than answering data) when a fault is injected, as a failed RPC would. */
+  async revoke(hostId: string, revokedAt: string) {
+    this.faults.check("revoke");
+    return this.entry.rpc("revoke", () => ops.revoke(this.rc, hostId, revokedAt, this.now()));
   }
 
   /** The host's tags changed in the registry; events carry them from now on. */
   setTags(hostId: string, tags: string[]) {
-    return ops.setTags(this.rc, hostId, tags);
-  }
-
-  /** Hands notifications made by a call to the outbox flusher before answering it. */
-  private settled<T>(result: T): T {
-    flushOutbox(this.rc);
-    return result;
+    return this.entry.rpc("setTags", () => ops.setTags(this.rc, hostId, tags));
   }
 
   stats() {
-    return ops.stats(this.rc);
+    return this.entry.run("stats", () => ops.stats(this.rc));
   }
 
   /** Invalid frames recorded from this host's agent, oldest first (bounded). */
   frameErrors() {
-    return this.rc.store.frameErrors();
+    return this.entry.run("frameErrors", () => this.rc.store.frameErrors.list());
   }
 }

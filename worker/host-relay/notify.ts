@@ -1,92 +1,113 @@
-import type { CommandState, FleetEventInput } from "../../schemas/index.ts";
-import { nowRfc3339 } from "../../schemas/index.ts";
+import type { FleetEventInput } from "../../schemas/index.ts";
+import { MAX_EVENT_OUTPUT_CHARS, nowRfc3339 } from "../../schemas/index.ts";
+import { OUTBOX_BACKOFF, backoffMs } from "../backoff.ts";
+import type { JobHostUpdate } from "../job-coordinator/contract.ts";
 import { fleetEvents, jobCoordinator } from "../stubs.ts";
-import type { JobHostUpdate } from "../job-coordinator/job-coordinator.ts";
 import type { RelayContext } from "./context.ts";
-import { scheduleAlarm } from "./delivery.ts";
-import type { CommandRow } from "./storage.ts";
+import type { CommandRow, OutboxRow, Transition } from "./storage.ts";
+
+/**
+ * What a HostRelay tells other objects, through its outbox: fleet events to FleetEvents, job
+ * progress to the command's JobCoordinator. Rows are written in the same synchronous step as the
+ * change that caused them and delivered after it, first-in-first-out per target, retried until
+ * delivered. Each event carries its source (this host) and its outbox row id, so a publish that is
+ * retried after FleetEvents stored it is dropped there, not stored twice.
+ */
 
 const EVENT = "event";
 const JOB = "job";
+const FLEET = "fleet";
 /** Rows sent per flush round; a round is one RPC per target. */
 const FLUSH_BATCH = 200;
 /** Coalescing window before a flush: events reach subscribers this much later, in fewer RPCs. */
 const FLUSH_DELAY_MS = 10;
 /** The alarm retries a row after this if the flush that took it never settled (e.g. the object was evicted). */
 const LEASE_MS = 30_000;
+/** Streamed output of one command becomes at most one event per this window, carrying the joined chunks. */
+export const OUTPUT_COALESCE_MS = 100;
+
+/** What one stored change caused: the events and job update now in the outbox. */
+export interface Caused {
+  transition: Transition;
+  events: FleetEventInput[];
+  job: JobHostUpdate | null;
+}
 
 function hostTags(rc: RelayContext): string[] {
   const raw = rc.store.getMeta("tags");
   return raw ? (JSON.parse(raw) as string[]) : [];
 }
 
-function publish(rc: RelayContext, event: FleetEventInput, now: number): void {
-  rc.store.addOutbox(EVENT, "fleet", event, now + LEASE_MS);
-  rc.outboxDirty = true;
-}
-
-/** Hooks the storage's change callbacks to the outbox: fleet events always, job progress for job commands. */
-export function attachNotifier(rc: RelayContext): void {
-  rc.store.onTransition = (row, state, now, detail) => commandStateChanged(rc, row, state, now, detail);
-  rc.store.onOutput = (row, chunk, seq, now) =>
-    publish(
-      rc,
-      { type: "command.output", at: nowRfc3339(now), host_id: hostId(rc), message_id: row.message_id, ...jobOf(row), tags: hostTags(rc), output: chunk, seq },
-      now,
-    );
-}
-
 function hostId(rc: RelayContext): string | undefined {
   return rc.store.getMeta("host_id") ?? undefined;
 }
 
-function jobOf(row: CommandRow): { job_id?: string } {
-  return row.job_id ? { job_id: row.job_id } : {};
+function addEvent(rc: RelayContext, event: FleetEventInput, now: number): void {
+  rc.store.outbox.add(EVENT, FLEET, event, now + LEASE_MS);
 }
 
-function commandStateChanged(rc: RelayContext, row: CommandRow, state: CommandState, now: number, detail: string | null): void {
-  publish(
-    rc,
-    {
-      type: "command.state",
-      at: nowRfc3339(now),
-      host_id: hostId(rc),
-      message_id: row.message_id,
-      ...jobOf(row),
-      tags: hostTags(rc),
-      state,
-      attempt: row.attempts || null,
-      detail,
-    },
-    now,
-  );
-  if (row.job_id) {
-    const update: JobHostUpdate = {
-      host_id: hostId(rc)!,
-      message_id: row.message_id,
-      state,
-      response_status: row.response_status,
-      detail,
-      at: now,
-    };
-    rc.store.addOutbox(JOB, row.job_id, update, now + LEASE_MS);
-    rc.outboxDirty = true;
+/** Writes the notifications of one transition to the outbox and returns them. */
+export function recordTransition(rc: RelayContext, t: Transition, now: number): Caused {
+  const event: FleetEventInput = {
+    type: "command.state",
+    at: nowRfc3339(t.at),
+    host_id: hostId(rc),
+    message_id: t.message_id,
+    ...(t.job_id ? { job_id: t.job_id } : {}),
+    tags: hostTags(rc),
+    state: t.to,
+    attempt: t.attempt,
+    detail: t.detail,
+  };
+  addEvent(rc, event, now);
+  let job: JobHostUpdate | null = null;
+  if (t.job_id) {
+    job = { host_id: hostId(rc)!, message_id: t.message_id, state: t.to, response_status: t.response_status, detail: t.detail, at: t.at };
+    rc.store.outbox.add(JOB, t.job_id, job, now + LEASE_MS);
   }
-}
-
-export function hostPresence(rc: RelayContext, online: boolean, now: number): void {
-  publish(rc, { type: online ? "host.online" : "host.offline", at: nowRfc3339(now), host_id: hostId(rc), tags: hostTags(rc) }, now);
+  return { transition: t, events: [event], job };
 }
 
 /**
- * Sends due notifications, in order, one RPC per target per round. Starts a moment after the
- * change that made them, so the answer to the caller goes first and a burst of changes (a command's
- * queued → delivered → running → succeeded) travels in one RPC. One flush at a time; failures back
- * off and the alarm retries.
+ * A streamed output chunk. Chunks of one command within OUTPUT_COALESCE_MS join one event, so a
+ * chatty command (or a flooding agent) costs subscribers and the shared history one event per window.
+ */
+export function recordOutput(rc: RelayContext, row: CommandRow, chunk: string, seq: number | null, now: number): void {
+  const key = `output:${row.message_id}`;
+  const open = rc.store.outbox.openCoalesced(key, now);
+  if (open) {
+    const body = JSON.parse(open.body) as FleetEventInput;
+    if ((body.output?.length ?? 0) + chunk.length <= MAX_EVENT_OUTPUT_CHARS) {
+      body.output = (body.output ?? "") + chunk;
+      rc.store.outbox.replaceBody(open.id, body);
+      return;
+    }
+  }
+  const event: FleetEventInput = {
+    type: "command.output",
+    at: nowRfc3339(now),
+    host_id: hostId(rc),
+    message_id: row.message_id,
+    ...(row.job_id ? { job_id: row.job_id } : {}),
+    tags: hostTags(rc),
+    output: chunk,
+    seq,
+  };
+  rc.store.outbox.add(EVENT, FLEET, event, now + LEASE_MS, { key, notBefore: now + OUTPUT_COALESCE_MS });
+}
+
+export function recordPresence(rc: RelayContext, online: boolean, now: number): void {
+  addEvent(rc, { type: online ? "host.online" : "host.offline", at: nowRfc3339(now), host_id: hostId(rc), tags: hostTags(rc) }, now);
+}
+
+/**
+ * Sends due notifications. Starts a moment after the change that made them, so the answer to the
+ * caller goes first and a burst of changes (queued → delivered → running → succeeded) travels in
+ * one RPC. One flush at a time; failures back off, holding back their target's later rows, and the
+ * alarm retries. Called by the entry wrapper after every entry point.
  */
 export function flushOutbox(rc: RelayContext): void {
-  if (!rc.outboxDirty && !rc.store.hasDeliverableOutbox(Date.now())) return;
-  rc.outboxDirty = false;
+  if (!rc.store.outbox.hasDeliverable(rc.clock.now())) return;
   if (rc.flushing) {
     rc.flushAgain = true;
     return;
@@ -102,8 +123,7 @@ export function flushOutbox(rc: RelayContext): void {
         } while (rc.flushAgain);
       } finally {
         rc.flushing = false;
-        // Delivered rows no longer need the alarm; failed ones moved it.
-        scheduleAlarm(rc);
+        rc.settleAlarm();
       }
     })(),
   );
@@ -111,35 +131,43 @@ export function flushOutbox(rc: RelayContext): void {
 
 async function flushRounds(rc: RelayContext): Promise<void> {
   for (;;) {
-    const now = Date.now();
-    const rows = rc.store.leaseOutbox(now, now + LEASE_MS, FLUSH_BATCH);
+    const now = rc.clock.now();
+    const rows = rc.store.outbox.lease(now, now + LEASE_MS, FLUSH_BATCH);
     if (rows.length === 0) return;
-    const groups = new Map<string, typeof rows>();
+    const groups = new Map<string, OutboxRow[]>();
     for (const r of rows) {
       const key = `${r.kind}\u0000${r.target}`;
-      groups.set(key, [...(groups.get(key) ?? []), r]);
+      const group = groups.get(key);
+      if (group) group.push(r);
+      else groups.set(key, [r]);
     }
-    const outcomes = await Promise.all(
-      [...groups.values()].map(async (group) => {
-        const ids = group.map((r) => r.id);
-        try {
-          const first = group[0]!;
-          const bodies = group.map((r) => JSON.parse(r.body));
-          if (first.kind === EVENT) await fleetEvents(rc.env).publish(bodies as FleetEventInput[]);
-          else await jobCoordinator(rc.env, first.target).hostUpdates(bodies as JobHostUpdate[]);
-          return { ids, ok: true };
-        } catch (err) {
-          console.error("notification delivery failed; will retry", err);
-          return { ids, ok: false };
-        }
-      }),
-    );
+    const outcomes = await Promise.all([...groups.values()].map((group) => deliver(rc, group)));
     for (const { ids, ok } of outcomes) {
-      if (ok) rc.store.deleteOutbox(ids);
-      else rc.store.deferOutbox(ids, (attempts) => Date.now() + Math.min(60_000, 500 * 2 ** Math.min(attempts, 10)));
+      if (ok) rc.store.outbox.delete(ids);
+      else rc.store.outbox.defer(ids, (attempts) => rc.clock.now() + 250 + backoffMs(attempts, OUTBOX_BACKOFF, () => rc.clock.random()));
     }
     // In the same turn as the deletes, so nobody sees an emptied outbox with a stale alarm.
-    scheduleAlarm(rc);
+    rc.settleAlarm();
     if (rows.length < FLUSH_BATCH) return;
+  }
+}
+
+async function deliver(rc: RelayContext, group: OutboxRow[]): Promise<{ ids: number[]; ok: boolean }> {
+  const ids = group.map((r) => r.id);
+  try {
+    const first = group[0]!;
+    rc.faults.check("publish");
+    if (first.kind === EVENT) {
+      const source = `host:${hostId(rc) ?? rc.ctx.id.toString()}`;
+      await fleetEvents(rc.env).publish(group.map((r) => ({ ...(JSON.parse(r.body) as FleetEventInput), source, source_seq: r.id })));
+      // As if the answer was lost after FleetEvents stored the batch: the retry must not duplicate it.
+      rc.faults.check("after-publish");
+    } else {
+      await jobCoordinator(rc.env, first.target).hostUpdates(group.map((r) => JSON.parse(r.body) as JobHostUpdate));
+    }
+    return { ids, ok: true };
+  } catch (err) {
+    console.error(JSON.stringify({ level: "warn", msg: "notification delivery failed; will retry", target: group[0]!.target, error: String(err) }));
+    return { ids, ok: false };
   }
 }

@@ -1,65 +1,71 @@
 import type { CommandAccepted, CommandState, CommandSummary, CommandView, DeadLetter } from "../../schemas/index.ts";
 import { CloseCode, Defaults } from "../../schemas/index.ts";
+import { Cursor, type Page } from "../cursor.ts";
 import { ErrorCode, type RpcResult, rpcError } from "../errors.ts";
 import { hostRegistration } from "../registry.ts";
-import { type RelayContext, liveSockets } from "./context.ts";
+import { cancelOutcome, decide } from "./command-states.ts";
+import { factsOf } from "./command-store.ts";
 import { closeAgent } from "./connection.ts";
-import { pump, scheduleAlarm } from "./delivery.ts";
+import { type RelayContext, liveSockets, readySocket } from "./context.ts";
+import type { CancelOptions, CancelResult, EnqueueInput, HostStats } from "./contract.ts";
+import { pump, sendCancel } from "./delivery.ts";
+import { apply, executionDeadline } from "./lifecycle.ts";
+import { recordTransition } from "./notify.ts";
 
-/** What the Worker hands a HostRelay to queue one command (already validated at the REST boundary). */
-export interface EnqueueInput {
-  host_id: string;
-  command_type: string;
-  parameters: unknown;
-  timeout?: number | undefined;
-  expires_at?: string | undefined;
-  expires_in?: number | undefined;
-  max_attempts?: number | undefined;
-  idempotency_key?: string | undefined;
-  /** Hash of the request, so a reused idempotency key with a different body is refused. */
-  request_hash?: string | undefined;
-  /** The job this command belongs to; its progress is reported to that job's coordinator. */
-  job_id?: string | undefined;
-}
-
-export interface Page<T> {
-  items: T[];
-  next_cursor: string | null;
-}
-
-export interface HostStats {
-  queue_depth: number;
-  connected: boolean;
-}
+/** How often a HostRelay re-reads its host's registration (revocation) while it is in use. */
+export const REGISTRY_CHECK_MS = 30_000;
 
 /**
- * Makes sure this object belongs to a registered host. The registry (D1) is asked once;
- * after that the object's own storage answers, including revocation.
+ * Makes sure this object belongs to a registered, non-revoked host. The registry (D1) is the
+ * authority: it is asked on first use, and again when the last look is older than REGISTRY_CHECK_MS,
+ * so a revocation whose call to this object failed still takes effect within that bound.
  */
-export async function ensureHost(rc: RelayContext, hostId: string): Promise<RpcResult<null>> {
+export async function ensureHost(rc: RelayContext, hostId: string, now: number): Promise<RpcResult<null>> {
   const known = rc.store.getMeta("host_id");
-  if (known === null) {
-    const reg = await hostRegistration(rc.env.DB, hostId);
-    if (!reg) return rpcError(ErrorCode.HOST_NOT_FOUND, `host ${hostId} is not registered`);
-    // Re-check after the await: another request may have registered it meanwhile.
-    if (rc.store.getMeta("host_id") === null) {
-      rc.store.setMeta("host_id", hostId);
-      rc.store.setMeta("tags", JSON.stringify(reg.tags));
-      if (reg.revoked_at) rc.store.setMeta("revoked_at", reg.revoked_at);
-    }
-  } else if (known !== hostId) {
-    return rpcError(ErrorCode.INTERNAL, "host relay addressed with a different host id");
+  if (known !== null && known !== hostId) return rpcError(ErrorCode.INTERNAL, "host relay addressed with a different host id");
+  if (known === null || registryCheckDue(rc, now)) {
+    const outcome = await refreshRegistration(rc, hostId, now);
+    if (outcome === "unknown") return rpcError(ErrorCode.HOST_NOT_FOUND, `host ${hostId} is not registered`);
   }
   const revoked = rc.store.getMeta("revoked_at");
   if (revoked) return rpcError(ErrorCode.HOST_REVOKED, `host ${hostId} was revoked at ${revoked}`);
   return { ok: true, value: null };
 }
 
+export function registryCheckDue(rc: RelayContext, now: number): boolean {
+  if (rc.store.getMeta("revoked_at")) return false;
+  const at = Number(rc.store.getMeta("registry_checked_at") ?? 0);
+  return now - at >= REGISTRY_CHECK_MS;
+}
+
+/** When the alarm must re-read the registry: only while an agent is connected (it could receive commands). */
+export function nextRegistryCheck(rc: RelayContext): number | null {
+  if (rc.store.getMeta("host_id") === null || rc.store.getMeta("revoked_at") || liveSockets(rc).length === 0) return null;
+  return Number(rc.store.getMeta("registry_checked_at") ?? 0) + REGISTRY_CHECK_MS;
+}
+
+/** Reads the host's registration and applies a revocation found there. */
+export async function refreshRegistration(rc: RelayContext, hostId: string, now: number): Promise<"ok" | "unknown" | "revoked"> {
+  const reg = await hostRegistration(rc.env.DB, hostId);
+  if (!reg) return "unknown";
+  // Re-read after the await: another entry point may have written meanwhile.
+  if (rc.store.getMeta("host_id") === null) {
+    rc.store.setMeta("host_id", hostId);
+    rc.store.setMeta("tags", JSON.stringify(reg.tags));
+  }
+  rc.store.setMeta("registry_checked_at", String(now));
+  if (reg.revoked_at) {
+    revokeHere(rc, hostId, reg.revoked_at, now);
+    return "revoked";
+  }
+  return "ok";
+}
+
 export async function enqueue(rc: RelayContext, input: EnqueueInput, now: number): Promise<RpcResult<CommandAccepted>> {
-  const host = await ensureHost(rc, input.host_id);
+  const host = await ensureHost(rc, input.host_id, now);
   if (!host.ok) return host;
   if (input.idempotency_key) {
-    const existing = rc.store.getByIdempotencyKey(input.idempotency_key);
+    const existing = rc.store.commands.byIdempotencyKey(input.idempotency_key);
     if (existing) {
       if (existing.request_hash !== (input.request_hash ?? null)) {
         return rpcError(ErrorCode.IDEMPOTENCY_CONFLICT, "this Idempotency-Key was used for a different request");
@@ -67,13 +73,11 @@ export async function enqueue(rc: RelayContext, input: EnqueueInput, now: number
       return { ok: true, value: { message_id: existing.message_id, status: existing.state } };
     }
   }
-  const expiresAt = input.expires_at
-    ? Date.parse(input.expires_at)
-    : now + (input.expires_in ?? Defaults.EXPIRES_IN_S) * 1000;
+  const expiresAt = input.expires_at ? Date.parse(input.expires_at) : now + (input.expires_in ?? Defaults.EXPIRES_IN_S) * 1000;
   if (!(expiresAt > now)) {
     return rpcError(ErrorCode.DEADLINE_IN_PAST, `expires_at ${new Date(expiresAt).toISOString()} is not in the future`);
   }
-  const row = rc.store.insertCommand(
+  const { row, transition } = rc.store.commands.insert(
     {
       message_id: crypto.randomUUID(),
       command_type: input.command_type,
@@ -87,66 +91,72 @@ export async function enqueue(rc: RelayContext, input: EnqueueInput, now: number
     },
     now,
   );
+  recordTransition(rc, transition, now);
   pump(rc, now);
-  scheduleAlarm(rc);
   return { ok: true, value: { message_id: row.message_id, status: "queued" } };
 }
 
-function known(rc: RelayContext, hostId: string): RpcResult<null> {
-  if (rc.store.getMeta("host_id") !== hostId) return rpcError(ErrorCode.HOST_NOT_FOUND, `host ${hostId} has no commands`);
-  return { ok: true, value: null };
+function belongs(rc: RelayContext, hostId: string): boolean {
+  return rc.store.getMeta("host_id") === hostId;
 }
 
 export function getCommand(rc: RelayContext, hostId: string, messageId: string): RpcResult<CommandView> {
-  const row = rc.store.getMeta("host_id") === hostId ? rc.store.getCommand(messageId) : null;
+  const row = belongs(rc, hostId) ? rc.store.commands.get(messageId) : null;
   if (!row) return rpcError(ErrorCode.COMMAND_NOT_FOUND, `no command ${messageId} on host ${hostId}`);
-  return { ok: true, value: rc.store.view(hostId, row) };
+  return { ok: true, value: rc.store.views.view(hostId, row) };
 }
-
-export function decodeCursor(cursor: string | undefined): number | null | "invalid" {
-  if (cursor === undefined) return null;
-  const m = /^c(\d{1,15})$/.exec(cursor);
-  return m ? Number(m[1]) : "invalid";
-}
-
-const encodeCursor = (seq: number | null): string | null => (seq === null ? null : `c${seq}`);
 
 export function listCommands(
   rc: RelayContext,
   hostId: string,
   opts: { states?: CommandState[] | undefined; limit: number; cursor?: string | undefined },
 ): RpcResult<Page<CommandSummary>> {
-  const before = decodeCursor(opts.cursor);
-  if (before === "invalid") return rpcError(ErrorCode.VALIDATION, "cursor: not a cursor this API returned");
-  if (!known(rc, hostId).ok) return { ok: true, value: { items: [], next_cursor: null } };
-  const page = rc.store.listCommands(hostId, opts.states, opts.limit, before);
-  return { ok: true, value: { items: page.items, next_cursor: encodeCursor(page.lastSeq) } };
+  const before = Cursor.decodeNumber("c", opts.cursor);
+  if (before === "invalid") return Cursor.rpcInvalid();
+  if (!belongs(rc, hostId)) return { ok: true, value: { items: [], next_cursor: null } };
+  const page = rc.store.views.list(hostId, opts.states, opts.limit, before);
+  return { ok: true, value: { items: page.items, next_cursor: Cursor.encode("c", page.lastSeq) } };
 }
 
-/** Cancels a command the agent has not acknowledged. */
-export function cancel(rc: RelayContext, hostId: string, messageId: string, now: number): RpcResult<CommandView> {
-  const found = getCommand(rc, hostId, messageId);
-  if (!found.ok) return found;
-  const row = rc.store.getCommand(messageId)!;
-  if (row.state !== "queued" || row.in_flight) {
-    const why = row.in_flight ? "it is on its way to the agent" : `it is ${row.state}`;
-    return rpcError(ErrorCode.COMMAND_NOT_CANCELLABLE, `command ${messageId} cannot be cancelled: ${why}`);
-  }
-  rc.store.transition(row, "cancelled", now, "cancelled through the API");
-  scheduleAlarm(rc);
-  return { ok: true, value: rc.store.view(hostId, row) };
-}
-
-export function listDeadLetters(
+/**
+ * Cancels a command. One never sent is cancelled at once. One the agent may hold becomes
+ * `cancelling`: the cancel frame goes now (or on the next connection) and the agent's response
+ * decides how it ends. A final command cannot be cancelled.
+ */
+export function cancel(
   rc: RelayContext,
   hostId: string,
-  opts: { limit: number; cursor?: string | undefined },
-): RpcResult<Page<DeadLetter>> {
-  const before = decodeCursor(opts.cursor);
-  if (before === "invalid") return rpcError(ErrorCode.VALIDATION, "cursor: not a cursor this API returned");
-  if (!known(rc, hostId).ok) return { ok: true, value: { items: [], next_cursor: null } };
-  const page = rc.store.listDeadLetters(opts.limit, before);
-  return { ok: true, value: { items: page.items, next_cursor: encodeCursor(page.lastSeq) } };
+  messageId: string,
+  opts: CancelOptions,
+  now: number,
+): RpcResult<CancelResult> {
+  const found = getCommand(rc, hostId, messageId);
+  if (!found.ok) return found;
+  const row = rc.store.commands.get(messageId)!;
+  const decision = decide(factsOf(row), { kind: "cancel" });
+  const outcome = cancelOutcome(decision, row.state);
+  if (outcome === "refused") {
+    return rpcError(ErrorCode.COMMAND_NOT_CANCELLABLE, `command ${messageId} cannot be cancelled: it is ${row.state}`);
+  }
+  if (opts.unsentOnly && outcome !== "cancelled") {
+    return rpcError(ErrorCode.COMMAND_NOT_CANCELLABLE, `command ${messageId} was sent to the agent; it runs to its end`);
+  }
+  if (decision.move) {
+    // The wait for the agent's answer: at least as long as the command could still run.
+    const deadline = Math.max(row.deadline_at ?? 0, executionDeadline(rc, row, now));
+    apply(rc, row, { kind: "cancel" }, now, { deadline_at: deadline });
+    const ws = readySocket(rc);
+    if (row.state === "cancelling" && ws) sendCancel(rc, ws, row, now);
+  }
+  return { ok: true, value: { outcome, command: rc.store.views.view(hostId, row) } };
+}
+
+export function listDeadLetters(rc: RelayContext, hostId: string, opts: { limit: number; cursor?: string | undefined }): RpcResult<Page<DeadLetter>> {
+  const before = Cursor.decodeNumber("c", opts.cursor);
+  if (before === "invalid") return Cursor.rpcInvalid();
+  if (!belongs(rc, hostId)) return { ok: true, value: { items: [], next_cursor: null } };
+  const page = rc.store.deadLetters.list(opts.limit, before);
+  return { ok: true, value: { items: page.items, next_cursor: Cursor.encode("c", page.lastSeq) } };
 }
 
 /**
@@ -160,42 +170,44 @@ export async function requeue(
   opts: { expires_at?: string | undefined; expires_in?: number | undefined; max_attempts?: number | undefined },
   now: number,
 ): Promise<RpcResult<CommandAccepted>> {
-  const host = await ensureHost(rc, hostId);
+  const host = await ensureHost(rc, hostId, now);
   if (!host.ok) return host;
-  const row = rc.store.getCommand(messageId);
+  const row = rc.store.commands.get(messageId);
   if (!row) return rpcError(ErrorCode.COMMAND_NOT_FOUND, `no command ${messageId} on host ${hostId}`);
   if (row.state !== "dead_lettered") {
     return rpcError(ErrorCode.COMMAND_NOT_DEAD_LETTERED, `command ${messageId} is ${row.state}, not dead_lettered`);
   }
-  const expiresAt = opts.expires_at
-    ? Date.parse(opts.expires_at)
-    : opts.expires_in !== undefined
-      ? now + opts.expires_in * 1000
-      : row.expires_at;
+  const expiresAt = opts.expires_at ? Date.parse(opts.expires_at) : opts.expires_in !== undefined ? now + opts.expires_in * 1000 : row.expires_at;
   if (!(expiresAt > now)) {
     return rpcError(ErrorCode.COMMAND_DEADLINE_PASSED, "the command's delivery deadline has passed; give a new expires_at or expires_in");
   }
-  rc.store.requeue(row, now, expiresAt, opts.max_attempts ?? row.max_attempts);
+  rc.store.commands.setLimits(row, expiresAt, opts.max_attempts ?? row.max_attempts);
+  apply(rc, row, { kind: "requeue" }, now);
   pump(rc, now);
-  scheduleAlarm(rc);
   return { ok: true, value: { message_id: messageId, status: "queued" } };
 }
 
-/** Revocation: refuse the host from now on, disconnect it, and cancel what it will never receive. */
+/** Revocation, as told by the Worker after it wrote the registry. */
 export function revoke(rc: RelayContext, hostId: string, revokedAt: string, now: number): RpcResult<{ cancelled: number }> {
-  rc.store.setMeta("host_id", rc.store.getMeta("host_id") ?? hostId);
+  const known = rc.store.getMeta("host_id");
+  if (known !== null && known !== hostId) return rpcError(ErrorCode.INTERNAL, "host relay addressed with a different host id");
+  if (known === null) rc.store.setMeta("host_id", hostId);
+  return { ok: true, value: { cancelled: revokeHere(rc, hostId, revokedAt, now) } };
+}
+
+/** Refuse the host from now on, disconnect it, and cancel what it never received. Idempotent. */
+function revokeHere(rc: RelayContext, _hostId: string, revokedAt: string, now: number): number {
   if (!rc.store.getMeta("revoked_at")) rc.store.setMeta("revoked_at", revokedAt);
   for (const ws of liveSockets(rc)) closeAgent(rc, ws, CloseCode.REVOKED, "host certificate revoked", now);
   let cancelled = 0;
-  for (const row of rc.store.queuedCommands()) {
-    if (rc.store.transition(row, "cancelled", now, "host revoked")) cancelled++;
+  for (const row of rc.store.commands.queued()) {
+    if (apply(rc, row, { kind: "revoke" }, now)) cancelled++;
   }
-  scheduleAlarm(rc);
-  return { ok: true, value: { cancelled } };
+  return cancelled;
 }
 
 export function stats(rc: RelayContext): HostStats {
-  return { queue_depth: rc.store.queueDepth(), connected: liveSockets(rc).some((ws) => ws.readyState === WebSocket.OPEN) };
+  return { queue_depth: rc.store.commands.queueDepth(), connected: liveSockets(rc).some((ws) => ws.readyState === WebSocket.OPEN) };
 }
 
 export function setTags(rc: RelayContext, hostId: string, tags: string[]): RpcResult<null> {

@@ -89,4 +89,19 @@ export const HOST_RELAY_MIGRATIONS: readonly string[] = [
   );
   CREATE INDEX outbox_by_due ON outbox(next_at);
   `,
+  /* 3 */ `
+  -- Execution deadline of a delivered, running or cancelling command (timeout + grace).
+  ALTER TABLE commands ADD COLUMN deadline_at INTEGER;
+  -- The cancel frame last sent for a cancelling command, and whether the agent acked it.
+  ALTER TABLE commands ADD COLUMN cancel_frame_id TEXT;
+  ALTER TABLE commands ADD COLUMN cancel_sent_at INTEGER;
+  CREATE INDEX commands_by_deadline ON commands(deadline_at) WHERE deadline_at IS NOT NULL;
+  CREATE INDEX commands_by_cancel_frame ON commands(cancel_frame_id) WHERE cancel_frame_id IS NOT NULL;
+
+  -- Rows merge under coalesce_key until not_before (streamed output); a leased row is being delivered.
+  ALTER TABLE outbox ADD COLUMN coalesce_key TEXT;
+  ALTER TABLE outbox ADD COLUMN not_before INTEGER NOT NULL DEFAULT 0;
+  ALTER TABLE outbox ADD COLUMN leased INTEGER NOT NULL DEFAULT 0;
+  CREATE INDEX outbox_by_coalesce_key ON outbox(coalesce_key) WHERE coalesce_key IS NOT NULL;
+  `,
 ];

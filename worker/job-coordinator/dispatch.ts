@@ -140,7 +140,9 @@ async function cancelOne(rc: JobContext, job: JobRow, row: HostRow): Promise<voi
   const { store } = rc;
   const started = Date.now();
   store.setCancelAt(row.seq, started + LEASE_MS);
-  const outcome = await settled<RpcResult<CommandView>>(hostRelay(rc.env, row.host_id).cancel(row.host_id, row.message_id!));
+  const outcome = await settled<RpcResult<{ command: CommandView }>>(
+    hostRelay(rc.env, row.host_id).cancel(row.host_id, row.message_id!, { unsentOnly: true }),
+  );
   if (!outcome.ok) {
     console.error(`job ${job.job_id}: cancel on ${row.host_id} failed; will retry`, outcome.error);
     store.setCancelAt(row.seq, Date.now() + backoffMs(1));
@@ -150,8 +152,9 @@ async function cancelOne(rc: JobContext, job: JobRow, row: HostRow): Promise<voi
   const now = Date.now();
   const current = store.hostBySeq(row.seq)!;
   if (result.ok) {
-    if (mayMove(current.state, current.state_at, result.value.state, now)) {
-      store.setState(current, result.value.state, { at: now, detail: job.stop_reason }, now);
+    const state = result.value.command.state;
+    if (mayMove(current.state, current.state_at, state, now)) {
+      store.setState(current, state, { at: now, detail: job.stop_reason }, now);
     } else {
       store.setCancelAt(row.seq, null);
     }

@@ -10,8 +10,8 @@ import {
   PackageOperation,
   PackageRequest,
 } from "../../schemas/index.ts";
-import { ErrorCode, RelayError, unwrap } from "../errors.ts";
-import type { EnqueueInput } from "../host-relay/operations.ts";
+import { ErrorCode, RelayError, type RpcResult, unwrap } from "../errors.ts";
+import type { CancelResult, EnqueueInput } from "../host-relay/contract.ts";
 import {
   type AppEnv,
   BEARER,
@@ -94,12 +94,17 @@ const cancelRoute = createRoute({
   method: "delete",
   path: "/api/hosts/{host_id}/commands/{message_id}",
   tags: ["commands"],
-  summary: "Cancel a command the agent has not received",
-  description: "Only a queued command that is not on its way to the agent can be cancelled; otherwise 409.",
+  summary: "Cancel a command, all the way to the host",
+  description:
+    "A command never sent to the agent is cancelled at once (200, state `cancelled`). One sent at least once (queued again after a lost connection, delivered or running) becomes `cancelling` (202): a `cancel` frame goes to the agent now or on its next connection, and the command ends as the agent reports — `cancelled`, or what it really did if it had already finished. Cancelling a `cancelling` command again answers 202. A final command answers 409.",
   security: BEARER,
   middleware: [requireRole("operator")] as const,
   request: { params: HostCommandParams },
-  responses: { 200: jsonContent(CommandView, "The cancelled command"), ...problems(400, 401, 403, 404, 409) },
+  responses: {
+    200: jsonContent(CommandView, "Cancelled: it had never been sent"),
+    202: jsonContent(CommandView, "Cancelling: the agent's response decides the final state"),
+    ...problems(400, 401, 403, 404, 409),
+  },
 });
 
 async function queue(c: Context<AppEnv>, hostId: string, input: Omit<EnqueueInput, "host_id" | "idempotency_key" | "request_hash">, key: string | undefined) {
@@ -171,5 +176,8 @@ export const commandRoutes = createRouter()
   })
   .openapi(cancelRoute, async (c) => {
     const { host_id, message_id } = c.req.valid("param");
-    return c.json(unwrap(await hostRelay(c.env, host_id).cancel(host_id, message_id)), 200);
+    // Typed through the contract: the RPC stub's type mapping drops results that carry `unknown` (the loose `result`).
+    const answer = (await hostRelay(c.env, host_id).cancel(host_id, message_id)) as RpcResult<CancelResult>;
+    const { outcome, command } = unwrap(answer);
+    return outcome === "cancelled" ? c.json(command, 200) : c.json(command, 202);
   });

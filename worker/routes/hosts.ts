@@ -1,3 +1,4 @@
+import { Cursor } from "../cursor.ts";
 import { hostRelay } from "../stubs.ts";
 import { createRoute, z } from "@hono/zod-openapi";
 import { HostCreate, HostListQuery, HostView, Page } from "../../schemas/index.ts";
@@ -57,7 +58,7 @@ const revokeRoute = createRoute({
   responses: { 200: jsonContent(HostView, "The revoked host"), ...problems(400, 401, 403, 404) },
 });
 
-const HOST_CURSOR = /^h([0-9a-f-]{36})$/;
+const UUID = /^[0-9a-f-]{36}$/;
 
 export const hostRoutes = createRouter()
   .openapi(createHostRoute, async (c) => {
@@ -73,14 +74,10 @@ export const hostRoutes = createRouter()
   })
   .openapi(listHostsRoute, async (c) => {
     const q = c.req.valid("query");
-    let after: string | undefined;
-    if (q.cursor !== undefined) {
-      const m = HOST_CURSOR.exec(q.cursor);
-      if (!m) throw new RelayError(ErrorCode.VALIDATION, "cursor: not a cursor this API returned", { errors: [{ path: "cursor", message: "not a cursor this API returned" }] });
-      after = m[1];
-    }
-    const page = await listHosts(c.env.DB, { status: q.status, limit: q.limit, after });
-    return c.json({ items: page.items, next_cursor: page.last ? `h${page.last}` : null }, 200);
+    const after = Cursor.decodeString("h", q.cursor, UUID);
+    if (after === "invalid") throw Cursor.invalid();
+    const page = await listHosts(c.env.DB, { status: q.status, limit: q.limit, after: after ?? undefined });
+    return c.json({ items: page.items, next_cursor: Cursor.encode("h", page.last ?? null) }, 200);
   })
   .openapi(getHostRoute, async (c) => {
     const { host_id } = c.req.valid("param");

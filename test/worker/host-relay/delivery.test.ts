@@ -1,3 +1,4 @@
+import { REGISTRY_CHECK_MS } from "../../../worker/host-relay/operations.ts";
 import { describe, expect, it } from "vitest";
 import { CommandMessage } from "../../../schemas/index.ts";
 import { TestAgent, api, getCommand, registerHost, relayStub, waitFor } from "../helpers.ts";
@@ -308,30 +309,6 @@ describe("responses after the relay gave up", () => {
     expect(requeued.code).toBe("ERR_COMMAND_NOT_DEAD_LETTERED");
   });
 
-  it("a cancelled command stays cancelled when the agent's late response comes; the response is noted and acked", async () => {
-    const host = await registerHost();
-    const first = await TestAgent.connect(host.fingerprint);
-    const id = await enqueue(host.host_id);
-    await first.command(id, 1);
-    first.close();
-    await waitFor(() => commandRow(host.host_id, id), (r) => r.in_flight === 0);
-    const cancelled = await api(`/api/hosts/${host.host_id}/commands/${id}`, { role: "operator", method: "DELETE" });
-    expect(cancelled.status).toBe(200);
-
-    // The agent had it after all, and answers from its journal on the next connection.
-    const second = await TestAgent.connect(host.fingerprint);
-    second.ack(id);
-    await sendAndAwaitAck(second, responseFrame(id, "success", { output: "ran anyway", exit_code: 0 }));
-    const view = await getCommand(host.host_id, id);
-    expect(view.state).toBe("cancelled");
-    expect(view.result).toBeNull();
-    expect(view.response_status).toBeNull();
-    expect(states(view)).toEqual(["queued", "cancelled", "cancelled"]);
-    expect(view.history.at(-1).detail).toBe("late response from agent: success");
-    // Cancelled commands are not resent.
-    await barrier(second);
-    expect(commandFrames(second).filter((f) => f.message_id === id)).toEqual([]);
-  });
 });
 
 describe("expiry", () => {
@@ -392,9 +369,10 @@ describe("the single alarm", () => {
 
     agent.ack(id);
     await waitFor(() => getCommand(host_id, id), (v) => v.state === "delivered");
-    // Now the earliest due item is the connection's stale check.
+    // Now the earliest due item is the connection's stale check, or the registry re-check (revocation).
     const [a] = await attachments(host_id);
-    expect(await getAlarm(host_id)).toBe(a!.lastFrameAt + STALE_AFTER_MS);
+    const [checked] = await sql<{ value: string }>(host_id, "SELECT value FROM meta WHERE key = 'registry_checked_at'");
+    expect(await getAlarm(host_id)).toBe(Math.min(a!.lastFrameAt + STALE_AFTER_MS, Number(checked!.value) + REGISTRY_CHECK_MS));
   });
 
   it("offline, points at the earliest delivery deadline", async () => {

@@ -1,0 +1,65 @@
+import { runInDurableObject } from "cloudflare:test";
+import { afterEach, describe, expect, it } from "vitest";
+import type { HostRelay } from "../../../worker/host-relay/host-relay.ts";
+import { OUTPUT_COALESCE_MS } from "../../../worker/host-relay/notify.ts";
+import { EventStream } from "../fleet-events/stream-client.ts";
+import { TestAgent, registerHost, relayStub } from "../helpers.ts";
+import { enqueue, responseFrame, sendAndAwaitAck, sql, statusFrame } from "./relay-helpers.ts";
+
+const open: EventStream[] = [];
+afterEach(() => {
+  for (const s of open.splice(0)) if (!s.closed) s.close();
+});
+
+async function watch(hostId: string): Promise<EventStream> {
+  const s = await EventStream.open(`hosts=${hostId}&types=command.state,command.output`);
+  open.push(s);
+  return s;
+}
+
+function arm(hostId: string, point: string, times = 1): Promise<void> {
+  return runInDurableObject(relayStub(hostId), (instance: HostRelay) => instance.faults.fail(point, times));
+}
+
+describe("the outbox: first in, first out per target, each event once", () => {
+  it("a failed publish holds back later events: a subscriber sees every state once, in order", async () => {
+    const host = await registerHost();
+    const agent = await TestAgent.connect(host.fingerprint);
+    const stream = await watch(host.host_id);
+    await arm(host.host_id, "publish", 1);
+
+    const id = await enqueue(host.host_id);
+    await agent.command(id, 1);
+    agent.ack(id);
+    await sendAndAwaitAck(agent, statusFrame(id, "running"));
+    await sendAndAwaitAck(agent, responseFrame(id, "success"));
+
+    await stream.next((f) => f.message_id === id && f.state === "succeeded", 10_000);
+    const seen = stream.events((f) => f.message_id === id && f.type === "command.state").map((f) => f.state);
+    expect(seen).toEqual(["queued", "delivered", "running", "succeeded"]);
+    // The failure really happened: the first row was retried.
+    expect((await sql(host.host_id, "SELECT COUNT(*) AS n FROM outbox"))[0]!.n).toBe(0);
+  }, 20_000);
+});
+
+describe("streamed output", () => {
+  it(`chunks of one command within ${OUTPUT_COALESCE_MS} ms become one event carrying them joined`, async () => {
+    const host = await registerHost();
+    const agent = await TestAgent.connect(host.fingerprint);
+    const stream = await watch(host.host_id);
+    const id = await enqueue(host.host_id);
+    await agent.command(id, 1);
+    agent.ack(id);
+    await sendAndAwaitAck(agent, statusFrame(id, "running"));
+    const chunks = Array.from({ length: 50 }, (_, i) => `line ${i}\n`);
+    for (const [i, chunk] of chunks.entries()) agent.send(statusFrame(id, "progress", chunk, i));
+    await sendAndAwaitAck(agent, responseFrame(id, "success"));
+    await stream.next((f) => f.message_id === id && f.state === "succeeded", 10_000);
+
+    const outputs = stream.events((f) => f.message_id === id && f.type === "command.output");
+    expect(outputs.map((f) => f.output).join("")).toBe(chunks.join(""));
+    // 50 frames sent back to back land in far fewer events (how many depends on the machine's speed).
+    expect(outputs.length).toBeLessThan(chunks.length / 2);
+    expect(outputs[0].seq).toBe(0);
+  }, 20_000);
+});

@@ -1,0 +1,40 @@
+import type { CommandView } from "../../schemas/index.ts";
+/** The HostRelay's RPC types: what the Worker's routes and the JobCoordinator send and get back. */
+export type { Page } from "../cursor.ts";
+
+/** What the Worker hands a HostRelay to queue one command (already validated at the REST boundary). */
+export interface EnqueueInput {
+  host_id: string;
+  command_type: string;
+  parameters: unknown;
+  timeout?: number | undefined;
+  expires_at?: string | undefined;
+  expires_in?: number | undefined;
+  max_attempts?: number | undefined;
+  idempotency_key?: string | undefined;
+  /** Hash of the request, so a reused idempotency key with a different body is refused. */
+  request_hash?: string | undefined;
+  /** The job this command belongs to; its progress is reported to that job's coordinator. */
+  job_id?: string | undefined;
+}
+
+export interface HostStats {
+  queue_depth: number;
+  connected: boolean;
+}
+
+/**
+ * `cancelled`: the command was never sent and is cancelled now. `cancelling`: it was sent; a cancel
+ * goes to the agent, whose response decides the final state.
+ */
+export type CancelOutcome = "cancelled" | "cancelling";
+
+export interface CancelResult {
+  outcome: CancelOutcome;
+  command: CommandView;
+}
+
+export interface CancelOptions {
+  /** Cancel only a command never sent (a job's default cancel); one the agent may hold is refused. Default false. */
+  unsentOnly?: boolean | undefined;
+}

@@ -1,0 +1,117 @@
+/** An outbox row as stored. */
+export interface OutboxRow {
+  id: number;
+  kind: string;
+  target: string;
+  body: string;
+  attempts: number;
+  next_at: number;
+  backoff_until: number | null;
+  coalesce_key: string | null;
+  not_before: number;
+  leased: number;
+  [key: string]: SqlStorageValue;
+}
+
+/**
+ * Owns the `outbox` table: notifications for other objects (fleet events, job progress), written in
+ * the same synchronous step as the change that made them and delivered first-in-first-out per target.
+ */
+export class OutboxStore {
+  readonly #sql: SqlStorage;
+
+  constructor(sql: SqlStorage) {
+    this.#sql = sql;
+  }
+
+  /** Queues a notification; `backupAt` is when the alarm looks at it if no flush delivers it first. */
+  add(kind: string, target: string, body: unknown, backupAt: number, coalesce?: { key: string; notBefore: number }): number {
+    const cursor = this.#sql.exec<{ id: number }>(
+      "INSERT INTO outbox (kind, target, body, next_at, coalesce_key, not_before) VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+      kind,
+      target,
+      JSON.stringify(body),
+      // A coalescing row wakes the alarm when its window closes; others only if no flush delivers them.
+      coalesce ? coalesce.notBefore : backupAt,
+      coalesce?.key ?? null,
+      coalesce?.notBefore ?? 0,
+    );
+    return cursor.one().id;
+  }
+
+  /** The open (not yet leased, still inside its window) row for `key`, to merge into. */
+  openCoalesced(key: string, now: number): OutboxRow | null {
+    return (
+      this.#sql
+        .exec<OutboxRow>("SELECT * FROM outbox WHERE coalesce_key = ? AND leased = 0 AND not_before > ? ORDER BY id DESC LIMIT 1", key, now)
+        .toArray()[0] ?? null
+    );
+  }
+
+  replaceBody(id: number, body: unknown): void {
+    this.#sql.exec("UPDATE outbox SET body = ? WHERE id = ?", JSON.stringify(body), id);
+  }
+
+  /**
+   * Rows to deliver now, oldest first, at most `limit`, leased until `leaseUntil`. First-in-first-out
+   * per target: a row that may not go yet (backing off after a failure, inside its coalescing window,
+   * or already leased) holds back every later row for the same target.
+   */
+  lease(now: number, leaseUntil: number, limit: number): OutboxRow[] {
+    const blocked = new Set<string>();
+    const taken: OutboxRow[] = [];
+    // Scan in id order; the outbox is normally a handful of rows, so a bounded scan is cheap.
+    for (const r of this.#sql.exec<OutboxRow>("SELECT * FROM outbox ORDER BY id LIMIT ?", limit * 4)) {
+      const key = `${r.kind}\u0000${r.target}`;
+      if (blocked.has(key)) continue;
+      if (r.leased || (r.backoff_until !== null && r.backoff_until > now) || r.not_before > now) {
+        blocked.add(key);
+        continue;
+      }
+      taken.push(r);
+      if (taken.length >= limit) break;
+    }
+    for (const r of taken) this.#sql.exec("UPDATE outbox SET leased = 1, next_at = ? WHERE id = ?", leaseUntil, r.id);
+    return taken;
+  }
+
+  delete(ids: number[]): void {
+    for (const id of ids) this.#sql.exec("DELETE FROM outbox WHERE id = ?", id);
+  }
+
+  /** Delivery failed: the rows back off (and, being first, hold back their target's later rows). */
+  defer(ids: number[], until: (attempts: number) => number): void {
+    for (const id of ids) {
+      const row = this.#sql.exec<{ attempts: number }>("SELECT attempts FROM outbox WHERE id = ?", id).toArray()[0];
+      if (!row) continue;
+      const at = until(row.attempts + 1);
+      this.#sql.exec("UPDATE outbox SET attempts = ?, next_at = ?, backoff_until = ?, leased = 0 WHERE id = ?", row.attempts + 1, at, at, id);
+    }
+  }
+
+  /** A new instance owns no flush: leases of an evicted one are void. */
+  releaseLeases(): void {
+    this.#sql.exec("UPDATE outbox SET leased = 0 WHERE leased = 1");
+  }
+
+  hasDeliverable(now: number): boolean {
+    return (
+      this.#sql
+        .exec<{ n: number }>(
+          "SELECT COUNT(*) AS n FROM outbox WHERE leased = 0 AND (backoff_until IS NULL OR backoff_until <= ?) AND not_before <= ?",
+          now,
+          now,
+        )
+        .one().n > 0
+    );
+  }
+
+  /** Earliest time the alarm must look at the outbox. */
+  nextDue(): number | null {
+    return this.#sql.exec<{ t: number | null }>("SELECT MIN(next_at) AS t FROM outbox").one().t;
+  }
+
+  count(): number {
+    return this.#sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM outbox").one().n;
+  }
+}

@@ -1,0 +1,2 @@
+/** The JobCoordinator's RPC types, for callers that must not import its implementation. */
+export type { JobHostUpdate } from "./updates.ts";
