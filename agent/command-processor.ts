@@ -6,6 +6,7 @@ import type { ExecutionOutcome, ExecutorSettings } from "./executors/index.ts";
 import { ackFrame, responseFrame, statusFrame } from "./frames.ts";
 import type { Journal, JournalCommand } from "./journal.ts";
 import type { Logger } from "./log.ts";
+import { killOrphanGroup, processStartTime } from "./process-groups.ts";
 
 /** Reason given for a command that was running when the agent died. */
 export const UNKNOWN_OUTCOME_REASON = "agent restarted during execution; outcome unknown";
@@ -53,6 +54,9 @@ export class CommandProcessor {
    */
   resume(): void {
     const { journal, logger } = this.#o;
+    // Whatever those executions left running is killed before they are answered: nothing the agent
+    // started outlives the agent's knowledge of it.
+    for (const cmd of journal.interrupted()) this.#killLeftovers(cmd.message_id);
     const now = Date.now();
     const recovered = journal.recoverInterrupted(now, (cmd) =>
       responseFrame(cmd.message_id, "failure", { reason: UNKNOWN_OUTCOME_REASON, exit_code: null }, now),
@@ -134,6 +138,31 @@ export class CommandProcessor {
     }
   }
 
+  /** Kills, if still alive and provably the same, the process groups of a command's open executions. */
+  #killLeftovers(commandId: string): void {
+    const { journal, logger } = this.#o;
+    for (const exec of journal.executions(commandId)) {
+      if (exec.finished_at !== null || exec.pid === null) continue;
+      const verdict = killOrphanGroup(exec.pid, exec.pid_start_time);
+      if (verdict.killed) {
+        logger.warn("killed the process group left running by an interrupted execution", {
+          message_id: commandId,
+          execution_id: exec.id,
+          pgid: verdict.pgid,
+          start_time: exec.pid_start_time,
+          how: verdict.how,
+        });
+      } else {
+        logger.info("no process group of the interrupted execution to kill", {
+          message_id: commandId,
+          execution_id: exec.id,
+          pgid: verdict.pgid,
+          why: verdict.why,
+        });
+      }
+    }
+  }
+
   #ack(id: string): void {
     this.#o.send(ackFrame(id));
     this.#o.events.emit("ack_sent", { message_id: id });
@@ -183,9 +212,10 @@ export class CommandProcessor {
     try {
       outcome = await executeCommand(command, settings, {
         signal,
+        // The process waits at its start gate until this returns: its group is durable first.
         onSpawn: (p) => {
           pid = p;
-          journal.setPid(executionId, p);
+          journal.setPid(executionId, p, processStartTime(p));
         },
         onProgress: (chunk) => {
           const frame = statusFrame(id, "progress", { output: chunk, seq: seq++ });
