@@ -128,6 +128,9 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
       case "command":
         processor.onCommand(frame, raw);
         break;
+      case "cancel":
+        processor.onCancel(frame, raw);
+        break;
       case "ack":
         if (journal.ack(frame.original_message_id, Date.now())) {
           events.emit("outbox_acked", { frame_id: frame.original_message_id, remaining: journal.outboxSize() });

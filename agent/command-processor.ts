@@ -1,14 +1,20 @@
 import type { EventEmitter } from "node:events";
 import { CommandMessage } from "../schemas/index.ts";
+import type { CancelMessage } from "../schemas/index.ts";
 import type { AgentEventMap } from "./events.ts";
 import { AGENT_STOPPED_REASON, executeCommand, rejectionFor } from "./executors/index.ts";
 import type { ExecutionOutcome, ExecutorSettings } from "./executors/index.ts";
 import { ackFrame, responseFrame, statusFrame } from "./frames.ts";
 import type { Journal, JournalCommand } from "./journal.ts";
 import type { Logger } from "./log.ts";
+import { killOrphanGroup, processStartTime } from "./process-groups.ts";
 
 /** Reason given for a command that was running when the agent died. */
 export const UNKNOWN_OUTCOME_REASON = "agent restarted during execution; outcome unknown";
+/** Reasons of the `cancelled` responses. */
+export const CANCELLED_BEFORE_START_REASON = "cancelled by the relay before it started; never run";
+export const CANCELLED_RUNNING_REASON = "cancelled by the relay while running; process group killed";
+export const CANCELLED_UNKNOWN_REASON = "cancelled by the relay before it arrived; it will not run if delivered";
 
 export interface CommandProcessorOptions {
   journal: Journal;
@@ -25,6 +31,8 @@ interface Running {
   messageId: string;
   abort: AbortController;
   done: Promise<void>;
+  /** message_id of the cancel frame that aborted it, once one has. */
+  cancelledBy: string | null;
 }
 
 /**
@@ -53,6 +61,9 @@ export class CommandProcessor {
    */
   resume(): void {
     const { journal, logger } = this.#o;
+    // Whatever those executions left running is killed before they are answered: nothing the agent
+    // started outlives the agent's knowledge of it.
+    for (const cmd of journal.interrupted()) this.#killLeftovers(cmd.message_id);
     const now = Date.now();
     const recovered = journal.recoverInterrupted(now, (cmd) =>
       responseFrame(cmd.message_id, "failure", { reason: UNKNOWN_OUTCOME_REASON, exit_code: null }, now),
@@ -106,6 +117,81 @@ export class CommandProcessor {
     this.#pump();
   }
 
+  /**
+   * A parsed `cancel` frame: acked (once what it changes is on disk), then the command it names is
+   * answered with its real response through the outbox: `cancelled` when it had not started (never
+   * run), was running (process group killed) or was unknown (tombstoned: a later delivery of it is
+   * refused); the stored response when it had already been answered.
+   */
+  onCancel(cancel: CancelMessage, raw: string): void {
+    const { journal, logger, events, send } = this.#o;
+    const cancelId = cancel.message_id;
+    const id = cancel.original_message_id;
+    if (!this.#accepting) {
+      // Not acked: the relay resends it; the next run of this agent answers it.
+      logger.info("stopping; cancel left for the relay to resend", { message_id: cancelId, command_id: id });
+      return;
+    }
+    const now = Date.now();
+    const known = journal.get(id);
+    const answerCancelled = (response: object, outcome: AgentEventMap["cancel"][0]["outcome"]) => {
+      this.#ack(cancelId);
+      send(response);
+      events.emit("cancel", { message_id: cancelId, command_id: id, outcome });
+      events.emit("response", { message_id: id, status: "cancelled", replay: false });
+    };
+
+    if (known === null) {
+      const response = responseFrame(id, "cancelled", { reason: CANCELLED_UNKNOWN_REASON, exit_code: null }, now);
+      if (journal.recordTombstone(id, raw, cancelId, now, response)) {
+        answerCancelled(response, "tombstoned");
+        logger.info("cancel for an unknown command: tombstoned", { message_id: cancelId, command_id: id });
+        return;
+      }
+    }
+    if (known?.state === "received") {
+      const response = responseFrame(id, "cancelled", { reason: CANCELLED_BEFORE_START_REASON, exit_code: null }, now);
+      if (journal.cancelWaiting(id, cancelId, now, response)) {
+        const queued = this.#queue.indexOf(id);
+        if (queued >= 0) this.#queue.splice(queued, 1);
+        answerCancelled(response, "not_started");
+        logger.info("cancelled before it started", { message_id: cancelId, command_id: id });
+        return;
+      }
+    }
+    const running = this.#running;
+    if (running !== null && running.messageId === id && journal.get(id)?.state === "started") {
+      journal.noteCancel(id, cancelId);
+      this.#ack(cancelId);
+      // The response follows once the group is dead (SIGTERM, SIGKILL after the grace).
+      const first = running.cancelledBy === null;
+      if (first) {
+        running.cancelledBy = cancelId;
+        running.abort.abort();
+      }
+      events.emit("cancel", { message_id: cancelId, command_id: id, outcome: first ? "killing" : "already_cancelling" });
+      logger.info(first ? "cancelling the running command: killing its process group" : "cancel repeated; already killing", {
+        message_id: cancelId,
+        command_id: id,
+      });
+      return;
+    }
+    // Answered already (finished, rejected, cancelled, tombstoned): the stored response is the truth.
+    this.#ack(cancelId);
+    const entry = journal.get(id);
+    if (entry?.response) {
+      journal.requeueResponse(id, now);
+      const stored = JSON.parse(entry.response) as { status: AgentEventMap["response"][0]["status"] };
+      send(stored);
+      events.emit("cancel", { message_id: cancelId, command_id: id, outcome: "answered" });
+      events.emit("response", { message_id: id, status: stored.status, replay: true });
+      logger.info("cancel for an answered command: stored response resent", { message_id: cancelId, command_id: id, status: stored.status });
+      return;
+    }
+    // Started but not running in this process: only before resume(), which answers it.
+    logger.warn("cancel for a command in an unexpected state; acked only", { message_id: cancelId, command_id: id, state: entry?.state ?? null });
+  }
+
   /** Resolves when nothing is running or queued. */
   idle(): Promise<void> {
     if (!this.#running && this.#queue.length === 0) return Promise.resolve();
@@ -134,6 +220,31 @@ export class CommandProcessor {
     }
   }
 
+  /** Kills, if still alive and provably the same, the process groups of a command's open executions. */
+  #killLeftovers(commandId: string): void {
+    const { journal, logger } = this.#o;
+    for (const exec of journal.executions(commandId)) {
+      if (exec.finished_at !== null || exec.pid === null) continue;
+      const verdict = killOrphanGroup(exec.pid, exec.pid_start_time);
+      if (verdict.killed) {
+        logger.warn("killed the process group left running by an interrupted execution", {
+          message_id: commandId,
+          execution_id: exec.id,
+          pgid: verdict.pgid,
+          start_time: exec.pid_start_time,
+          how: verdict.how,
+        });
+      } else {
+        logger.info("no process group of the interrupted execution to kill", {
+          message_id: commandId,
+          execution_id: exec.id,
+          pgid: verdict.pgid,
+          why: verdict.why,
+        });
+      }
+    }
+  }
+
   #ack(id: string): void {
     this.#o.send(ackFrame(id));
     this.#o.events.emit("ack_sent", { message_id: id });
@@ -147,11 +258,11 @@ export class CommandProcessor {
       return;
     }
     const abort = new AbortController();
-    const running: Running = { messageId: next, abort, done: Promise.resolve() };
+    const running: Running = { messageId: next, abort, done: Promise.resolve(), cancelledBy: null };
     this.#running = running;
     // Deferred a tick: the ack for this command has been written to the socket before anything runs.
     running.done = new Promise<void>((resolve) => setImmediate(resolve))
-      .then(() => this.#run(next, abort.signal))
+      .then(() => this.#run(running))
       .catch((err: unknown) => this.#o.logger.error("command processing failed", { message_id: next, error: err }))
       .finally(() => {
         this.#running = null;
@@ -159,8 +270,10 @@ export class CommandProcessor {
       });
   }
 
-  async #run(id: string, signal: AbortSignal): Promise<void> {
+  async #run(running: Running): Promise<void> {
     const { journal, logger, events, send, settings } = this.#o;
+    const id = running.messageId;
+    const signal = running.abort.signal;
     // Stopped between scheduling and starting: it stays journaled and runs on the next start.
     if (!this.#accepting) return;
     const entry = journal.get(id);
@@ -172,9 +285,9 @@ export class CommandProcessor {
       send(response);
       return;
     }
-    const running = statusFrame(id, "running");
-    const executionId = journal.start(id, Date.now(), running);
-    send(running);
+    const runningStatus = statusFrame(id, "running");
+    const executionId = journal.start(id, Date.now(), runningStatus);
+    send(runningStatus);
     let pid: number | null = null;
     events.emit("execution_started", { message_id: id, execution_id: executionId });
     logger.info("command started", { message_id: id, command_type: command.command_type, timeout_s: command.timeout });
@@ -183,9 +296,10 @@ export class CommandProcessor {
     try {
       outcome = await executeCommand(command, settings, {
         signal,
+        // The process waits at its start gate until this returns: its group is durable first.
         onSpawn: (p) => {
           pid = p;
-          journal.setPid(executionId, p);
+          journal.setPid(executionId, p, processStartTime(p));
         },
         onProgress: (chunk) => {
           const frame = statusFrame(id, "progress", { output: chunk, seq: seq++ });
@@ -196,7 +310,10 @@ export class CommandProcessor {
     } catch (err) {
       outcome = { status: "failure", result: { reason: `agent error: ${(err as Error).message}`, exit_code: null } };
     }
-    if (signal.aborted && outcome.status !== "failure") {
+    if (running.cancelledBy !== null && outcome.aborted) {
+      // Killed for the cancel: what it printed so far and how it ended, under `cancelled`.
+      outcome = { status: "cancelled", result: { ...outcome.result, reason: CANCELLED_RUNNING_REASON } };
+    } else if (running.cancelledBy === null && signal.aborted && outcome.status !== "failure") {
       outcome = { status: "failure", result: { ...outcome.result, reason: AGENT_STOPPED_REASON } };
     }
     const response = responseFrame(id, outcome.status, outcome.result);
@@ -209,6 +326,7 @@ export class CommandProcessor {
       exit_code: outcome.result.exit_code ?? null,
       execution_time: outcome.result.execution_time ?? null,
       pid,
+      ...(running.cancelledBy !== null ? { cancel_id: running.cancelledBy } : {}),
     });
   }
 }

@@ -21,6 +21,12 @@ export interface AgentEventMap {
   ack_sent: [{ message_id: string }];
   /** An execution began (never twice for one message_id). */
   execution_started: [{ message_id: string; execution_id: number }];
+  /**
+   * A `cancel` frame was handled (and acked): the command had not started (answered cancelled),
+   * is being killed (its cancelled response follows), was already being killed, had been answered
+   * (stored response resent) or was unknown (tombstoned and answered cancelled).
+   */
+  cancel: [{ message_id: string; command_id: string; outcome: "not_started" | "killing" | "already_cancelling" | "answered" | "tombstoned" }];
   /** A response was stored (replay: resent from the journal for a redelivery). */
   response: [{ message_id: string; status: ResponseStatus; replay: boolean }];
   /** The relay acked a frame from the outbox. */

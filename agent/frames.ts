@@ -1,5 +1,6 @@
 import {
   AckMessage,
+  CancelMessage,
   CommandMessage,
   ErrorMessage,
   FrameErrorCode,
@@ -10,14 +11,14 @@ import {
 import type { CommandResult, HelloMessage, ResponseStatus, StatusMessage, ResponseMessage } from "../schemas/index.ts";
 import { utf8Suffix } from "./executors/output-tail.ts";
 
-export type RelayMessage = CommandMessage | AckMessage | ErrorMessage | WelcomeMessage;
+export type RelayMessage = CommandMessage | AckMessage | ErrorMessage | WelcomeMessage | CancelMessage;
 
 export type ParsedRelayFrame =
   | { ok: true; frame: RelayMessage }
   | { ok: false; code: string; detail: string; originalId: string | undefined };
 
 // One schema per message type, so each frame is parsed exactly once and errors name the right fields.
-const SCHEMAS = { command: CommandMessage, ack: AckMessage, error: ErrorMessage, welcome: WelcomeMessage } as const;
+const SCHEMAS = { command: CommandMessage, ack: AckMessage, error: ErrorMessage, welcome: WelcomeMessage, cancel: CancelMessage } as const;
 
 /** Parses a relay frame at the boundary; never throws. */
 export function parseRelayFrame(raw: string): ParsedRelayFrame {

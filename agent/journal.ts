@@ -12,7 +12,7 @@ export interface JournalCommand {
   /** Arrival order; commands run in this order. */
   seq: number;
   message_id: string;
-  /** The command frame as received (JSON). */
+  /** The command frame as received (JSON); for a tombstone, the cancel frame that made it. */
   frame: string;
   received_at: number;
   state: CommandState;
@@ -22,6 +22,8 @@ export interface JournalCommand {
   response: string | null;
   /** When the relay acked the response; only then may the entry be pruned. */
   response_acked_at: number | null;
+  /** message_id of the first `cancel` frame that named this command (schema 2), else null. */
+  cancel_id: string | null;
 }
 
 export interface OutboxEntry {
@@ -38,11 +40,18 @@ export interface ExecutionRecord {
   message_id: string;
   started_at: number;
   finished_at: number | null;
+  /** Process id of the execution's first process, which is also its process group id. */
   pid: number | null;
+  /**
+   * That process's start time (`/proc/<pid>/stat` field 22, clock ticks since boot) when it could be
+   * read (schema 2): a restarted agent kills a leftover group only when it is still the same one.
+   */
+  pid_start_time: number | null;
 }
 
-const SCHEMA_VERSION = 1;
+const SCHEMA_VERSION = 2;
 
+/** Schema 1: the tables as first released. Created as they were, then migrated step by step. */
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS commands (
   seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -74,6 +83,19 @@ CREATE TABLE IF NOT EXISTS outbox (
 );
 `;
 
+/**
+ * Additive steps: MIGRATIONS[n] takes a schema n−1 journal to schema n. Never edit a released step;
+ * add the next one. Each runs in its own transaction together with the user_version bump.
+ */
+const MIGRATIONS: Record<number, string> = {
+  // Process hygiene and cancel: the start time of an execution's process (to tell a recycled pid
+  // from the group the agent started) and the cancel frame that named a command.
+  2: `
+    ALTER TABLE executions ADD COLUMN pid_start_time INTEGER;
+    ALTER TABLE commands ADD COLUMN cancel_id TEXT;
+  `,
+};
+
 interface Frame {
   message_id: string;
 }
@@ -94,8 +116,7 @@ export class Journal {
     this.#db.exec("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;");
     const version = (this.#db.prepare("PRAGMA user_version").get() as { user_version: number }).user_version;
     if (version > SCHEMA_VERSION) throw new Error(`journal ${file} has schema ${version}, newer than this agent's ${SCHEMA_VERSION}`);
-    this.#db.exec(SCHEMA);
-    this.#db.exec(`PRAGMA user_version = ${SCHEMA_VERSION}`);
+    this.#migrate(version);
     const p = (sql: string) => this.#db.prepare(sql);
     this.#q = {
       get: p("SELECT * FROM commands WHERE message_id = ?"),
@@ -106,7 +127,15 @@ export class Journal {
       markStarted: p("UPDATE commands SET state = 'started', started_at = ? WHERE message_id = ? AND state = 'received'"),
       markFinished: p("UPDATE commands SET state = 'finished', finished_at = ?, response = ? WHERE message_id = ? AND state != 'finished'"),
       insertExecution: p("INSERT INTO executions (message_id, started_at) VALUES (?, ?)"),
-      setPid: p("UPDATE executions SET pid = ? WHERE id = ?"),
+      setPid: p("UPDATE executions SET pid = ?, pid_start_time = ? WHERE id = ?"),
+      insertTombstone: p(
+        `INSERT INTO commands (message_id, frame, received_at, state, finished_at, response, cancel_id)
+           VALUES (?, ?, ?, 'finished', ?, ?, ?)`,
+      ),
+      cancelWaiting: p(
+        "UPDATE commands SET state = 'finished', finished_at = ?, response = ?, cancel_id = COALESCE(cancel_id, ?) WHERE message_id = ? AND state = 'received'",
+      ),
+      noteCancel: p("UPDATE commands SET cancel_id = COALESCE(cancel_id, ?) WHERE message_id = ?"),
       finishExecution: p("UPDATE executions SET finished_at = ? WHERE id = ?"),
       openExecution: p("SELECT id FROM executions WHERE message_id = ? AND finished_at IS NULL ORDER BY id DESC LIMIT 1"),
       enqueue: p("INSERT INTO outbox (frame_id, command_id, kind, frame, created_at) VALUES (?, ?, ?, ?, ?)"),
@@ -164,8 +193,64 @@ export class Journal {
     });
   }
 
-  setPid(executionId: number, pid: number): void {
-    this.#q.setPid!.run(pid, executionId);
+  /**
+   * Records the execution's process (its pid is its process group id) and, when readable, its start
+   * time. Called before the process is let go past its start gate, so a crash never leaves an
+   * unrecorded group behind.
+   */
+  setPid(executionId: number, pid: number, startTime: number | null = null): void {
+    this.#q.setPid!.run(pid, startTime, executionId);
+  }
+
+  /**
+   * A cancel for a command never seen: records a finished entry (the tombstone) whose stored response
+   * is `response` (cancelled), so a later delivery of that id is answered from here and never run.
+   * `frame` is the cancel frame. False when the id is known after all (nothing written).
+   */
+  recordTombstone(commandId: string, frame: string, cancelId: string, at: number, response: Frame): boolean {
+    try {
+      this.#tx(() => {
+        this.#q.insertTombstone!.run(commandId, frame, at, at, JSON.stringify(response), cancelId);
+        this.#enqueue(response, commandId, "response", at);
+      });
+      return true;
+    } catch (err) {
+      if (isUniqueViolation(err)) return false;
+      throw err;
+    }
+  }
+
+  /**
+   * A cancel for a command recorded but not started: it is finished with `response` (cancelled) and
+   * the response queued, in one commit. False when the command was not waiting (nothing written).
+   */
+  cancelWaiting(commandId: string, cancelId: string, at: number, response: Frame): boolean {
+    return this.#tx(() => {
+      const changed = Number(this.#q.cancelWaiting!.run(at, JSON.stringify(response), cancelId, commandId).changes);
+      if (changed !== 1) return false;
+      this.#enqueue(response, commandId, "response", at);
+      return true;
+    });
+  }
+
+  /** Notes the first cancel frame that named a command (e.g. a running one about to be killed). */
+  noteCancel(commandId: string, cancelId: string): void {
+    this.#q.noteCancel!.run(cancelId, commandId);
+  }
+
+  /**
+   * Puts a finished command's stored response back in the outbox (same frame, same message_id) if the
+   * relay had acked it already, so it is resent until acked again. True when it was re-queued.
+   */
+  requeueResponse(commandId: string, at: number): boolean {
+    return this.#tx(() => {
+      const entry = this.get(commandId);
+      if (!entry?.response) return false;
+      const frame = JSON.parse(entry.response) as Frame;
+      if (this.#q.outboxByFrame!.get(frame.message_id)) return false;
+      this.#enqueue(frame, commandId, "response", at);
+      return true;
+    });
   }
 
   /** Queues a status frame (progress) for sending until acked. */
@@ -251,6 +336,27 @@ export class Journal {
 
   close(): void {
     if (this.#db.isOpen) this.#db.close();
+  }
+
+  #migrate(from: number): void {
+    if (from >= SCHEMA_VERSION) return;
+    const version = () => (this.#db.prepare("PRAGMA user_version").get() as { user_version: number }).user_version;
+    // A new file (0) gets schema 1 as released, then every step, exactly like an old journal. The
+    // version is read again inside each transaction: another process may have migrated meanwhile.
+    this.#tx(() => {
+      if (version() >= 1) return;
+      this.#db.exec(SCHEMA);
+      this.#db.exec("PRAGMA user_version = 1");
+    });
+    for (let v = 2; v <= SCHEMA_VERSION; v++) {
+      const step = MIGRATIONS[v];
+      if (step === undefined) throw new Error(`journal migration to schema ${v} is missing`);
+      this.#tx(() => {
+        if (version() >= v) return;
+        this.#db.exec(step);
+        this.#db.exec(`PRAGMA user_version = ${v}`);
+      });
+    }
   }
 
   #enqueue(frame: Frame, commandId: string | null, kind: OutboxEntry["kind"], at: number): void {

@@ -1,4 +1,6 @@
 import { spawn } from "node:child_process";
+import { accessSync, constants, statSync } from "node:fs";
+import path from "node:path";
 import { StringDecoder } from "node:string_decoder";
 import { OutputTail } from "./output-tail.ts";
 
@@ -6,6 +8,14 @@ import { OutputTail } from "./output-tail.ts";
 export const KILL_GRACE_MS = 5000;
 /** After the main process exits, how long to keep reading pipes held open by its leftovers. */
 const DRAIN_MS = 250;
+/**
+ * The start gate: the process group's leader waits for one line on stdin before it becomes the
+ * command (exec, same pid, stdin back to /dev/null). `onSpawn` runs in between, so the group is
+ * recorded before the command does anything; if the agent dies first, stdin hits EOF and the
+ * command never runs.
+ */
+const GATE_SCRIPT = 'read -r go || exit 126; exec "$@" </dev/null';
+const GATE_NAME = "fleet-agent-gate";
 
 export interface RunProcessOptions {
   /** Program and arguments; never run through a shell. */
@@ -19,7 +29,11 @@ export interface RunProcessOptions {
   maxOutputBytes: number;
   /** Aborting kills the process group as a timeout does (agent shutdown). */
   signal?: AbortSignal;
-  /** Called once the process exists, with its pid (= its process group id). */
+  /**
+   * Called once the process exists, with its pid (= its process group id), before the command
+   * itself starts (it waits at the start gate until this returns). If it throws, the command never
+   * starts: the group is killed and the outcome is a spawn error.
+   */
   onSpawn?: (pid: number) => void;
   /** Every piece of output as it arrives (stdout and stderr interleaved). */
   onOutput?: (text: string) => void;
@@ -52,6 +66,15 @@ export function runProcess(opts: RunProcessOptions): Promise<ProcessOutcome> {
   const graceMs = opts.killGraceMs ?? KILL_GRACE_MS;
   const [file, ...args] = opts.argv;
   if (file === undefined) throw new TypeError("argv must not be empty");
+  const program = resolveProgram(file, opts.cwd, opts.env);
+  if (program === null) {
+    // Found out here, not by the gate's `exec`, so a missing program is still "could not start".
+    const err = Object.assign(new Error(`spawn ${file} ENOENT`), { code: "ENOENT" });
+    return Promise.resolve({
+      exitCode: null, signal: null, timedOut: false, aborted: false, spawnError: err,
+      output: `${err.message}\n`, outputTruncatedBytes: 0, pid: null, executionTime: (performance.now() - started) / 1000,
+    });
+  }
 
   return new Promise((resolve) => {
     let timedOut = false;
@@ -59,13 +82,15 @@ export function runProcess(opts: RunProcessOptions): Promise<ProcessOutcome> {
     let spawnError: Error | null = null;
     let killTimer: NodeJS.Timeout | null = null;
 
-    const child = spawn(file, args, {
+    const child = spawn("/bin/sh", ["-c", GATE_SCRIPT, GATE_NAME, program, ...args], {
       cwd: opts.cwd,
       env: opts.env,
       detached: true,
-      stdio: ["ignore", "pipe", "pipe"],
+      stdio: ["pipe", "pipe", "pipe"],
     });
     const pid = child.pid ?? null;
+    // The gate may be gone (killed, aborted) before it reads: a broken pipe is not an agent error.
+    child.stdin.on("error", () => {});
 
     const killGroup = (sig: NodeJS.Signals) => {
       if (pid === null) return;
@@ -110,7 +135,19 @@ export function runProcess(opts: RunProcessOptions): Promise<ProcessOutcome> {
         }
       });
     }
-    if (pid !== null) opts.onSpawn?.(pid);
+    if (pid !== null) {
+      try {
+        opts.onSpawn?.(pid);
+        child.stdin.end("go\n");
+      } catch (err) {
+        // Not recorded, so not allowed to run: EOF at the gate, and the group is killed.
+        spawnError = err as Error;
+        child.stdin.destroy();
+        killGroup("SIGKILL");
+      }
+    } else {
+      child.stdin.destroy();
+    }
 
     let finished = false;
     const finish = (exitCode: number | null, signal: NodeJS.Signals | null) => {
@@ -150,4 +187,21 @@ export function runProcess(opts: RunProcessOptions): Promise<ProcessOutcome> {
       });
     });
   });
+}
+
+/** The program's path as `exec` would find it (PATH of the child's environment), or null. */
+function resolveProgram(file: string, cwd: string | undefined, env: NodeJS.ProcessEnv): string | null {
+  const candidates = file.includes("/")
+    ? [path.resolve(cwd ?? process.cwd(), file)]
+    : (env.PATH ?? "/usr/local/bin:/usr/bin:/bin").split(":").map((dir) => path.resolve(cwd ?? process.cwd(), dir || ".", file));
+  for (const candidate of candidates) {
+    try {
+      if (!statSync(candidate).isFile()) continue;
+      accessSync(candidate, constants.X_OK);
+      return candidate;
+    } catch {
+      // not here
+    }
+  }
+  return null;
 }

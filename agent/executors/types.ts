@@ -17,7 +17,10 @@ export interface ExecutorSettings {
 
 /** Per-execution callbacks from the command processor. */
 export interface ExecutionHooks {
-  /** Aborted when the agent stops: the process group is killed, the result says "agent stopped". */
+  /**
+   * Aborted when the agent stops or the relay cancels the command: the process group is killed
+   * (SIGTERM, then SIGKILL after the grace) and the outcome is marked `aborted`.
+   */
   signal?: AbortSignal;
   onSpawn?: (pid: number) => void;
   /** Coalesced output chunks (≤ 16 KiB) for `status` progress frames. */
@@ -27,6 +30,8 @@ export interface ExecutionHooks {
 export interface ExecutionOutcome {
   status: ResponseStatus;
   result: CommandResult;
+  /** The abort signal ended the process group before it finished on its own. */
+  aborted?: boolean;
 }
 
 /** Environment every spawned process gets: no prompts, stable (C locale) output to parse. */

@@ -8,7 +8,9 @@ import { certificateMatchesKey } from "../../agent/csr.ts";
 import { openJournal } from "../../agent/journal.ts";
 import { silentLogger } from "../../agent/log.ts";
 import { UNKNOWN_OUTCOME_REASON } from "../../agent/command-processor.ts";
+import { processGroupExists } from "../../agent/process-groups.ts";
 import { exitOf, spawnAgent, type AgentProcess } from "./helpers/agent-process.ts";
+import { alive, gone } from "./helpers/processes.ts";
 import { FakeRelay } from "./helpers/fake-relay.ts";
 import { createTestPki, enrolledStateDir, type TestPki } from "./helpers/test-pki.ts";
 
@@ -41,6 +43,10 @@ function track(p: AgentProcess): AgentProcess {
     if (p.child.exitCode === null && p.child.signalCode === null) p.child.kill("SIGKILL");
   });
   return p;
+}
+
+function logLines(p: AgentProcess): Record<string, unknown>[] {
+  return p.stderr().split("\n").filter((l) => l.startsWith("{")).map((l) => JSON.parse(l) as Record<string, unknown>);
 }
 
 describe("cli --help", () => {
@@ -194,23 +200,31 @@ describe("cli run", () => {
     expect(lines.map((l) => l.msg)).toEqual(expect.arrayContaining(["agent starting", "connected", "command started", "agent stopped"]));
   });
 
-  test("killed mid-command: on restart the command is answered 'outcome unknown' and never re-run", async () => {
+  test("killed mid-command: on restart the orphaned process group is killed first, then the command is answered 'outcome unknown', never re-run", async () => {
     const { relay, stateDir } = await enrolled();
     const first = track(spawnAgent(["run", "--state-dir", stateDir, "--allow-shell"]));
     const conn1 = await relay.connection(1);
     await conn1.waitForFrame((f) => f.message_type === "hello");
-    const cmd = relay.command({ command_type: "shell", parameters: { script: "echo started; sleep 60" } });
+    // A group that ignores nothing and would outlive the agent: the shell and a long `sleep` child.
+    const cmd = relay.command({ command_type: "shell", parameters: { script: "sleep 600 & echo \"child $!\"; wait" } });
     conn1.sendFrame(cmd);
-    // Output arrives only once the process exists (and its pid is journaled).
-    await conn1.waitForFrame((f) => f.state === "progress" && f.output === "started\n");
+    // Output arrives only once the process exists (and its group is journaled: the start gate).
+    const progress = await conn1.waitForFrame((f) => f.state === "progress" && /^child \d+\n$/.test(f.output as string));
+    const child = Number(/^child (\d+)/.exec(progress.output as string)![1]);
+    cleanups.push(() => {
+      try {
+        process.kill(child, "SIGKILL");
+      } catch {
+        // already gone
+      }
+    });
     first.child.kill("SIGKILL");
     await exitOf(first);
 
-    // The orphaned `sleep` (its own process group) is not ours to keep.
     const journal = openJournal(stateDir);
     const [execution] = journal.executions(cmd.message_id);
     journal.close();
-    expect(execution).toMatchObject({ finished_at: null, pid: expect.any(Number) });
+    expect(execution).toMatchObject({ finished_at: null, pid: expect.any(Number), pid_start_time: expect.any(Number) });
     const pgid = execution!.pid!;
     expect(pgid).toBeGreaterThan(1);
     cleanups.push(() => {
@@ -220,11 +234,23 @@ describe("cli run", () => {
         // already gone
       }
     });
+    // The agent is gone; its command's group is not.
+    expect(alive(child)).toBe(true);
+    expect(processGroupExists(pgid)).toBe(true);
 
     const second = track(spawnAgent(["run", "--state-dir", stateDir, "--allow-shell"]));
     const conn2 = await relay.connection(2);
     const response = await conn2.waitForFrame((f) => f.message_type === "response" && f.original_message_id === cmd.message_id);
     expect(response).toMatchObject({ status: "failure", result: { reason: UNKNOWN_OUTCOME_REASON, exit_code: null } });
+    // Dead (zombies count as dead: this container may have no reaper for orphans).
+    expect(await gone([child, pgid], 5000)).toBe(true);
+    // Killed (and logged) before the command was answered.
+    await second.waitForStderr("answered as unknown outcome");
+    const msgs = logLines(second).map((l) => l.msg);
+    const killedAt = msgs.indexOf("killed the process group left running by an interrupted execution");
+    expect(killedAt).toBeGreaterThanOrEqual(0);
+    expect(killedAt).toBeLessThan(msgs.indexOf("command was running when the agent stopped; answered as unknown outcome"));
+    expect(logLines(second)[killedAt]).toMatchObject({ message_id: cmd.message_id, pgid, how: "start time matches" });
 
     // The relay redelivers it anyway: acked and answered the same way, still one execution.
     conn2.sendFrame({ ...cmd, attempt: 2 });

@@ -92,6 +92,32 @@ describe("agent connection", () => {
     expect(response).toMatchObject({ status: "success", result: { output: "hi\n", exit_code: 0 } });
   });
 
+  test("a cancel frame over the wire: acked, the running command's group killed, answered cancelled through the outbox", async () => {
+    const { relay, events, stateDir } = await setup({ agent: { allowShell: true, killGraceMs: 500 } });
+    const conn = await relay.connection(1);
+    await events.waitFor("welcome");
+    const cmd = relay.command({ command_type: "shell", parameters: { script: "echo before; sleep 60" } });
+    conn.sendFrame(cmd);
+    await conn.waitForFrame((f) => f.state === "progress" && f.original_message_id === cmd.message_id);
+    const cancel = { message_id: crypto.randomUUID(), timestamp: new Date().toISOString(), message_type: "cancel", original_message_id: cmd.message_id };
+    conn.sendFrame(cancel);
+    const response = await conn.waitForFrame((f) => f.message_type === "response" && f.original_message_id === cmd.message_id);
+    expect(response).toMatchObject({ status: "cancelled", result: { output: "before\n", exit_code: null, signal: "SIGTERM" } });
+    const ackAt = conn.frames.findIndex((f) => f.message_type === "ack" && f.original_message_id === cancel.message_id);
+    expect(ackAt).toBeGreaterThanOrEqual(0);
+    expect(ackAt).toBeLessThan(conn.frames.indexOf(response));
+    expect(conn.frames.some((f) => f.message_type === "error")).toBe(false);
+    // The relay acked the response: nothing left to resend.
+    await events.waitFor("outbox_acked", (e) => e.frame_id === response.message_id);
+    const j = openJournal(stateDir);
+    try {
+      expect(j.outbox().filter((e) => e.kind === "response")).toEqual([]);
+      expect(j.get(cmd.message_id)).toMatchObject({ state: "finished", cancel_id: cancel.message_id });
+    } finally {
+      j.close();
+    }
+  });
+
   test("an invalid frame gets an error frame, runs nothing and keeps the connection", async () => {
     const { relay, events, stateDir } = await setup({ agent: { allowShell: true } });
     const conn = await relay.connection(1);

@@ -1,10 +1,16 @@
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
+import { mkdtemp, rm } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
 import { describe, expect, test } from "vitest";
 import { executeCommand, rejectionFor, type ExecutorSettings } from "../../agent/executors/index.ts";
 import { detectPackageManager } from "../../agent/executors/package-managers.ts";
 import { PROGRESS_CHUNK_BYTES } from "../../agent/executors/progress-stream.ts";
 import { runProcess } from "../../agent/executors/run-process.ts";
+import { killOrphanGroup, processGroupExists, processStartTime } from "../../agent/process-groups.ts";
+import { spawn } from "node:child_process";
 import { commandFrame } from "./helpers/commands.ts";
+import { gone } from "./helpers/processes.ts";
 
 const HOST = "3d1e5c9e-8f0a-4b1c-9d2e-7f3a4b5c6d7e";
 const settings = (over: Partial<ExecutorSettings> = {}): ExecutorSettings => ({
@@ -15,29 +21,6 @@ const settings = (over: Partial<ExecutorSettings> = {}): ExecutorSettings => ({
   killGraceMs: 1000,
   ...over,
 });
-
-/** True while `pid` exists and is not a zombie (containers may lack a reaper for orphans). */
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch {
-    return false;
-  }
-  try {
-    return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, "utf8"));
-  } catch {
-    return false;
-  }
-}
-
-async function gone(pids: number[], timeoutMs: number): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (pids.every((p) => !alive(p))) return true;
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  return pids.every((p) => !alive(p));
-}
 
 describe("shell executor", () => {
   test("disabled: rejected with the documented reason, nothing spawned", async () => {
@@ -111,6 +94,87 @@ describe("shell executor", () => {
     const streamed = chunks.join("");
     expect(streamed.length).toBe(600_000);
     expect(streamed.startsWith(`${"0".padStart(99, "0")}\n${"1".padStart(99, "0")}\n`)).toBe(true);
+  });
+});
+
+describe("start gate", () => {
+  test("the command does not start before onSpawn returns; if onSpawn throws it never runs", async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), "gate-"));
+    try {
+      const marker = path.join(dir, "ran");
+      let leaderStart: number | null = null;
+      let sawMarker: boolean | null = null;
+      const refused = await runProcess({
+        argv: ["/bin/sh", "-c", `echo ran > '${marker}'`],
+        env: process.env,
+        timeoutMs: 10_000,
+        maxOutputBytes: 1024,
+        onSpawn: (pid) => {
+          sawMarker = existsSync(marker);
+          leaderStart = processStartTime(pid);
+          throw new Error("journal is read-only");
+        },
+      });
+      expect(sawMarker).toBe(false);
+      expect(leaderStart).toEqual(expect.any(Number));
+      expect(refused.spawnError?.message).toBe("journal is read-only");
+      expect(existsSync(marker)).toBe(false);
+
+      // Let through: the same command runs, in the process (group) onSpawn was given.
+      let spawned: number | null = null;
+      const ok = await runProcess({
+        argv: ["/bin/sh", "-c", `echo $$ > '${marker}'; echo ok`],
+        env: process.env,
+        timeoutMs: 10_000,
+        maxOutputBytes: 1024,
+        onSpawn: (pid) => {
+          spawned = pid;
+        },
+      });
+      expect(ok).toMatchObject({ exitCode: 0, output: "ok\n", spawnError: null });
+      expect(Number(readFileSync(marker, "utf8"))).toBe(spawned);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  test("a missing program is still 'could not start', with nothing spawned", async () => {
+    const out = await executeCommand(
+      commandFrame(HOST, { command_type: "package_operation", parameters: { operation: "update", packages: [] } }),
+      settings({ packageManager: "apk" }),
+      { onSpawn: () => expect.unreachable("nothing may be spawned") },
+    );
+    if (existsSync("/sbin/apk") || existsSync("/usr/sbin/apk") || existsSync("/usr/bin/apk")) return;
+    expect(out).toMatchObject({ status: "failure", result: { reason: expect.stringMatching(/^could not start: spawn apk ENOENT/) } });
+  });
+});
+
+describe("leftover process groups", () => {
+  test("killed only when the leader's start time matches, or the leader is gone but the group lives", async () => {
+    // A group whose leader stays: `sleep` itself leads it.
+    const leader = spawn("sleep", ["60"], { detached: true, stdio: "ignore" });
+    const leaderExit = new Promise((r) => leader.on("exit", r));
+    const pid = leader.pid!;
+    const start = processStartTime(pid);
+    expect(start).toEqual(expect.any(Number));
+    expect(killOrphanGroup(pid, start! + 1)).toMatchObject({ killed: false, why: expect.stringMatching(/recycled/) });
+    expect(killOrphanGroup(pid, null)).toMatchObject({ killed: false });
+    expect(processGroupExists(pid)).toBe(true);
+    expect(killOrphanGroup(pid, start)).toMatchObject({ killed: true, how: "start time matches" });
+    await leaderExit;
+    expect(processGroupExists(pid)).toBe(false);
+    expect(killOrphanGroup(pid, start)).toMatchObject({ killed: false, why: "process group is gone" });
+
+    // A group whose leader has exited and been reaped, leaving a member behind.
+    const sh = spawn("/bin/sh", ["-c", "sleep 60 >/dev/null 2>&1 & echo $!"], { detached: true, stdio: ["ignore", "pipe", "ignore"] });
+    let out = "";
+    sh.stdout.on("data", (d: Buffer) => (out += d.toString()));
+    await new Promise((r) => sh.on("close", r));
+    const member = Number(out.trim());
+    expect(processStartTime(sh.pid!)).toBeNull();
+    expect(processGroupExists(sh.pid!)).toBe(true);
+    expect(killOrphanGroup(sh.pid!, 12345)).toMatchObject({ killed: true, how: "group exists; start time unreadable" });
+    expect(await gone([member], 3000)).toBe(true);
   });
 });
 

@@ -2,7 +2,8 @@ import { mkdtemp, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { afterEach, beforeEach, describe, expect, test } from "vitest";
-import { openJournal } from "../../agent/journal.ts";
+import { DatabaseSync } from "node:sqlite";
+import { JOURNAL_FILE, openJournal } from "../../agent/journal.ts";
 import type { Journal } from "../../agent/journal.ts";
 import { responseFrame, statusFrame } from "../../agent/frames.ts";
 import { commandFrame } from "./helpers/commands.ts";
@@ -71,7 +72,7 @@ describe("journal", () => {
     j.setPid(id, 4242);
     expect(() => j.start(a.message_id, 3, statusFrame(a.message_id, "running"))).toThrow(/not waiting to start/);
     expect(j.executionCounts()).toEqual(new Map([[a.message_id, 1]]));
-    expect(j.executions(a.message_id)).toEqual([{ id, message_id: a.message_id, started_at: 2, finished_at: null, pid: 4242 }]);
+    expect(j.executions(a.message_id)).toEqual([{ id, message_id: a.message_id, started_at: 2, finished_at: null, pid: 4242, pid_start_time: null }]);
   });
 
   test("prunes only answered, acked entries older than the retention", () => {
@@ -116,5 +117,74 @@ describe("journal", () => {
     const last = again.outbox().at(-1)!;
     expect(JSON.parse(last.frame)).toMatchObject({ message_type: "response", original_message_id: cmd.message_id, status: "failure" });
     expect(again.executionCounts().get(cmd.message_id)).toBe(1);
+  });
+
+  test("a schema 1 journal is migrated in place: rows kept, new columns null", () => {
+    // Schema 1 exactly as released.
+    const db = new DatabaseSync(path.join(dir, JOURNAL_FILE));
+    db.exec(`
+      CREATE TABLE commands (seq INTEGER PRIMARY KEY AUTOINCREMENT, message_id TEXT NOT NULL UNIQUE, frame TEXT NOT NULL,
+        received_at INTEGER NOT NULL, state TEXT NOT NULL CHECK (state IN ('received', 'started', 'finished')), started_at INTEGER,
+        finished_at INTEGER, response TEXT, response_acked_at INTEGER);
+      CREATE INDEX commands_open ON commands (state) WHERE state != 'finished';
+      CREATE TABLE executions (id INTEGER PRIMARY KEY AUTOINCREMENT, message_id TEXT NOT NULL, started_at INTEGER NOT NULL,
+        finished_at INTEGER, pid INTEGER);
+      CREATE INDEX executions_by_command ON executions (message_id);
+      CREATE TABLE outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, frame_id TEXT NOT NULL UNIQUE, command_id TEXT,
+        kind TEXT NOT NULL CHECK (kind IN ('status', 'response')), frame TEXT NOT NULL, created_at INTEGER NOT NULL);
+      PRAGMA user_version = 1;
+    `);
+    const cmd = commandFrame(HOST, { command_type: "system_info", parameters: {} });
+    db.prepare("INSERT INTO commands (message_id, frame, received_at, state, started_at) VALUES (?, ?, 1, 'started', 2)").run(cmd.message_id, JSON.stringify(cmd));
+    db.prepare("INSERT INTO executions (message_id, started_at, pid) VALUES (?, 2, 4242)").run(cmd.message_id);
+    db.close();
+
+    const j = journalAt();
+    expect(j.interrupted().map((c) => c.message_id)).toEqual([cmd.message_id]);
+    expect(j.get(cmd.message_id)).toMatchObject({ state: "started", cancel_id: null });
+    expect(j.executions(cmd.message_id)).toEqual([{ id: 1, message_id: cmd.message_id, started_at: 2, finished_at: null, pid: 4242, pid_start_time: null }]);
+    j.close();
+    const raw = new DatabaseSync(path.join(dir, JOURNAL_FILE));
+    expect(raw.prepare("PRAGMA user_version").get()).toEqual({ user_version: 2 });
+    raw.close();
+    // Reopening a migrated journal changes nothing.
+    expect(journalAt().executions(cmd.message_id)).toHaveLength(1);
+  });
+
+  test("cancel bookkeeping: tombstones, cancelling a waiting command, re-queueing a stored response", () => {
+    const j = journalAt();
+    const cancelId = crypto.randomUUID();
+    const unknown = crypto.randomUUID();
+    const tomb = responseFrame(unknown, "cancelled", { reason: "never seen", exit_code: null });
+    expect(j.recordTombstone(unknown, '{"message_type":"cancel"}', cancelId, 5, tomb)).toBe(true);
+    expect(j.recordTombstone(unknown, "{}", cancelId, 6, tomb)).toBe(false);
+    expect(j.get(unknown)).toMatchObject({ state: "finished", response: JSON.stringify(tomb), cancel_id: cancelId });
+    // A delivery of that id afterwards is not a new command.
+    expect(j.record(unknown, "{}", 7)).toBe(false);
+
+    const waiting = commandFrame(HOST, { command_type: "system_info", parameters: {} });
+    j.record(waiting.message_id, JSON.stringify(waiting), 1);
+    const cancelled = responseFrame(waiting.message_id, "cancelled", { exit_code: null });
+    expect(j.cancelWaiting(waiting.message_id, cancelId, 8, cancelled)).toBe(true);
+    expect(j.cancelWaiting(waiting.message_id, cancelId, 9, cancelled)).toBe(false);
+    expect(j.waiting()).toEqual([]);
+    expect(j.get(waiting.message_id)).toMatchObject({ state: "finished", finished_at: 8, response: JSON.stringify(cancelled), cancel_id: cancelId });
+    expect(j.outbox().map((e) => e.frame_id)).toEqual([tomb.message_id, cancelled.message_id]);
+
+    // A started command is not "waiting": it must be killed, not just marked.
+    const started = commandFrame(HOST, { command_type: "system_info", parameters: {} });
+    j.record(started.message_id, JSON.stringify(started), 1);
+    j.start(started.message_id, 2, statusFrame(started.message_id, "running"));
+    expect(j.cancelWaiting(started.message_id, cancelId, 9, cancelled)).toBe(false);
+    j.noteCancel(started.message_id, cancelId);
+    j.noteCancel(started.message_id, crypto.randomUUID());
+    expect(j.get(started.message_id)).toMatchObject({ state: "started", cancel_id: cancelId });
+
+    // Stored response still queued: nothing to do; acked: queued again, same frame.
+    expect(j.requeueResponse(unknown, 10)).toBe(false);
+    j.ack(tomb.message_id, 11);
+    expect(j.requeueResponse(unknown, 12)).toBe(true);
+    expect(JSON.parse(j.outbox().at(-1)!.frame)).toEqual(tomb);
+    expect(j.requeueResponse(started.message_id, 12)).toBe(false);
   });
 });

@@ -8,6 +8,8 @@ export interface AgentProcess {
   stdout: () => string;
   stderr: () => string;
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  /** Resolves once stderr holds `text` (bounded; rejects at the deadline or on exit without it). */
+  waitForStderr: (text: string, timeoutMs?: number) => Promise<void>;
 }
 
 /** Runs `node agent/cli.ts …args` as a real child process. */
@@ -18,12 +20,40 @@ export function spawnAgent(args: string[], env: NodeJS.ProcessEnv = {}): AgentPr
   });
   let out = "";
   let err = "";
+  let closed = false;
+  const waiters = new Set<() => void>();
+  const notify = () => {
+    for (const w of [...waiters]) w();
+  };
   child.stdout!.on("data", (d: Buffer) => (out += d.toString()));
-  child.stderr!.on("data", (d: Buffer) => (err += d.toString()));
+  child.stderr!.on("data", (d: Buffer) => {
+    err += d.toString();
+    notify();
+  });
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
-    child.on("close", (code, signal) => resolve({ code, signal })),
+    child.on("close", (code, signal) => {
+      closed = true;
+      notify();
+      resolve({ code, signal });
+    }),
   );
-  return { child, stdout: () => out, stderr: () => err, exited };
+  const waitForStderr = (text: string, timeoutMs = 10_000) =>
+    new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => done(new Error(`no ${JSON.stringify(text)} on stderr within ${timeoutMs} ms; stderr:\n${err}`)), timeoutMs);
+      const check = () => {
+        if (err.includes(text)) done(null);
+        else if (closed) done(new Error(`agent exited without ${JSON.stringify(text)} on stderr; stderr:\n${err}`));
+      };
+      const done = (e: Error | null) => {
+        clearTimeout(timer);
+        waiters.delete(check);
+        if (e) reject(e);
+        else resolve();
+      };
+      waiters.add(check);
+      check();
+    });
+  return { child, stdout: () => out, stderr: () => err, exited, waitForStderr };
 }
 
 /** Waits for the process to exit, failing after `timeoutMs`. */

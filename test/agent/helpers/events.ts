@@ -5,7 +5,7 @@ type Payload<N extends Name> = AgentEventMap[N][0];
 
 const NAMES: Name[] = [
   "connecting", "connected", "welcome", "disconnected", "reconnect_scheduled", "command", "ack_sent",
-  "execution_started", "response", "outbox_acked", "frame_invalid", "renewed", "renewal_failed", "revoked", "stopped",
+  "execution_started", "cancel", "response", "outbox_acked", "frame_invalid", "renewed", "renewal_failed", "revoked", "stopped",
 ];
 
 /** Records an agent's events from now on, and waits on past or future ones with a deadline. */
