@@ -1,8 +1,10 @@
+import { backoffMs } from "../backoff.ts";
+import type { Env } from "../env.ts";
 import { Cursor } from "../cursor.ts";
 import { hostRelay } from "../stubs.ts";
 import { createRoute, z } from "@hono/zod-openapi";
 import { HostCreate, HostListQuery, HostView, Page } from "../../schemas/index.ts";
-import { ErrorCode, RelayError, unwrap } from "../errors.ts";
+import { ErrorCode, RelayError } from "../errors.ts";
 import { getHost, insertHost, listHosts, revokeHost } from "../registry.ts";
 import { BEARER, HostIdParam, createRouter, jsonBody, jsonContent, problems, requireRole } from "./common.ts";
 
@@ -60,6 +62,28 @@ const revokeRoute = createRoute({
 
 const UUID = /^[0-9a-f-]{36}$/;
 
+/** Tries this many times to tell the HostRelay at once; past that its own registry check (≤ 30 s) takes over. */
+const REVOKE_TRIES = 3;
+
+/**
+ * The registry (D1) is the authority and is already written: telling the HostRelay only makes the
+ * disconnect immediate. A failure here is logged, never answered as a failed revocation, because the
+ * relay re-reads the registry within REGISTRY_CHECK_MS while an agent is connected, and on every enqueue.
+ */
+async function tellRelay(env: Env, hostId: string, revokedAt: string): Promise<void> {
+  for (let attempt = 1; attempt <= REVOKE_TRIES; attempt++) {
+    try {
+      const result = await hostRelay(env, hostId).revoke(hostId, revokedAt);
+      if (result.ok) return;
+      console.error(JSON.stringify({ level: "warn", msg: "host relay refused revocation", host_id: hostId, code: result.code }));
+      return;
+    } catch (err) {
+      console.error(JSON.stringify({ level: "warn", msg: "telling the host relay of a revocation failed", host_id: hostId, attempt, error: String(err) }));
+      if (attempt < REVOKE_TRIES) await new Promise((resolve) => setTimeout(resolve, backoffMs(attempt + 1, { baseMs: 50, capMs: 500 }, Math.random)));
+    }
+  }
+}
+
 export const hostRoutes = createRouter()
   .openapi(createHostRoute, async (c) => {
     const body = c.req.valid("json");
@@ -93,6 +117,6 @@ export const hostRoutes = createRouter()
       throw new RelayError(ErrorCode.HOST_NOT_FOUND, `host ${host_id} is not registered`);
     }
     const host = (await getHost(c.env.DB, host_id))!;
-    unwrap(await hostRelay(c.env, host_id).revoke(host_id, host.revoked_at ?? at));
+    await tellRelay(c.env, host_id, host.revoked_at ?? at);
     return c.json(host, 200);
   });
