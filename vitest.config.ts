@@ -25,6 +25,8 @@ export default defineConfig({
                 ACK_TIMEOUT_MS: "1000",
                 RETRY_BASE_MS: "100",
                 RETRY_CAP_MS: "1000",
+                // Test-only fault hooks (worker/test-faults.ts); inert without this binding.
+                TEST_FAULTS: "1",
               },
             },
           }),

@@ -33,4 +33,6 @@ export interface Env {
   HEARTBEAT_INTERVAL_S?: string;
   STALE_AFTER_S?: string;
   RETENTION_DAYS?: string;
+  /** "1" only in the vitest miniflare config: enables the test fault hooks (worker/test-faults.ts). Never set in production. */
+  TEST_FAULTS?: string;
 }
