@@ -24,7 +24,8 @@ export async function publishProgress(rc: JobContext): Promise<void> {
     completion: view.completion,
   };
   try {
-    await fleetEvents(rc.env).publish([event]);
+    // Numbered per job, so a retry after a lost reply is not stored twice.
+    await fleetEvents(rc.env).publish([{ ...event, source: `JobCoordinator:${job.job_id}`, source_seq: job.progress_seq + 1 }]);
     rc.store.progressSent();
   } catch (err) {
     const attempts = rc.store.progressFailed();
