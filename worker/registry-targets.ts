@@ -76,15 +76,16 @@ export async function listTags(db: D1Database, opts: { limit: number; after?: st
 
 // ---- jobs ----
 
+/**
+ * Lists a job. Written by the job's JobCoordinator, after it has stored the job and before it
+ * dispatches anything, and repeated until it succeeds: a second write of the same job changes
+ * nothing. A job row is never deleted, so a job that may exist is never unlisted.
+ */
 export async function insertJob(db: D1Database, job: JobSummary): Promise<void> {
   await db
-    .prepare("INSERT INTO jobs (job_id, created_at, created_by, command_type, host_count) VALUES (?, ?, ?, ?, ?)")
+    .prepare("INSERT INTO jobs (job_id, created_at, created_by, command_type, host_count) VALUES (?, ?, ?, ?, ?) ON CONFLICT (job_id) DO NOTHING")
     .bind(job.job_id, job.created_at, job.created_by, job.command_type, job.host_count)
     .run();
-}
-
-export async function deleteJob(db: D1Database, jobId: string): Promise<void> {
-  await db.prepare("DELETE FROM jobs WHERE job_id = ?").bind(jobId).run();
 }
 
 export async function jobExists(db: D1Database, jobId: string): Promise<boolean> {

@@ -108,6 +108,18 @@ export async function hostRegistration(
   return row ? { host_id: row.host_id, revoked_at: row.revoked_at, tags: row.tags ? (JSON.parse(row.tags) as string[]) : [] } : null;
 }
 
+/** Whether the host is registered (revoked or not): one primary-key lookup. */
+export async function hostExists(db: D1Database, hostId: string): Promise<boolean> {
+  return (await db.prepare("SELECT 1 AS found FROM hosts WHERE host_id = ?").bind(hostId).first()) !== null;
+}
+
+/** Whether a host may be sent commands, by the registry (the authority on revocation). */
+export async function hostStanding(db: D1Database, hostId: string): Promise<"unknown" | "revoked" | "active"> {
+  const row = await db.prepare("SELECT revoked_at FROM hosts WHERE host_id = ?").bind(hostId).first<{ revoked_at: string | null }>();
+  if (!row) return "unknown";
+  return row.revoked_at ? "revoked" : "active";
+}
+
 /** Marks a host revoked; returns false if it does not exist. Revoking twice keeps the first time. */
 export async function revokeHost(db: D1Database, hostId: string, at: string): Promise<boolean> {
   const res = await db

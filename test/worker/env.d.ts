@@ -7,6 +7,7 @@ declare namespace Cloudflare {
     JWT_SECRET: string;
     FLEET_CA_CERT: string;
     FLEET_CA_KEY: string;
+    TEST_FAULTS: string;
     TEST_MIGRATIONS: import("cloudflare:test").D1Migration[];
   }
 }

@@ -1,4 +1,5 @@
 import type { EventFilter } from "../../schemas/index.ts";
+import type { Clock } from "../clock.ts";
 import type { Env } from "../env.ts";
 import type { FleetEventsStorage, HistoryBounds } from "./storage.ts";
 
@@ -7,6 +8,8 @@ export interface EventsContext {
   ctx: DurableObjectState;
   store: FleetEventsStorage;
   bounds: HistoryBounds;
+  /** Time; tests may swap in a ManualClock through runInDurableObject. */
+  clock: Clock;
   /** Last alarm time this instance set; undefined after a wake-up, when it is not known. */
   alarmAt: number | null | undefined;
 }

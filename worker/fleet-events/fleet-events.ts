@@ -1,24 +1,31 @@
 import { DurableObject } from "cloudflare:workers";
-import type { FleetEventInput } from "../../schemas/index.ts";
 import { EventStreamCloseCode, HEARTBEAT_PING, HEARTBEAT_PONG } from "../../schemas/index.ts";
+import { systemClock } from "../clock.ts";
+import { DurableEntry } from "../durable-entry.ts";
 import type { Env } from "../env.ts";
+import { ErrorCode, RelayError, problemResponse } from "../errors.ts";
 import { type EventsContext, historyBounds } from "./context.ts";
-import { publish, pruneDue } from "./publish.ts";
+import { type PublishedEvent, publish, pruneDue, scheduleAlarm } from "./publish.ts";
 import { FleetEventsStorage } from "./storage.ts";
 import { drop, subscribe, subscriberClosed } from "./subscribers.ts";
+
+export type { PublishedEvent } from "./publish.ts";
 
 /**
  * The fleet's live event stream (one instance, named "fleet"): stamps offsets, keeps a bounded
  * history, fans out to subscribers over hibernating WebSockets. Hooks and RPC methods only hand
- * off to the named handlers in this folder.
+ * off to the named handlers in this folder, each through the DurableEntry, which logs what they
+ * throw and recomputes the alarm after every call.
  */
 export class FleetEvents extends DurableObject<Env> {
   private readonly ec: EventsContext;
+  private readonly entry: DurableEntry;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
     const store = new FleetEventsStorage(ctx.storage);
-    this.ec = { ctx, store, bounds: historyBounds(env), alarmAt: undefined };
+    this.ec = { ctx, store, bounds: historyBounds(env), clock: systemClock, alarmAt: undefined };
+    this.entry = new DurableEntry("FleetEvents", () => scheduleAlarm(this.ec));
     ctx.blockConcurrencyWhile(async () => store.migrate());
     // Answered by the runtime, so a subscriber's keep-alive never wakes a hibernating object.
     ctx.setWebSocketAutoResponse(new WebSocketRequestResponsePair(HEARTBEAT_PING, HEARTBEAT_PONG));
@@ -26,28 +33,40 @@ export class FleetEvents extends DurableObject<Env> {
 
   /** Only the Worker's `/api/events` route reaches this, after it has verified the caller's token. */
   override async fetch(request: Request): Promise<Response> {
-    return subscribe(this.ec, request, Date.now());
+    return this.entry.run(
+      "fetch",
+      () => subscribe(this.ec, request, this.ec.clock.now()),
+      () => problemResponse(new RelayError(ErrorCode.INTERNAL, "internal error")),
+    );
   }
 
   /** Subscribers have nothing to say; `ping` is answered by the runtime and anything else is ignored. */
-  override async webSocketMessage(): Promise<void> {}
+  override async webSocketMessage(): Promise<void> {
+    return this.entry.hook("webSocketMessage", () => undefined);
+  }
 
   override async webSocketClose(ws: WebSocket, code: number, reason: string): Promise<void> {
-    subscriberClosed(ws, code, reason);
+    return this.entry.hook("webSocketClose", () => subscriberClosed(ws, code, reason));
   }
 
   override async webSocketError(ws: WebSocket): Promise<void> {
-    drop(ws, EventStreamCloseCode.SEND_FAILED, "socket error");
+    return this.entry.hook("webSocketError", () => drop(ws, EventStreamCloseCode.SEND_FAILED, "socket error"));
   }
 
   override async alarm(): Promise<void> {
-    pruneDue(this.ec, Date.now());
+    return this.entry.hook("alarm", () => pruneDue(this.ec, this.ec.clock.now()));
   }
 
   // ---- RPC ----
 
-  /** Publishers (HostRelay, JobCoordinator) hand over events in their own order. */
-  async publish(events: FleetEventInput[]): Promise<void> {
-    publish(this.ec, events, Date.now());
+  /**
+   * Publishers (HostRelay, JobCoordinator) hand over events in their own order; an event carrying a
+   * `source` and `source_seq` that source already published is dropped, so retrying a batch is safe.
+   * A failure reaches the caller (which retries).
+   */
+  publish(events: PublishedEvent[]): Promise<void> {
+    return this.entry.run("publish", () => {
+      publish(this.ec, events, this.ec.clock.now());
+    });
   }
 }

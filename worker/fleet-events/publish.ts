@@ -4,19 +4,42 @@ import type { EventsContext } from "./context.ts";
 import { fanOut } from "./subscribers.ts";
 
 /**
- * Stores each valid event (stamping its offset), fans the batch out to matching subscribers and
- * enforces the history bounds. Synchronous, so a batch is stored and sent as one step. An invalid
- * event is logged and skipped rather than refused: refusing would make its publisher retry it forever.
+ * An event as a publisher hands it over. `source` (the publisher's name, e.g. `HostRelay:<host_id>`
+ * or `JobCoordinator:<job_id>`) and `source_seq` (increasing per source, e.g. its outbox row id)
+ * make publishing idempotent: an event whose number its source already used is dropped. Both are
+ * optional; they are not stored in the event nor sent to subscribers.
+ */
+export type PublishedEvent = FleetEventInput & { source?: string | undefined; source_seq?: number | undefined };
+
+const MAX_SOURCE_CHARS = 200;
+
+/** The event's source key, if it carries a usable one. */
+function sourceKey(input: unknown): { source: string; seq: number } | null {
+  if (input === null || typeof input !== "object") return null;
+  const { source, source_seq: seq } = input as { source?: unknown; source_seq?: unknown };
+  if (typeof source !== "string" || source.length === 0 || source.length > MAX_SOURCE_CHARS) return null;
+  if (typeof seq !== "number" || !Number.isSafeInteger(seq) || seq < 0) return null;
+  return { source, seq };
+}
+
+/**
+ * Stores each valid event (stamping its offset) unless its source already published it, fans the
+ * batch out to matching subscribers and enforces the history bounds. Synchronous, so a batch is
+ * stored and sent as one step. An invalid event is logged and skipped rather than refused: refusing
+ * would make its publisher retry it forever.
  */
 export function publish(ec: EventsContext, inputs: unknown, now: number): FleetEvent[] {
   const stored: FleetEvent[] = [];
   for (const input of Array.isArray(inputs) ? inputs : []) {
+    const key = sourceKey(input);
+    // Parsing strips source and source_seq: they are the publisher's bookkeeping, not the event's.
     const parsed = FleetEventInput.safeParse(input);
     if (!parsed.success) {
       const why = parsed.error.issues.map((i) => `${i.path.join(".") || "(root)"}: ${i.message}`).join("; ");
       console.error(`dropping an invalid fleet event: ${why.slice(0, 500)}`);
       continue;
     }
+    if (key && !ec.store.acceptFromSource(key.source, key.seq, now)) continue;
     const event = parsed.data;
     if (event.output !== undefined && event.output.length > MAX_EVENT_OUTPUT_CHARS) {
       event.output = event.output.slice(0, MAX_EVENT_OUTPUT_CHARS);

@@ -23,4 +23,16 @@ export const FLEET_EVENTS_MIGRATIONS: readonly string[] = [
   );
   CREATE INDEX events_by_at ON events(at);
   `,
+  /* 2 */ `
+  -- Idempotent publishing: the highest source_seq stored per publishing source (a HostRelay's or
+  -- JobCoordinator's name), so a republished event (its reply was lost) is dropped instead of
+  -- stored under a new offset. at: when the source last published; rows idle past the history's
+  -- age bound are pruned, and the table is capped (MAX_SOURCES).
+  CREATE TABLE sources (
+    source TEXT PRIMARY KEY,
+    seq INTEGER NOT NULL,
+    at INTEGER NOT NULL
+  );
+  CREATE INDEX sources_by_at ON sources(at);
+  `,
 ];

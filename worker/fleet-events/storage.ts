@@ -14,6 +14,9 @@ export interface HistoryBounds {
   maxAgeMs: number;
 }
 
+/** Most publishing sources remembered for deduplication; the longest idle are forgotten first. */
+export const MAX_SOURCES = 100_000;
+
 /** Owns the FleetEvents tables; every method is synchronous so callers compose them atomically. */
 export class FleetEventsStorage {
   private readonly sql: SqlStorage;
@@ -52,6 +55,31 @@ export class FleetEventsStorage {
   head(): number {
     const newest = this.sql.exec<{ o: number | null }>('SELECT MAX("offset") AS o FROM events').one().o;
     return Math.max(newest ?? 0, this.prunedThrough());
+  }
+
+  /**
+   * Whether an event numbered `seq` by `source` is new: true (and remembered) if `seq` is above the
+   * highest stored for the source, false for a repeat. Sources publish in order, so one number per
+   * source is enough.
+   */
+  acceptFromSource(source: string, seq: number, now: number): boolean {
+    const seen = this.sql.exec<{ seq: number }>("SELECT seq FROM sources WHERE source = ?", source).toArray()[0];
+    if (seen !== undefined && seq <= seen.seq) return false;
+    this.sql.exec(
+      "INSERT INTO sources (source, seq, at) VALUES (?, ?, ?) ON CONFLICT (source) DO UPDATE SET seq = excluded.seq, at = excluded.at",
+      source,
+      seq,
+      now,
+    );
+    if (seen === undefined) this.capSources();
+    return true;
+  }
+
+  /** Checked only when a new source appears (rare: one per host or job), so the cap costs nothing per event. */
+  private capSources(): void {
+    const n = this.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM sources").one().n;
+    if (n <= MAX_SOURCES) return;
+    this.sql.exec("DELETE FROM sources WHERE source IN (SELECT source FROM sources ORDER BY at LIMIT ?)", n - MAX_SOURCES);
   }
 
   /** Stores one event and returns it as subscribers see it. */
@@ -93,6 +121,8 @@ export class FleetEventsStorage {
     const newest = this.sql.exec<{ o: number | null }>('SELECT MAX("offset") AS o FROM events').one().o ?? 0;
     const byCount = newest - Math.max(0, bounds.maxEvents);
     const byAge = this.sql.exec<{ o: number | null }>('SELECT MAX("offset") AS o FROM events WHERE at <= ?', now - bounds.maxAgeMs).one().o;
+    // A source idle that long has nothing left in the history a repeat could duplicate.
+    this.sql.exec("DELETE FROM sources WHERE at <= ?", now - bounds.maxAgeMs);
     const through = Math.max(byCount, byAge ?? 0);
     if (through <= this.prunedThrough()) return 0;
     const removed = this.sql.exec<{ n: number }>('SELECT COUNT(*) AS n FROM events WHERE "offset" <= ?', through).one().n;

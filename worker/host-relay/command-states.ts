@@ -133,7 +133,10 @@ export function decide(f: CommandFacts, e: CommandEvent): Decision {
 
     case "revoke":
       if (f.state === "queued" && !f.sent) return to("cancelled", "host revoked");
-      return stay(f.state === "queued" ? "sent before revocation; bounded by its delivery deadline" : `revoked while ${f.state}`);
+      // Sent but never acked: the agent may hold it, so "cancelled" could be untrue. The relay gives up
+      // delivering (a give-up state: a response, should one ever come, still records the truth).
+      if (f.state === "queued") return to("expired", "host revoked before the agent acked it; the agent may have received it");
+      return stay(`revoked while ${f.state}`);
   }
 }
 

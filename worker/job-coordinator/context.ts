@@ -1,4 +1,7 @@
+import { type BackoffPolicy, backoffMs } from "../backoff.ts";
+import type { Clock } from "../clock.ts";
 import type { Env } from "../env.ts";
+import type { TestFaults } from "../test-faults.ts";
 import type { JobStorage } from "./storage.ts";
 
 /** Everything a JobCoordinator handler needs; rebuilt from storage after eviction. */
@@ -6,8 +9,14 @@ export interface JobContext {
   ctx: DurableObjectState;
   env: Env;
   store: JobStorage;
+  /** Time and jitter; tests may swap in a ManualClock through runInDurableObject. */
+  clock: Clock;
+  /** Test-only fault hooks; inert unless TEST_FAULTS is set. */
+  faults: TestFaults;
   /** Last alarm time this instance set; undefined after a wake-up, when it is not known. */
   alarmAt: number | null | undefined;
+  /** Set after a round failed unexpectedly: the alarm is not pointed earlier than this. */
+  backoffUntil: number | null;
   /** Alarm rounds run one after another (the runtime's alarm and a test's direct call may overlap). */
   rounds: Promise<void>;
 }
@@ -22,11 +31,8 @@ export const LEASE_MS = 60_000;
 export const PROGRESS_COALESCE_MS = 500;
 /** A job.progress event that cannot be published is dropped after this many tries (events are best effort). */
 export const PROGRESS_MAX_ATTEMPTS = 8;
-
-/** Full-jitter exponential backoff for a failed RPC, in whole milliseconds. */
-export function backoffMs(attempt: number): number {
-  return 250 + Math.floor(Math.random() * Math.min(60_000, 500 * 2 ** Math.min(attempt, 10)));
-}
+/** Retries of a failed RPC (dispatch, cancel, progress publish, registry write): 1 s doubling to a minute, full jitter. */
+export const JOB_RETRY_BACKOFF: BackoffPolicy = { baseMs: 1000, capMs: 60_000 };
 
 /** Runs `fn` over `items` with at most `limit` calls in flight. */
 export async function inPool<T>(items: T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
@@ -37,7 +43,6 @@ export async function inPool<T>(items: T[], limit: number, fn: (item: T) => Prom
   await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
 }
 
-
 /** A promise's outcome as data, so a thrown RPC error and an answered one are handled side by side. */
 export async function settled<T>(p: Promise<T>): Promise<{ ok: true; value: T } | { ok: false; error: unknown }> {
   try {
@@ -45,4 +50,9 @@ export async function settled<T>(p: Promise<T>): Promise<{ ok: true; value: T } 
   } catch (error) {
     return { ok: false, error };
   }
+}
+
+/** The wait before retry number `attempt` of a failed RPC, with the context's clock's jitter. */
+export function retryDelay(rc: JobContext, attempt: number): number {
+  return backoffMs(attempt, JOB_RETRY_BACKOFF, () => rc.clock.random());
 }

@@ -1,9 +1,10 @@
 import { hostRelay } from "../stubs.ts";
 import type { CommandAccepted, CommandView } from "../../schemas/index.ts";
 import { ErrorCode, type RpcResult } from "../errors.ts";
-import { type JobContext, LEASE_MS, RPC_BUDGET, RPC_PARALLELISM, backoffMs, inPool, settled } from "./context.ts";
+import { type JobContext, LEASE_MS, RPC_BUDGET, RPC_PARALLELISM, inPool, retryDelay, settled } from "./context.ts";
 import { scheduleAlarm, settle } from "./lifecycle.ts";
 import { publishProgress } from "./progress.ts";
+import { ensureRegistered } from "./registration.ts";
 import { FINAL, activeCount, mayMove } from "./states.ts";
 import type { HostRow, JobRow } from "./storage.ts";
 
@@ -19,11 +20,13 @@ export function runRound(rc: JobContext): Promise<void> {
   const round = rc.rounds.then(async () => {
     try {
       await oneRound(rc);
-      scheduleAlarm(rc, Date.now());
+      rc.backoffUntil = null;
+      scheduleAlarm(rc, rc.clock.now());
     } catch (err) {
       // Unexpected (RPC failures are handled per host): back off rather than spin on "now".
       console.error("job round failed; retrying", err);
-      const at = Date.now() + backoffMs(1);
+      const at = rc.clock.now() + retryDelay(rc, 1);
+      rc.backoffUntil = at;
       void rc.ctx.storage.setAlarm(at);
       rc.alarmAt = at;
     }
@@ -36,7 +39,9 @@ async function oneRound(rc: JobContext): Promise<void> {
   const { store } = rc;
   const job = store.job();
   if (!job) return;
-  const now = Date.now();
+  // A job is listed before anything is dispatched: until then the round only retries that write.
+  if (!(await ensureRegistered(rc))) return;
+  const now = rc.clock.now();
   if ((store.counts().pending ?? 0) > 0 && now >= job.expires_at) {
     store.expirePending(now, "delivery deadline passed before the host's turn in the rollout");
     settle(rc, now);
@@ -49,7 +54,7 @@ async function oneRound(rc: JobContext): Promise<void> {
 /** Dispatches retries due and as many pending hosts as the window and budget allow; returns how many RPCs it made. */
 async function dispatchBatch(rc: JobContext, budget: number): Promise<number> {
   const { store } = rc;
-  const now = Date.now();
+  const now = rc.clock.now();
   const job = store.job()!;
   const rows = store.dueDispatches(now, budget);
   if (job.stop_kind === null) {
@@ -58,13 +63,13 @@ async function dispatchBatch(rc: JobContext, budget: number): Promise<number> {
   }
   if (rows.length === 0) return 0;
   await inPool(rows, RPC_PARALLELISM, (row) => dispatchOne(rc, row.seq));
-  settle(rc, Date.now());
+  settle(rc, rc.clock.now());
   return rows.length;
 }
 
 async function dispatchOne(rc: JobContext, seq: number): Promise<void> {
   const { store } = rc;
-  const now = Date.now();
+  const now = rc.clock.now();
   const job = store.job()!;
   const row = store.hostBySeq(seq);
   if (!row) return;
@@ -92,7 +97,7 @@ async function dispatchOne(rc: JobContext, seq: number): Promise<void> {
   if (!outcome.ok) {
     // The answer is unknown (the command may be queued): ask again later; the idempotency key makes that safe.
     console.error(`job ${job.job_id}: dispatch to ${row.host_id} failed; will retry`, outcome.error);
-    store.setDispatchDue(seq, Date.now() + backoffMs(row.attempts));
+    store.setDispatchDue(seq, rc.clock.now() + retryDelay(rc, row.attempts));
     return;
   }
   recordDispatch(rc, seq, outcome.value);
@@ -100,7 +105,7 @@ async function dispatchOne(rc: JobContext, seq: number): Promise<void> {
 
 function recordDispatch(rc: JobContext, seq: number, result: RpcResult<CommandAccepted>): void {
   const { store } = rc;
-  const now = Date.now();
+  const now = rc.clock.now();
   const row = store.hostBySeq(seq)!;
   if (result.ok) {
     if (row.state === "dispatching") {
@@ -129,27 +134,27 @@ async function cancelBatch(rc: JobContext, budget: number): Promise<number> {
   const { store } = rc;
   const job = store.job()!;
   if (job.stop_kind === null) return 0;
-  const rows = store.dueCancels(Date.now(), budget);
+  const rows = store.dueCancels(rc.clock.now(), budget);
   if (rows.length === 0) return 0;
   await inPool(rows, RPC_PARALLELISM, (row) => cancelOne(rc, job, row));
-  settle(rc, Date.now());
+  settle(rc, rc.clock.now());
   return rows.length;
 }
 
 async function cancelOne(rc: JobContext, job: JobRow, row: HostRow): Promise<void> {
   const { store } = rc;
-  const started = Date.now();
+  const started = rc.clock.now();
   store.setCancelAt(row.seq, started + LEASE_MS);
   const outcome = await settled<RpcResult<{ command: CommandView }>>(
     hostRelay(rc.env, row.host_id).cancel(row.host_id, row.message_id!, { unsentOnly: true }),
   );
   if (!outcome.ok) {
     console.error(`job ${job.job_id}: cancel on ${row.host_id} failed; will retry`, outcome.error);
-    store.setCancelAt(row.seq, Date.now() + backoffMs(1));
+    store.setCancelAt(row.seq, rc.clock.now() + retryDelay(rc, 1));
     return;
   }
   const result = outcome.value;
-  const now = Date.now();
+  const now = rc.clock.now();
   const current = store.hostBySeq(row.seq)!;
   if (result.ok) {
     const state = result.value.command.state;

@@ -1,8 +1,12 @@
 import { DurableObject } from "cloudflare:workers";
 import type { JobHostState } from "../../schemas/index.ts";
+import { systemClock } from "../clock.ts";
+import { DurableEntry } from "../durable-entry.ts";
 import type { Env } from "../env.ts";
+import { TestFaults } from "../test-faults.ts";
 import type { JobContext } from "./context.ts";
 import { runRound } from "./dispatch.ts";
+import { scheduleAlarm } from "./lifecycle.ts";
 import * as ops from "./operations.ts";
 import { JobStorage } from "./storage.ts";
 import { type JobHostUpdate, applyHostUpdates } from "./updates.ts";
@@ -12,45 +16,67 @@ export type { JobHostUpdate } from "./updates.ts";
 /**
  * One per job (named by job_id): dispatches the job's command to each host's HostRelay within its
  * rollout limits, in alarm-driven batches, and keeps every host's state in its own SQLite.
- * Hooks and RPC methods only hand off to the named handlers in this folder.
+ * Hooks and RPC methods only hand off to the named handlers in this folder, each through the
+ * DurableEntry, which logs what they throw and recomputes the alarm after every call.
  */
 export class JobCoordinator extends DurableObject<Env> {
   private readonly rc: JobContext;
+  private readonly entry: DurableEntry;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
     const store = new JobStorage(ctx.storage);
-    this.rc = { ctx, env, store, alarmAt: undefined, rounds: Promise.resolve() };
+    this.rc = {
+      ctx,
+      env,
+      store,
+      clock: systemClock,
+      faults: new TestFaults(env),
+      alarmAt: undefined,
+      backoffUntil: null,
+      rounds: Promise.resolve(),
+    };
+    this.entry = new DurableEntry("JobCoordinator", () => scheduleAlarm(this.rc, this.rc.clock.now()));
     ctx.blockConcurrencyWhile(async () => store.openExisting());
   }
 
   override async alarm(): Promise<void> {
-    this.rc.alarmAt = null;
-    await runRound(this.rc);
+    return this.entry.hook("alarm", () => {
+      this.rc.alarmAt = null;
+      return runRound(this.rc);
+    });
   }
 
   // ---- RPC, called by the Worker's routes ----
 
-  create(input: ops.CreateJobInput) {
-    return ops.create(this.rc, input, Date.now());
+  async create(input: ops.CreateJobInput) {
+    const result = await this.entry.rpc("create", () => ops.create(this.rc, input, this.rc.clock.now()));
+    // Test-only (inert unless TEST_FAULTS is set): the job is stored, yet the caller sees the call fail.
+    this.rc.faults.check("job.create.after_store");
+    return result;
+  }
+
+  /** For a retry with an Idempotency-Key: the first request's answer, or null if no job is stored here. */
+  existing(jobId: string, requestHash: string) {
+    return this.entry.rpc("existing", () => ops.existing(this.rc, jobId, requestHash));
   }
 
   view(jobId: string) {
-    return ops.view(this.rc, jobId);
+    return this.entry.rpc("view", () => ops.view(this.rc, jobId));
   }
 
   listHosts(jobId: string, opts: { states?: JobHostState[] | undefined; limit: number; cursor?: string | undefined }) {
-    return ops.listHosts(this.rc, jobId, opts);
+    return this.entry.rpc("listHosts", () => ops.listHosts(this.rc, jobId, opts));
   }
 
   cancel(jobId: string, by: string) {
-    return ops.cancel(this.rc, jobId, by, Date.now());
+    return this.entry.rpc("cancel", () => ops.cancel(this.rc, jobId, by, this.rc.clock.now()));
   }
 
   // ---- RPC, called by HostRelays through their outbox ----
 
-  /** Batched, in order per host, retried until it returns; repeats are harmless. */
-  async hostUpdates(updates: JobHostUpdate[]): Promise<void> {
-    applyHostUpdates(this.rc, updates, Date.now());
+  /** Batched, in order per host, retried until it returns (a throw reaches the caller, which retries); repeats are harmless. */
+  hostUpdates(updates: JobHostUpdate[]): Promise<void> {
+    return this.entry.run("hostUpdates", () => applyHostUpdates(this.rc, updates, this.rc.clock.now()));
   }
 }

@@ -27,7 +27,8 @@ export function settle(rc: JobContext, now: number, changed = true): void {
 /**
  * Points the single alarm at the earliest due work: now while pending hosts fit in the window,
  * the delivery deadline while hosts are pending, retries of dispatches and cancels, the next
- * progress event. An alarm already set earlier is left alone — the alarm handler recomputes.
+ * progress event; before the job is listed in the registry, only the retry of that write. An alarm
+ * already set earlier is left alone — the alarm handler recomputes.
  */
 export function scheduleAlarm(rc: JobContext, now: number): void {
   const { store } = rc;
@@ -35,7 +36,10 @@ export function scheduleAlarm(rc: JobContext, now: number): void {
   if (!job) return;
   const counts = store.counts();
   const candidates: number[] = [];
-  if ((counts.pending ?? 0) > 0) {
+  if (job.registered_at === null) {
+    // Nothing else happens before the job is listed: only the registry write is due.
+    candidates.push(job.registry_due_at ?? now);
+  } else if ((counts.pending ?? 0) > 0) {
     if (job.stop_kind === null && activeCount(counts) < job.max_concurrency) candidates.push(now);
     candidates.push(job.expires_at);
   }
@@ -43,7 +47,11 @@ export function scheduleAlarm(rc: JobContext, now: number): void {
   if (due.dispatch !== null) candidates.push(due.dispatch);
   if (due.cancel !== null) candidates.push(due.cancel);
   if (job.progress_due_at !== null) candidates.push(job.progress_due_at);
-  const next = candidates.length ? Math.min(...candidates) : null;
+  let next = candidates.length ? Math.min(...candidates) : null;
+  // After a failed round, nothing is due before its backoff has passed.
+  if (next !== null && rc.backoffUntil !== null && next < rc.backoffUntil) next = rc.backoffUntil;
+  // Overdue work is due now (an alarm cannot be set in the past).
+  if (next !== null && next < now) next = now;
   if (next === null) {
     if (rc.alarmAt !== null) void rc.ctx.storage.deleteAlarm();
     rc.alarmAt = null;

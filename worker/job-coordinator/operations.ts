@@ -1,7 +1,8 @@
 import type { JobAccepted, JobHostState, JobHostView, JobView } from "../../schemas/index.ts";
 import { ErrorCode, type RpcResult, rpcError } from "../errors.ts";
 import type { JobContext } from "./context.ts";
-import { scheduleAlarm, settle } from "./lifecycle.ts";
+import { settle } from "./lifecycle.ts";
+import { ensureRegistered } from "./registration.ts";
 import { jobState } from "./states.ts";
 import type { NewJob } from "./storage.ts";
 import { jobView } from "./view.ts";
@@ -18,21 +19,40 @@ function notFound(jobId: string | undefined): RpcResult<never> {
 }
 
 /**
- * Records the job and its hosts (all pending) and arms the alarm; dispatching happens there, in
- * batches. Creating the same job again answers as the first time did.
+ * Records the job and its hosts (all pending), then lists it in the registry; the alarm dispatches,
+ * in batches, once it is listed. Idempotent on job_id: creating the same job again (a retry with
+ * the same Idempotency-Key, whose job_id is derived from it) answers as the first time did.
  */
-export function create(rc: JobContext, input: CreateJobInput, now: number): RpcResult<JobAccepted> {
-  const existing = rc.store.job();
-  if (existing) {
-    if (existing.job_id !== input.job_id) return rpcError(ErrorCode.INTERNAL, "job coordinator addressed with a different job id");
-  } else {
+export async function create(rc: JobContext, input: CreateJobInput, now: number): Promise<RpcResult<JobAccepted>> {
+  if (!rc.store.job()) {
     rc.store.insertJob(input, now);
     rc.store.progressDue(now);
     rc.alarmAt = undefined;
-    scheduleAlarm(rc, now);
   }
+  return answer(rc, input.job_id, input.request_hash ?? null);
+}
+
+/** The answer a keyed retry gets if the job was already stored (null if not, so the caller creates it). */
+export async function existing(rc: JobContext, jobId: string, requestHash: string): Promise<RpcResult<JobAccepted | null>> {
+  if (!rc.store.job()) return { ok: true, value: null };
+  return answer(rc, jobId, requestHash);
+}
+
+/** What creating the stored job answers: refused for another request's key, an error until it is listed. */
+async function answer(rc: JobContext, jobId: string, requestHash: string | null): Promise<RpcResult<JobAccepted>> {
   const job = rc.store.job()!;
-  return { ok: true, value: { job_id: job.job_id, state: jobState(rc.store.counts(), job.stop_kind), hosts: job.host_count } };
+  if (job.job_id !== jobId) return rpcError(ErrorCode.INTERNAL, "job coordinator addressed with a different job id");
+  if (job.request_hash !== requestHash) {
+    return rpcError(ErrorCode.IDEMPOTENCY_CONFLICT, "this Idempotency-Key was used for a different job request");
+  }
+  if (!(await ensureRegistered(rc))) {
+    return rpcError(
+      ErrorCode.INTERNAL,
+      `job ${jobId} is stored but not yet listed in the registry; it is listed (and then runs) once the write succeeds — retry with the same Idempotency-Key`,
+    );
+  }
+  const current = rc.store.job()!;
+  return { ok: true, value: { job_id: current.job_id, state: jobState(rc.store.counts(), current.stop_kind), hosts: current.host_count } };
 }
 
 export function view(rc: JobContext, jobId: string): RpcResult<JobView> {

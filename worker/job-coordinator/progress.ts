@@ -1,7 +1,7 @@
 import type { FleetEventInput } from "../../schemas/index.ts";
 import { nowRfc3339 } from "../../schemas/index.ts";
 import { fleetEvents } from "../stubs.ts";
-import { type JobContext, PROGRESS_MAX_ATTEMPTS, backoffMs } from "./context.ts";
+import { type JobContext, PROGRESS_MAX_ATTEMPTS, retryDelay } from "./context.ts";
 import { jobView } from "./view.ts";
 
 /**
@@ -10,7 +10,7 @@ import { jobView } from "./view.ts";
  * failed publish is retried a few times with backoff, then dropped (the job's REST view is the record).
  */
 export async function publishProgress(rc: JobContext): Promise<void> {
-  const now = Date.now();
+  const now = rc.clock.now();
   const job = rc.store.takeProgress(now);
   if (!job) return;
   const view = jobView(job, rc.store.counts());
@@ -24,12 +24,13 @@ export async function publishProgress(rc: JobContext): Promise<void> {
     completion: view.completion,
   };
   try {
-    await fleetEvents(rc.env).publish([event]);
+    // Numbered per job, so a retry after a lost reply is not stored twice.
+    await fleetEvents(rc.env).publish([{ ...event, source: `JobCoordinator:${job.job_id}`, source_seq: job.progress_seq + 1 }]);
     rc.store.progressSent();
   } catch (err) {
     const attempts = rc.store.progressFailed();
     if (attempts < PROGRESS_MAX_ATTEMPTS) {
-      rc.store.progressDue(Date.now() + backoffMs(attempts));
+      rc.store.progressDue(rc.clock.now() + retryDelay(rc, attempts));
     } else {
       console.error(`job ${job.job_id}: dropping a job.progress event after ${attempts} failed publishes`, err);
       rc.store.progressSent();

@@ -53,4 +53,17 @@ export const JOB_COORDINATOR_MIGRATIONS: readonly string[] = [
   CREATE INDEX hosts_by_due ON hosts(due_at) WHERE due_at IS NOT NULL;
   CREATE INDEX hosts_by_cancel ON hosts(cancel_at) WHERE cancel_at IS NOT NULL;
   `,
+  /* 2 */ `
+  -- Idempotent creation: the hash of the request that created the job (null: no Idempotency-Key),
+  -- and whether the job's registry (D1) row is known to exist. Nothing is dispatched before it is,
+  -- so a running job is always listed; registry_due_at is when to retry the write.
+  ALTER TABLE job ADD COLUMN request_hash TEXT;
+  ALTER TABLE job ADD COLUMN registered_at INTEGER;
+  ALTER TABLE job ADD COLUMN registry_due_at INTEGER;
+  ALTER TABLE job ADD COLUMN registry_attempts INTEGER NOT NULL DEFAULT 0;
+  -- Jobs created before this migration were registered by the route before they were stored.
+  UPDATE job SET registered_at = created_at;
+  -- Sequence number of the job's job.progress events, so FleetEvents drops a republished one.
+  ALTER TABLE job ADD COLUMN progress_seq INTEGER NOT NULL DEFAULT 0;
+  `,
 ];

@@ -24,6 +24,11 @@ export interface JobRow {
   finished_at: number | null;
   progress_due_at: number | null;
   progress_attempts: number;
+  request_hash: string | null;
+  registered_at: number | null;
+  registry_due_at: number | null;
+  registry_attempts: number;
+  progress_seq: number;
   [key: string]: SqlStorageValue;
 }
 
@@ -56,6 +61,8 @@ export interface NewJob {
   max_concurrency: number;
   max_errors: number | null;
   host_ids: string[];
+  /** Hash of the creating request when it carried an Idempotency-Key. */
+  request_hash?: string | null | undefined;
 }
 
 export interface StateChange {
@@ -109,8 +116,8 @@ export class JobStorage {
     this.migrate();
     this.sql.exec(
       `INSERT INTO job (id, job_id, command_type, parameters, target, created_at, created_by, timeout_s, max_attempts, expires_at,
-         host_count, max_concurrency, max_errors)
-       VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+         host_count, max_concurrency, max_errors, request_hash, registry_due_at)
+       VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       j.job_id,
       j.command_type,
       JSON.stringify(j.parameters),
@@ -123,6 +130,8 @@ export class JobStorage {
       j.host_ids.length,
       j.max_concurrency,
       j.max_errors,
+      j.request_hash ?? null,
+      now,
     );
     this.sql.exec(
       "INSERT INTO hosts (seq, host_id, state, updated_at, state_at) SELECT key + 1, value, 'pending', ?, ? FROM json_each(?)",
@@ -151,6 +160,21 @@ export class JobStorage {
     this.sql.exec("UPDATE hosts SET cancel_at = ? WHERE state IN ('dispatching', 'queued')", now);
     this.countCache = null;
     return true;
+  }
+
+  /** The job's registry row exists: dispatching may start. */
+  setRegistered(at: number): void {
+    this.sql.exec("UPDATE job SET registered_at = COALESCE(registered_at, ?), registry_due_at = NULL WHERE id = 1", at);
+  }
+
+  /** The registry write failed; returns the attempts so far (the caller schedules the next). */
+  registryFailed(): number {
+    this.sql.exec("UPDATE job SET registry_attempts = registry_attempts + 1 WHERE id = 1");
+    return this.job()?.registry_attempts ?? 0;
+  }
+
+  setRegistryDue(at: number): void {
+    this.sql.exec("UPDATE job SET registry_due_at = ? WHERE id = 1 AND registered_at IS NULL", at);
   }
 
   setFinished(at: number | null): void {
@@ -329,8 +353,9 @@ export class JobStorage {
     return job;
   }
 
+  /** The taken event was published (or given up on): the next one gets the next sequence number. */
   progressSent(): void {
-    this.sql.exec("UPDATE job SET progress_attempts = 0 WHERE id = 1");
+    this.sql.exec("UPDATE job SET progress_attempts = 0, progress_seq = progress_seq + 1 WHERE id = 1");
   }
 
   /** Returns the attempts so far; the caller decides whether to retry. */

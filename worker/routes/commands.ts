@@ -19,11 +19,12 @@ import {
   HostIdParam,
   IdempotencyHeader,
   createRouter,
- 
   jsonBody,
   jsonContent,
   problems,
   requestHash,
+  requireActiveHost,
+  requireHost,
   requireRole,
 } from "./common.ts";
 import type { Context } from "hono";
@@ -87,7 +88,7 @@ const listCommandsRoute = createRoute({
   security: BEARER,
   middleware: [requireRole("viewer")] as const,
   request: { params: HostIdParam, query: CommandListQuery },
-  responses: { 200: jsonContent(Page(CommandSummary), "One page; pass next_cursor as cursor for the next"), ...problems(400, 401, 403) },
+  responses: { 200: jsonContent(Page(CommandSummary), "One page; pass next_cursor as cursor for the next"), ...problems(400, 401, 403, 404) },
 });
 
 const cancelRoute = createRoute({
@@ -108,6 +109,7 @@ const cancelRoute = createRoute({
 });
 
 async function queue(c: Context<AppEnv>, hostId: string, input: Omit<EnqueueInput, "host_id" | "idempotency_key" | "request_hash">, key: string | undefined) {
+  await requireActiveHost(c.env, hostId);
   const stub = hostRelay(c.env, hostId);
   const result = unwrap(
     await stub.enqueue({
@@ -167,15 +169,18 @@ export const commandRoutes = createRouter()
   })
   .openapi(getCommandRoute, async (c) => {
     const { host_id, message_id } = c.req.valid("param");
+    await requireHost(c.env, host_id);
     return c.json(unwrap(await hostRelay(c.env, host_id).getCommand(host_id, message_id)), 200);
   })
   .openapi(listCommandsRoute, async (c) => {
     const { host_id } = c.req.valid("param");
     const q = c.req.valid("query");
+    await requireHost(c.env, host_id);
     return c.json(unwrap(await hostRelay(c.env, host_id).listCommands(host_id, { states: q.state, limit: q.limit, cursor: q.cursor })), 200);
   })
   .openapi(cancelRoute, async (c) => {
     const { host_id, message_id } = c.req.valid("param");
+    await requireHost(c.env, host_id);
     // Typed through the contract: the RPC stub's type mapping drops results that carry `unknown` (the loose `result`).
     const answer = (await hostRelay(c.env, host_id).cancel(host_id, message_id)) as RpcResult<CancelResult>;
     const { outcome, command } = unwrap(answer);

@@ -4,6 +4,7 @@ import { Problem } from "../../schemas/index.ts";
 import { type Principal, type Role, authenticate, hasRole } from "../auth/jwt.ts";
 import type { Env } from "../env.ts";
 import { ErrorCode, PROBLEM_CONTENT_TYPE, RelayError, validationError } from "../errors.ts";
+import { hostExists, hostStanding } from "../registry.ts";
 
 export interface AppEnv {
   Bindings: Env;
@@ -73,6 +74,24 @@ export const HostCommandParams = HostIdParam.extend({
   message_id: z.uuid().openapi({ param: { name: "message_id", in: "path" }, description: "The command's message_id" }),
 });
 
+/**
+ * 404 for a host the registry does not know, asked before its HostRelay is addressed: a read for a
+ * made-up id must not create a Durable Object (and its storage) for it.
+ */
+export async function requireHost(env: Env, hostId: string): Promise<void> {
+  if (!(await hostExists(env.DB, hostId))) throw new RelayError(ErrorCode.HOST_NOT_FOUND, `host ${hostId} is not registered`);
+}
+
+/**
+ * Before a command is queued: the host exists and the registry has not revoked it. Asking the
+ * registry here (not only the HostRelay's copy) means a revocation whose call to the HostRelay
+ * failed still stops new commands at once; it also keeps unknown ids from creating relay storage.
+ */
+export async function requireActiveHost(env: Env, hostId: string): Promise<void> {
+  const standing = await hostStanding(env.DB, hostId);
+  if (standing === "unknown") throw new RelayError(ErrorCode.HOST_NOT_FOUND, `host ${hostId} is not registered`);
+  if (standing === "revoked") throw new RelayError(ErrorCode.HOST_REVOKED, `host ${hostId} is revoked`);
+}
 
 /** SHA-256 of the canonical request, so a reused Idempotency-Key with another body is detected. */
 export async function requestHash(parts: unknown): Promise<string> {
@@ -80,13 +99,28 @@ export async function requestHash(parts: unknown): Promise<string> {
   return [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0")).join("");
 }
 
-export const IdempotencyHeader = z.object({
-  "idempotency-key": z
+/** Keys the relay itself uses on hosts' queues (`job:<job_id>` for a job's copy); callers may not send them. */
+export const RESERVED_IDEMPOTENCY_PREFIX = "job:";
+
+function idempotencyKey(description: string) {
+  return z
     .string()
     .regex(/^[A-Za-z0-9_.:-]{1,128}$/)
+    .refine((key) => !key.toLowerCase().startsWith(RESERVED_IDEMPOTENCY_PREFIX), {
+      message: `keys starting with "${RESERVED_IDEMPOTENCY_PREFIX}" are reserved for the relay's own job dispatch`,
+    })
     .optional()
-    .openapi({
-      param: { name: "idempotency-key", in: "header" },
-      description: "Retry-safe key: the same key and body return the first command instead of queueing another",
-    }),
+    .openapi({ param: { name: "idempotency-key", in: "header" }, description });
+}
+
+export const IdempotencyHeader = z.object({
+  "idempotency-key": idempotencyKey(
+    `Retry-safe key: the same key and body return the first command instead of queueing another. Keys starting with \`${RESERVED_IDEMPOTENCY_PREFIX}\` are reserved (400).`,
+  ),
+});
+
+export const JobIdempotencyHeader = z.object({
+  "idempotency-key": idempotencyKey(
+    `Retry-safe key, fleet-wide: the same key and body return the first job (same job_id) instead of starting another; the same key with another body is 409. Keys starting with \`${RESERVED_IDEMPOTENCY_PREFIX}\` are reserved (400).`,
+  ),
 });

@@ -2,7 +2,7 @@ import { hostRelay } from "../stubs.ts";
 import { createRoute, z } from "@hono/zod-openapi";
 import { CommandAccepted, DeadLetter, Page, PageQuery, RequeueRequest } from "../../schemas/index.ts";
 import { unwrap } from "../errors.ts";
-import { BEARER, HostCommandParams, HostIdParam, createRouter, jsonBody, jsonContent, problems, requireRole } from "./common.ts";
+import { BEARER, HostCommandParams, HostIdParam, createRouter, jsonBody, jsonContent, problems, requireHost, requireRole } from "./common.ts";
 
 const listRoute = createRoute({
   method: "get",
@@ -12,7 +12,7 @@ const listRoute = createRoute({
   security: BEARER,
   middleware: [requireRole("viewer")] as const,
   request: { params: HostIdParam, query: z.strictObject(PageQuery) },
-  responses: { 200: jsonContent(Page(DeadLetter), "One page"), ...problems(400, 401, 403) },
+  responses: { 200: jsonContent(Page(DeadLetter), "One page"), ...problems(400, 401, 403, 404) },
 });
 
 const requeueRoute = createRoute({
@@ -39,11 +39,13 @@ export const deadLetterRoutes = createRouter()
   .openapi(listRoute, async (c) => {
     const { host_id } = c.req.valid("param");
     const q = c.req.valid("query");
+    await requireHost(c.env, host_id);
     return c.json(unwrap(await hostRelay(c.env, host_id).listDeadLetters(host_id, { limit: q.limit, cursor: q.cursor })), 200);
   })
   .openapi(requeueRoute, async (c) => {
     const { host_id, message_id } = c.req.valid("param");
     const body = c.req.valid("json") ?? {};
+    await requireHost(c.env, host_id);
     const result = unwrap(await hostRelay(c.env, host_id).requeue(host_id, message_id, body));
     c.header("Location", `/api/hosts/${host_id}/commands/${message_id}`);
     return c.json(result, 202);

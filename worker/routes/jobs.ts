@@ -15,8 +15,9 @@ import {
 import type { Env } from "../env.ts";
 import { ErrorCode, RelayError, unwrap } from "../errors.ts";
 import { jobCoordinator } from "../stubs.ts";
-import { activeHosts, checkHostIds, deleteJob, hostsWithTags, insertJob, listJobs } from "../registry-targets.ts";
-import { BEARER, createRouter, jsonBody, jsonContent, problems, requireRole } from "./common.ts";
+import { jobIdForKey } from "../job-coordinator/job-id.ts";
+import { activeHosts, checkHostIds, hostsWithTags, jobExists, listJobs } from "../registry-targets.ts";
+import { BEARER, JobIdempotencyHeader, createRouter, jsonBody, jsonContent, problems, requestHash, requireRole } from "./common.ts";
 
 const JobIdParam = z.object({
   job_id: z.uuid().openapi({ param: { name: "job_id", in: "path" }, description: "The job's id" }),
@@ -30,17 +31,18 @@ const createJobRoute = createRoute({
   description:
     "Resolves the target now (revoked hosts are never targeted), records the job and returns; a JobCoordinator dispatches in batches, " +
     "keeping at most `max_concurrency` hosts dispatched and not yet final, and stops the rollout (cancelling hosts not yet started) " +
-    "once errors (failed, timed_out, dead_lettered) exceed `max_errors`. An offline host whose delivery deadline passes is `expired`, not an error.",
+    "once errors (failed, timed_out, dead_lettered) exceed `max_errors`. An offline host whose delivery deadline passes is `expired`, not an error. " +
+    "With an `Idempotency-Key`, a retry of the same request answers with the first job (same `job_id`), whichever step of the first attempt failed.",
   security: BEARER,
   middleware: [requireRole("operator")] as const,
-  request: { body: jsonBody(JobRequest, "Command, target, delivery controls and rollout limits") },
+  request: { headers: JobIdempotencyHeader, body: jsonBody(JobRequest, "Command, target, delivery controls and rollout limits") },
   responses: {
     202: {
       description: "Accepted; `Location` points at the job",
       headers: z.object({ Location: z.string().openapi({ description: "URL of the job" }) }),
       content: { "application/json": { schema: JobAccepted } },
     },
-    ...problems(400, 401, 403, 413, 415, 422),
+    ...problems(400, 401, 403, 409, 413, 415, 422),
   },
 });
 
@@ -140,9 +142,42 @@ function badCursor(): RelayError {
   });
 }
 
+/** JSON with object keys sorted, so two requests that differ only in key order hash alike. */
+function canonical(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(canonical);
+  if (value !== null && typeof value === "object") {
+    return Object.fromEntries(
+      Object.entries(value as Record<string, unknown>)
+        .filter(([, v]) => v !== undefined)
+        .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+        .map(([k, v]) => [k, canonical(v)]),
+    );
+  }
+  return value;
+}
+
+/**
+ * 404 for a job the registry does not list, without waking (or creating storage for) a JobCoordinator.
+ * A job is listed before it dispatches anything, so an unlisted one has nothing to show.
+ */
+async function requireJob(env: Env, jobId: string): Promise<void> {
+  if (!(await jobExists(env.DB, jobId))) throw new RelayError(ErrorCode.JOB_NOT_FOUND, `no job ${jobId}`);
+}
+
 export const jobRoutes = createRouter()
   .openapi(createJobRoute, async (c) => {
     const body = c.req.valid("json");
+    const key = c.req.valid("header")["idempotency-key"];
+    // A keyed request names its job by the key, so a retry reaches the same coordinator whatever failed before.
+    const jobId = key ? await jobIdForKey(key) : crypto.randomUUID();
+    const hash = key ? await requestHash(canonical(["job", body])) : null;
+    const coordinator = jobCoordinator(c.env, jobId);
+    c.header("Location", `/api/jobs/${jobId}`);
+    if (hash !== null) {
+      // The first attempt's job, if it was stored: answered before the target is resolved again.
+      const prior = unwrap(await coordinator.existing(jobId, hash));
+      if (prior) return c.json(prior, 202);
+    }
     const now = Date.now();
     const expiresAt = body.expires_at ? Date.parse(body.expires_at) : now + (body.expires_in ?? Defaults.EXPIRES_IN_S) * 1000;
     if (!(expiresAt > now)) {
@@ -157,34 +192,26 @@ export const jobRoutes = createRouter()
       });
     }
     const total = hostIds.length;
-    const jobId = crypto.randomUUID();
-    const principal = c.get("principal");
-    const createdAt = new Date(now).toISOString();
-    await insertJob(c.env.DB, { job_id: jobId, created_at: createdAt, created_by: principal.sub, command_type: body.command_type, host_count: total });
-    let accepted: JobAccepted;
-    try {
-      accepted = unwrap(
-        await jobCoordinator(c.env, jobId).create({
-          job_id: jobId,
-          command_type: body.command_type,
-          parameters: body.parameters,
-          target: summary,
-          created_at: now,
-          created_by: principal.sub,
-          timeout_s: body.timeout ?? null,
-          max_attempts: body.max_attempts ?? null,
-          expires_at: expiresAt,
-          max_concurrency: resolveCount(body.max_concurrency, total, total),
-          max_errors: body.max_errors === undefined ? null : resolveCount(body.max_errors, total, 0),
-          host_ids: hostIds,
-        }),
-      );
-    } catch (err) {
-      // Not recorded anywhere the job could run from: take it off the list too.
-      await deleteJob(c.env.DB, jobId).catch(() => undefined);
-      throw err;
-    }
-    c.header("Location", `/api/jobs/${jobId}`);
+    // The coordinator stores the job, then lists it in the registry (D1) before dispatching anything,
+    // retrying that write from its alarm: a failure at any step leaves no job or one listed job, never
+    // a running unlisted one. Nothing here deletes a registry row.
+    const accepted: JobAccepted = unwrap(
+      await coordinator.create({
+        job_id: jobId,
+        command_type: body.command_type,
+        parameters: body.parameters,
+        target: summary,
+        created_at: now,
+        created_by: c.get("principal").sub,
+        timeout_s: body.timeout ?? null,
+        max_attempts: body.max_attempts ?? null,
+        expires_at: expiresAt,
+        max_concurrency: resolveCount(body.max_concurrency, total, total),
+        max_errors: body.max_errors === undefined ? null : resolveCount(body.max_errors, total, 0),
+        host_ids: hostIds,
+        request_hash: hash,
+      }),
+    );
     return c.json(accepted, 202);
   })
   .openapi(listJobsRoute, async (c) => {
@@ -200,16 +227,19 @@ export const jobRoutes = createRouter()
   })
   .openapi(getJobRoute, async (c) => {
     const { job_id } = c.req.valid("param");
+    await requireJob(c.env, job_id);
     return c.json(unwrap(await jobCoordinator(c.env, job_id).view(job_id)), 200);
   })
   .openapi(listJobHostsRoute, async (c) => {
     const { job_id } = c.req.valid("param");
     const q = c.req.valid("query");
+    await requireJob(c.env, job_id);
     const result = await jobCoordinator(c.env, job_id).listHosts(job_id, { states: q.state, limit: q.limit, cursor: q.cursor });
     if (!result.ok && result.code === ErrorCode.VALIDATION) throw badCursor();
     return c.json(unwrap(result), 200);
   })
   .openapi(cancelJobRoute, async (c) => {
     const { job_id } = c.req.valid("param");
+    await requireJob(c.env, job_id);
     return c.json(unwrap(await jobCoordinator(c.env, job_id).cancel(job_id, c.get("principal").sub)), 200);
   });

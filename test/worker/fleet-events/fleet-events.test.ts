@@ -366,3 +366,46 @@ describe("subscribers", () => {
     stalled.webSocket!.close(1000, "bye");
   });
 });
+
+describe("idempotent publishing", () => {
+  it("a batch published twice with source keys is stored once, in order, and a subscriber sees each event once", async () => {
+    const host = uuid();
+    const source = `HostRelay:${host}`;
+    const s = await stream(`hosts=${host}`);
+    const events = [stateEvent(host), stateEvent(host, { state: "delivered" }), hostEvent(host, "host.offline")];
+    const batch = events.map((e, i) => ({ ...e, source, source_seq: 10 + i }));
+    const headBefore = await inStore((store) => store.head());
+
+    await fleetStub().publish(batch);
+    // The reply was lost: the publisher sends the same batch again, then a partly overlapping one.
+    await fleetStub().publish(batch);
+    const next = stateEvent(host, { state: "running" });
+    await fleetStub().publish([batch[2]!, { ...next, source, source_seq: 13 }]);
+    await s.next((f) => f.message_id === next.message_id);
+    // Published last, so a sync point: everything before it has been fanned out.
+    const marker = stateEvent(host, { state: "succeeded" });
+    await publish(marker);
+    await s.next((f) => f.message_id === marker.message_id);
+
+    const seen = s.events();
+    expect(seen.map((e) => e.message_id ?? e.type)).toEqual([...events, next, marker].map((e) => e.message_id ?? e.type));
+    expect(seen.map((e) => e.offset)).toEqual([1, 2, 3, 4, 5].map((n) => headBefore + n));
+    // Source keys are bookkeeping: neither stored in the event nor sent.
+    for (const e of seen) expect(e).not.toHaveProperty("source");
+    const stored = await inStore((store) => [...store.after(headBefore)]);
+    expect(stored.map((e) => e.message_id ?? e.type)).toEqual(seen.map((e) => e.message_id ?? e.type));
+    for (const e of stored) expect(e).not.toHaveProperty("source_seq");
+  });
+
+  it("sources are independent, and events without a source key are never deduplicated", async () => {
+    const host = uuid();
+    const s = await stream(`hosts=${host}`);
+    const a = { ...stateEvent(host), source: `HostRelay:${host}`, source_seq: 1 };
+    const b = { ...stateEvent(host), source: `JobCoordinator:${uuid()}`, source_seq: 1 };
+    const plain = stateEvent(host);
+    await fleetStub().publish([a, b, plain]);
+    await fleetStub().publish([a, b, plain]);
+    await s.next((f) => s.events().filter((e) => e.message_id === plain.message_id).length === 2 && f.message_id === plain.message_id);
+    expect(s.events().map((e) => e.message_id)).toEqual([a.message_id, b.message_id, plain.message_id, plain.message_id]);
+  });
+});

@@ -50,7 +50,7 @@ describe("command state machine", () => {
     ["requeue of anything else", f("failed"), { kind: "requeue" }, null],
     ["agent refusal of a queued frame", f("queued"), { kind: "agent_refused" }, "failed"],
     ["revocation of a never-sent command", f("queued", false), { kind: "revoke" }, "cancelled"],
-    ["revocation of a sent command: bounded by its deadline instead", f("queued", true), { kind: "revoke" }, null],
+    ["revocation of a sent, unacked command: the relay gives up, never claims cancelled", f("queued", true), { kind: "revoke" }, "expired"],
   ])("%s", (_name, facts, event, expected) => {
     expect(target(facts, event)).toBe(expected);
   });

@@ -42,6 +42,29 @@ describe("the outbox: first in, first out per target, each event once", () => {
   }, 20_000);
 });
 
+describe("publishing is idempotent", () => {
+  it("a publish retried after FleetEvents stored it (the answer was lost) is not stored twice", async () => {
+    const host = await registerHost();
+    const stream = await watch(host.host_id);
+    await arm(host.host_id, "after-publish", 1);
+    const id = await enqueue(host.host_id);
+    await stream.next((f) => f.message_id === id && f.state === "queued");
+    // The retry happened (the outbox drained), and the subscriber still saw the event once.
+    await waitForEmptyOutbox(host.host_id);
+    const marker = await enqueue(host.host_id);
+    await stream.next((f) => f.message_id === marker && f.state === "queued");
+    expect(stream.events((f) => f.message_id === id).map((f) => f.state)).toEqual(["queued"]);
+  }, 20_000);
+});
+
+async function waitForEmptyOutbox(hostId: string): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  while (((await sql(hostId, "SELECT COUNT(*) AS n FROM outbox"))[0]!.n as number) > 0) {
+    if (Date.now() > deadline) throw new Error("outbox not drained");
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
 describe("streamed output", () => {
   it(`chunks of one command within ${OUTPUT_COALESCE_MS} ms become one event carrying them joined`, async () => {
     const host = await registerHost();

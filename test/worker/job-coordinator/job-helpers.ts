@@ -5,6 +5,8 @@
 import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { expect } from "vitest";
+import type { JobContext } from "../../../worker/job-coordinator/context.ts";
+import type { FaultName } from "../../../worker/test-faults.ts";
 import { TestAgent, api, registerHost, relayStub, waitFor } from "../helpers.ts";
 
 export function coordinatorStub(jobId: string) {
@@ -16,8 +18,8 @@ export function uniqueTag(prefix = "t"): string {
   return `${prefix}-${crypto.randomUUID().slice(0, 8)}`;
 }
 
-export function postJob(body: unknown, role = "operator"): Promise<Response> {
-  return api("/api/jobs", { role, body });
+export function postJob(body: unknown, role = "operator", headers: Record<string, string> = {}): Promise<Response> {
+  return api("/api/jobs", { role, body, headers });
 }
 
 /** Starts a job (system_info unless `body` says otherwise); expects 202 and returns the answer. */
@@ -147,4 +149,11 @@ export async function hostStates(jobId: string): Promise<Map<string, any>> {
 /** Count of a job's hosts in the given states, as the REST list reports them. */
 export function countIn(hosts: any[], states: readonly string[]): number {
   return hosts.filter((h) => states.includes(h.state)).length;
+}
+
+/** Arms a test fault (worker/test-faults.ts) in a job's coordinator; the job id may not exist yet. */
+export function armCoordinatorFault(jobId: string, name: FaultName, times = 1): Promise<void> {
+  return runInDurableObject(coordinatorStub(jobId), (instance) => {
+    (instance as unknown as { rc: JobContext }).rc.faults.arm(name, times);
+  });
 }

@@ -273,8 +273,24 @@ describe("command requests are validated and refused requests store nothing", ()
     const hostId = crypto.randomUUID();
     await expectProblem(await install(hostId, { packages: ["nginx"] }), 404, "ERR_HOST_NOT_FOUND");
     await expectProblem(await command(hostId, { command_type: "system_info" }), 404, "ERR_HOST_NOT_FOUND");
-    await expectNoCommands(hostId);
+    await expectProblem(await api(`/api/hosts/${hostId}/commands`, { role: "viewer" }), 404, "ERR_HOST_NOT_FOUND");
   });
+
+  it.each(["job:7d0c5b1e-6f1a-4a57-9a0e-3b8f4f2c9d11", "job:x", "Job:x"])(
+    "the reserved Idempotency-Key prefix (%s) → 400 naming the header, on both command routes",
+    async (key) => {
+      const host = await registerHost();
+      for (const res of [
+        await install(host.host_id, { packages: ["nginx"] }, { "idempotency-key": key }),
+        await command(host.host_id, { command_type: "system_info" }, { "idempotency-key": key }),
+      ]) {
+        const problem = await expectProblem(res, 400, "ERR_VALIDATION");
+        expect(errorPaths(problem).join(" ")).toContain("idempotency-key");
+        expect(problem.detail).toContain("reserved");
+      }
+      await expectNoCommands(host.host_id);
+    },
+  );
 
   it("an Idempotency-Key that is not a token → 400", async () => {
     const host = await registerHost();

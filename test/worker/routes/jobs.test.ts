@@ -1,13 +1,18 @@
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { api, errorPaths, expectProblem, getCommand, getHostView, listHostCommands, registerHost, waitFor } from "../helpers.ts";
+import { jobIdForKey } from "../../../worker/job-coordinator/job-id.ts";
 import {
+  type HoldingAgent,
+  armCoordinatorFault,
+  coordinatorSql,
   expireOnRelay,
   getJob,
   holdingHosts,
   hostStates,
   jobHosts,
   postJob,
+  runCoordinatorAlarm,
   startJob,
   uniqueTag,
   waitJob,
@@ -340,5 +345,131 @@ describe("offline hosts", () => {
     expect(done.counts).toMatchObject({ expired: 2, succeeded: 1 });
     const hosts = await hostStates(job.job_id);
     for (const h of offline) expect(hosts.get(h.host_id)).toMatchObject({ state: "expired", response_status: null });
+  });
+});
+
+describe("POST /api/jobs: Idempotency-Key", () => {
+  const key = () => `k-${crypto.randomUUID()}`;
+  const post = (body: unknown, k: string) => postJob(body, "operator", { "idempotency-key": k });
+
+  async function accepted(res: Response): Promise<{ job_id: string; state: string; hosts: number }> {
+    const text = await res.text();
+    expect(res.status, text).toBe(202);
+    const body = JSON.parse(text);
+    expect(res.headers.get("location")).toBe(`/api/jobs/${body.job_id}`);
+    return body;
+  }
+
+  async function listed(jobId: string): Promise<number> {
+    return (await env.DB.prepare("SELECT COUNT(*) AS n FROM jobs WHERE job_id = ?").bind(jobId).first<{ n: number }>())!.n;
+  }
+
+  /** The job's one host gets its command once, answers it, and the job completes with it. */
+  async function runsOnce(jobId: string, agent: HoldingAgent): Promise<void> {
+    await waitFor(
+      () => hostStates(jobId),
+      (m) => m.get(agent.host_id)?.state === "delivered",
+    );
+    await agent.answer();
+    const done = await waitJob(jobId, (j) => j.state === "completed");
+    expect(done.counts).toMatchObject({ succeeded: 1 });
+    expect(agent.received).toHaveLength(1);
+    expect((await listHostCommands(agent.host_id)).items).toHaveLength(1);
+  }
+
+  it("the same key and body answer with the first job; the same key with another body is 409", async () => {
+    const [agent] = await holdingHosts(1, []);
+    const k = key();
+    const body = { ...SYSTEM_INFO, target: { host_ids: [agent!.host_id] }, expires_in: 600, max_errors: 0 };
+    const before = await jobCount();
+    const first = await accepted(await post(body, k));
+    // Same content with the keys in another order is the same request.
+    const reordered = { max_errors: 0, expires_in: 600, target: { host_ids: [agent!.host_id] }, ...SYSTEM_INFO };
+    expect((await accepted(await post(reordered, k))).job_id).toBe(first.job_id);
+    expect((await accepted(await post(body, k))).job_id).toBe(first.job_id);
+    expect(await jobCount()).toBe(before + 1);
+
+    await expectProblem(await post({ ...body, expires_in: 601 }, k), 409, "ERR_IDEMPOTENCY_CONFLICT");
+    await expectProblem(await post({ ...body, command_type: "package_operation", parameters: { operation: "update", packages: [] } }, k), 409, "ERR_IDEMPOTENCY_CONFLICT");
+    expect(await jobCount()).toBe(before + 1);
+    await runsOnce(first.job_id, agent!);
+
+    // Another key is another job.
+    expect((await accepted(await post(body, key()))).job_id).not.toBe(first.job_id);
+  });
+
+  it("a retry gets the first job even if the target no longer resolves", async () => {
+    const tag = uniqueTag();
+    const host = await registerHost([tag]);
+    const k = key();
+    const body = { ...SYSTEM_INFO, target: { tags: [tag] } };
+    const first = await accepted(await post(body, k));
+    expect((await api(`/api/hosts/${host.host_id}/revoke`, { method: "POST" })).status).toBe(200);
+    expect(await accepted(await post(body, k))).toMatchObject({ job_id: first.job_id, hosts: 1 });
+  });
+
+  it.each(["job:x", "job:7d0c5b1e-6f1a-4a57-9a0e-3b8f4f2c9d11", "JOB:x"])("refuses the reserved key %s with 400 naming the header", async (k) => {
+    const host = await registerHost();
+    const before = await jobCount();
+    const problem = await expectProblem(await post({ ...SYSTEM_INFO, target: { host_ids: [host.host_id] } }, k), 400, "ERR_VALIDATION");
+    expect(errorPaths(problem).join(" ")).toContain("idempotency-key");
+    expect(problem.detail).toContain("reserved");
+    expect(await jobCount()).toBe(before);
+  });
+
+  it("the coordinator failing after it stored the job: the job stays listed, and the retry converges on it; it runs once", async () => {
+    const [agent] = await holdingHosts(1, []);
+    const k = key();
+    const jobId = await jobIdForKey(k);
+    const body = { ...SYSTEM_INFO, target: { host_ids: [agent!.host_id] }, max_errors: 0 };
+    const before = await jobCount();
+    await armCoordinatorFault(jobId, "job.create.after_store");
+    await expectProblem(await post(body, k), 500, "ERR_INTERNAL");
+    // The job the coordinator stored is listed, not deleted from the registry while it runs.
+    expect(await listed(jobId)).toBe(1);
+
+    expect((await accepted(await post(body, k))).job_id).toBe(jobId);
+    expect(await listed(jobId)).toBe(1);
+    expect(await jobCount()).toBe(before + 1);
+    const page = (await (await api("/api/jobs?limit=100", { role: "viewer" })).json()) as { items: any[] };
+    expect(page.items.filter((j) => j.job_id === jobId)).toHaveLength(1);
+    await runsOnce(jobId, agent!);
+  });
+
+  it("the registry write failing: nothing runs unlisted, and the retry lists the job once and runs it once", async () => {
+    const [agent] = await holdingHosts(1, []);
+    const k = key();
+    const jobId = await jobIdForKey(k);
+    const body = { ...SYSTEM_INFO, target: { host_ids: [agent!.host_id] } };
+    const before = await jobCount();
+    await armCoordinatorFault(jobId, "job.registry_write");
+    await expectProblem(await post(body, k), 500, "ERR_INTERNAL");
+    expect(await listed(jobId)).toBe(0);
+    await expectProblem(await api(`/api/jobs/${jobId}`, { role: "viewer" }), 404, "ERR_JOB_NOT_FOUND");
+    // Stored, but nothing is dispatched before it is listed.
+    const [stored] = await coordinatorSql<{ registered_at: number | null }>(jobId, "SELECT registered_at FROM job");
+    expect(stored!.registered_at).toBeNull();
+    expect(await coordinatorSql(jobId, "SELECT seq FROM hosts WHERE state <> 'pending'")).toEqual([]);
+    expect(agent!.received).toEqual([]);
+
+    expect((await accepted(await post(body, k))).job_id).toBe(jobId);
+    expect(await listed(jobId)).toBe(1);
+    expect(await jobCount()).toBe(before + 1);
+    await runsOnce(jobId, agent!);
+  });
+
+  it("the registry write failing with no retry from the caller: the coordinator's alarm lists the job, then runs it", async () => {
+    const [agent] = await holdingHosts(1, []);
+    const k = key();
+    const jobId = await jobIdForKey(k);
+    await armCoordinatorFault(jobId, "job.registry_write", 2);
+    await expectProblem(await post({ ...SYSTEM_INFO, target: { host_ids: [agent!.host_id] } }, k), 500, "ERR_INTERNAL");
+    // The alarm's first try fails too (armed twice) and backs off; the next one lists it.
+    expect(await runCoordinatorAlarm(jobId)).toBe(true);
+    expect(await listed(jobId)).toBe(0);
+    expect(agent!.received).toEqual([]);
+    expect(await runCoordinatorAlarm(jobId)).toBe(true);
+    expect(await listed(jobId)).toBe(1);
+    await runsOnce(jobId, agent!);
   });
 });

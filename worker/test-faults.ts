@@ -1,0 +1,38 @@
+/**
+ * Test-only fault injection. Inert unless the `TEST_FAULTS` binding is "1", which only the vitest
+ * miniflare config sets (never wrangler.toml): `arm` then refuses and `check` returns at once, so
+ * production code paths cannot be made to fail through this.
+ */
+export type FaultName =
+  /** JobCoordinator.create: the job is stored (and registered), then the RPC throws to its caller. */
+  | "job.create.after_store"
+  /** JobCoordinator: the registry (D1) write of the job's row fails. */
+  | "job.registry_write";
+
+export interface FaultSettings {
+  TEST_FAULTS?: string;
+}
+
+export class TestFaults {
+  readonly #enabled: boolean;
+  readonly #armed = new Map<FaultName, number>();
+
+  constructor(env: FaultSettings) {
+    this.#enabled = env.TEST_FAULTS === "1";
+  }
+
+  /** Makes the next `times` checks of `name` throw. Tests only. */
+  arm(name: FaultName, times = 1): void {
+    if (!this.#enabled) throw new Error("test faults are disabled (TEST_FAULTS is not set)");
+    this.#armed.set(name, times);
+  }
+
+  /** Throws if `name` is armed (and counts it down); a no-op unless TEST_FAULTS is set. */
+  check(name: FaultName): void {
+    if (!this.#enabled) return;
+    const left = this.#armed.get(name) ?? 0;
+    if (left <= 0) return;
+    this.#armed.set(name, left - 1);
+    throw new Error(`injected test fault: ${name}`);
+  }
+}
