@@ -1,5 +1,6 @@
 import { Limits } from "./constants.ts";
 import { FrameErrorCode } from "./messages.ts";
+import { parseStrictJson } from "./strict-json.ts";
 import { exceedsUtf8Bytes } from "./utf8.ts";
 
 export type DecodedFrame =
@@ -8,15 +9,14 @@ export type DecodedFrame =
 
 /**
  * The rule both ends apply to a text frame before any schema sees it: at most
- * `Limits.MAX_FRAME_BYTES` bytes of UTF-8 (checked before parsing), then JSON. Never throws.
+ * `Limits.MAX_FRAME_BYTES` bytes of UTF-8 (checked before parsing), then strict JSON (no duplicate
+ * keys, bounded depth: `strict-json.ts`). Never throws.
  */
 export function decodeFrame(raw: string): DecodedFrame {
   if (exceedsUtf8Bytes(raw, Limits.MAX_FRAME_BYTES)) {
     return { ok: false, code: FrameErrorCode.TOO_LARGE, detail: `frame exceeds ${Limits.MAX_FRAME_BYTES} bytes of UTF-8` };
   }
-  try {
-    return { ok: true, json: JSON.parse(raw) };
-  } catch (err) {
-    return { ok: false, code: FrameErrorCode.MALFORMED_JSON, detail: `not JSON: ${(err as Error).message}` };
-  }
+  const parsed = parseStrictJson(raw);
+  if (parsed.ok) return { ok: true, json: parsed.value };
+  return { ok: false, code: FrameErrorCode.MALFORMED_JSON, detail: parsed.reason === "syntax" ? `not JSON: ${parsed.detail}` : parsed.detail };
 }

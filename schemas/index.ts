@@ -7,3 +7,4 @@ export * from "./jobs.ts";
 export * from "./events.ts";
 export * from "./utf8.ts";
 export * from "./frames.ts";
+export * from "./strict-json.ts";

@@ -4,6 +4,7 @@ import { HTTPException } from "hono/http-exception";
 import { Limits } from "../schemas/index.ts";
 import { ErrorCode, RelayError, problemResponse } from "./errors.ts";
 import { isJsonContentType } from "./media-type.ts";
+import { strictJsonBodies } from "./strict-body.ts";
 import { agentRoutes } from "./routes/agent.ts";
 import { commandRoutes } from "./routes/commands.ts";
 import { createRouter } from "./routes/common.ts";
@@ -34,6 +35,7 @@ export function createApp() {
     }
     await next();
   });
+  app.use("*", strictJsonBodies);
 
   app.route("/", healthRoutes);
   app.route("/", hostRoutes);

@@ -16,3 +16,12 @@ describe("the agent's relay-frame parsing", () => {
     expect(parseRelayFrame(raw)).toMatchObject({ ok: false, code: FrameErrorCode.TOO_LARGE });
   });
 });
+
+describe("the agent refuses relay frames with duplicate keys", () => {
+  it("a command whose command_type repeats is malformed, not the last one", () => {
+    const raw = `{"message_id":"${randomUUID()}","timestamp":"${nowRfc3339()}","message_type":"command","target_host":"${randomUUID()}","expires_at":"${nowRfc3339(Date.now() + 60_000)}","command_type":"system_info","parameters":{},"command_type":"shell","parameters":{"script":"id"}}`;
+    expect(JSON.parse(raw).command_type).toBe("shell");
+    const parsed = parseRelayFrame(raw);
+    expect(parsed).toMatchObject({ ok: false, code: FrameErrorCode.MALFORMED_JSON });
+  });
+});

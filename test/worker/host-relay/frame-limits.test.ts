@@ -50,3 +50,20 @@ describe("frame size is counted in UTF-8 bytes", () => {
     expect(over).toMatchObject({ ok: false, code: FrameErrorCode.TOO_LARGE });
   });
 });
+
+describe("frames are strict JSON", () => {
+  it("an ack with a repeated original_message_id is refused as malformed, not read last-wins", async () => {
+    const { host_id, agent } = await connectedHost();
+    const id = await enqueue(host_id);
+    await agent.command(id, 1);
+
+    const raw = `{"message_id":"${crypto.randomUUID()}","timestamp":"${nowRfc3339()}","message_type":"ack","original_message_id":"${crypto.randomUUID()}","original_message_id":"${id}"}`;
+    const error = agent.nextNew((f) => f.message_type === "error");
+    agent.send(raw);
+    const frame = await error;
+    expect(frame.code).toBe(FrameErrorCode.MALFORMED_JSON);
+    expect(frame.detail).toContain("original_message_id");
+    expect((await getCommand(host_id, id)).state).toBe("queued");
+    expect(agent.closed).toBeNull();
+  });
+});
