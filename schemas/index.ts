@@ -8,3 +8,4 @@ export * from "./events.ts";
 export * from "./utf8.ts";
 export * from "./frames.ts";
 export * from "./strict-json.ts";
+export * from "./package-names.ts";
