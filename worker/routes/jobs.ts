@@ -15,6 +15,7 @@ import {
 import type { Env } from "../env.ts";
 import { ErrorCode, RelayError, unwrap } from "../errors.ts";
 import { jobCoordinator } from "../stubs.ts";
+import { assertDeadlineWithinBound } from "../deadline.ts";
 import { activeHosts, checkHostIds, deleteJob, hostsWithTags, insertJob, listJobs } from "../registry-targets.ts";
 import { BEARER, createRouter, jsonBody, jsonContent, problems, requireRole } from "./common.ts";
 
@@ -144,6 +145,7 @@ export const jobRoutes = createRouter()
   .openapi(createJobRoute, async (c) => {
     const body = c.req.valid("json");
     const now = Date.now();
+    assertDeadlineWithinBound(body.expires_at, now);
     const expiresAt = body.expires_at ? Date.parse(body.expires_at) : now + (body.expires_in ?? Defaults.EXPIRES_IN_S) * 1000;
     if (!(expiresAt > now)) {
       throw new RelayError(ErrorCode.DEADLINE_IN_PAST, `expires_at: ${body.expires_at} is not in the future`, {
