@@ -35,8 +35,25 @@ export const Tag = z
     message: "tags are 1-63 lower-case letters, digits and _ . : - starting with a letter or digit",
   });
 
+/** One DNS label (RFC 1123 §2.1): 1-63 letters, digits and hyphens, not starting or ending with a hyphen. */
+const LABEL = /^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/;
+
+/** Why `name` is not an RFC 1123 host name, or null if it is. */
+export function hostnameProblem(name: string): string | null {
+  if (name.length === 0 || name.length > 253) return "host names are 1-253 characters";
+  for (const label of name.split(".")) {
+    if (label.length === 0) return "host name labels must not be empty (no leading, trailing or doubled '.')";
+    if (label.length > 63) return "host name labels are at most 63 characters";
+    if (!LABEL.test(label)) return "host name labels are letters, digits and '-', not starting or ending with '-'";
+  }
+  return null;
+}
+
+/** A host name per RFC 1123: dot-separated labels of 1-63 characters, 253 in all. */
 export const Hostname = z
   .string()
-  .min(1)
-  .max(253)
-  .regex(/^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$/, { message: "expected a DNS host name" });
+  .superRefine((name, ctx) => {
+    const problem = hostnameProblem(name);
+    if (problem) ctx.addIssue({ code: "custom", message: `expected a DNS host name: ${problem}` });
+  })
+  .meta({ description: "RFC 1123 host name: dot-separated labels of 1-63 letters, digits and '-' (not at either end), at most 253 characters." });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { CertFingerprint, type GrammarManager, PackageName, managerNameProblem } from "../../schemas/index.ts";
+import { CertFingerprint, type GrammarManager, Hostname, PackageName, managerNameProblem } from "../../schemas/index.ts";
 
 describe("PackageName", () => {
   it.each(["nginx", "libssl3:amd64", "nginx=1.24.0-1~deb12u1", "python@3.12", "g++", "perl-DBI", "bash-0:5.1.8-6.el9.x86_64", "busybox@edge"])(
@@ -87,5 +87,29 @@ describe("CertFingerprint", () => {
   it("refuses anything but 32 bytes of hex", () => {
     expect(CertFingerprint.safeParse("ab".repeat(31)).success).toBe(false);
     expect(CertFingerprint.safeParse("zz".repeat(32)).success).toBe(false);
+  });
+});
+
+describe("Hostname (RFC 1123)", () => {
+  const label63 = "a".repeat(63);
+  it.each(["web-1", "a", "1host", "db.example.com", "WEB-1.Example.COM", `${label63}.${label63}.${label63}.${"b".repeat(61)}`])("accepts %s", (name) => {
+    expect(Hostname.safeParse(name).success).toBe(true);
+  });
+  it.each([
+    ["a..b", "empty"],
+    [".a", "empty"],
+    ["a.", "empty"],
+    ["x".repeat(253), "at most 63"],
+    ["a".repeat(64), "at most 63"],
+    [`${label63}.${label63}.${label63}.${"b".repeat(62)}`, "1-253"],
+    ["-web", "not starting or ending"],
+    ["web-", "not starting or ending"],
+    ["a.-b.c", "not starting or ending"],
+    ["web_1", "letters, digits"],
+    ["", "1-253"],
+  ])("refuses %j (%s)", (name, why) => {
+    const r = Hostname.safeParse(name);
+    expect(r.success).toBe(false);
+    expect(r.error?.issues[0]?.message).toContain(why);
   });
 });
