@@ -2,10 +2,11 @@ import { DurableObject } from "cloudflare:workers";
 import type { FleetEventInput } from "../../schemas/index.ts";
 import { EventStreamCloseCode, HEARTBEAT_PING, HEARTBEAT_PONG } from "../../schemas/index.ts";
 import type { Env } from "../env.ts";
-import { type EventsContext, historyBounds } from "./context.ts";
+import { type EventsContext, historyBounds, subscriberBudgetBytes } from "./context.ts";
 import { publish, pruneDue } from "./publish.ts";
+import { SendBudget } from "./send-budget.ts";
 import { FleetEventsStorage } from "./storage.ts";
-import { drop, subscribe, subscriberClosed } from "./subscribers.ts";
+import { drop, onSubscriberMessage, subscribe, subscriberClosed } from "./subscribers.ts";
 
 /**
  * The fleet's live event stream (one instance, named "fleet"): stamps offsets, keeps a bounded
@@ -18,7 +19,7 @@ export class FleetEvents extends DurableObject<Env> {
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
     const store = new FleetEventsStorage(ctx.storage);
-    this.ec = { ctx, store, bounds: historyBounds(env), alarmAt: undefined };
+    this.ec = { ctx, store, bounds: historyBounds(env), alarmAt: undefined, budget: new SendBudget(subscriberBudgetBytes(env)) };
     ctx.blockConcurrencyWhile(async () => store.migrate());
     // Answered by the runtime, so a subscriber's keep-alive never wakes a hibernating object.
     ctx.setWebSocketAutoResponse(new WebSocketRequestResponsePair(HEARTBEAT_PING, HEARTBEAT_PONG));
@@ -29,15 +30,17 @@ export class FleetEvents extends DurableObject<Env> {
     return subscribe(this.ec, request, Date.now());
   }
 
-  /** Subscribers have nothing to say; `ping` is answered by the runtime and anything else is ignored. */
-  override async webSocketMessage(): Promise<void> {}
+  /** Subscribers may acknowledge what they read; `ping` is answered by the runtime and anything else is ignored. */
+  override async webSocketMessage(ws: WebSocket, message: string | ArrayBuffer): Promise<void> {
+    onSubscriberMessage(this.ec, ws, message);
+  }
 
   override async webSocketClose(ws: WebSocket, code: number, reason: string): Promise<void> {
-    subscriberClosed(ws, code, reason);
+    subscriberClosed(this.ec, ws, code, reason);
   }
 
   override async webSocketError(ws: WebSocket): Promise<void> {
-    drop(ws, EventStreamCloseCode.SEND_FAILED, "socket error");
+    drop(this.ec, ws, EventStreamCloseCode.SEND_FAILED, "socket error");
   }
 
   override async alarm(): Promise<void> {
