@@ -6,6 +6,7 @@ import {
   FrameErrorCode,
   Limits,
   WelcomeMessage,
+  decodeFrame,
   nowRfc3339,
 } from "../schemas/index.ts";
 import type { CommandResult, HelloMessage, ResponseStatus, StatusMessage, ResponseMessage } from "../schemas/index.ts";
@@ -22,12 +23,9 @@ const SCHEMAS = { command: CommandMessage, ack: AckMessage, error: ErrorMessage,
 
 /** Parses a relay frame at the boundary; never throws. */
 export function parseRelayFrame(raw: string): ParsedRelayFrame {
-  let json: unknown;
-  try {
-    json = JSON.parse(raw);
-  } catch (err) {
-    return { ok: false, code: FrameErrorCode.MALFORMED_JSON, detail: `not JSON: ${(err as Error).message}`, originalId: undefined };
-  }
+  const decoded = decodeFrame(raw);
+  if (!decoded.ok) return { ...decoded, originalId: undefined };
+  const json = decoded.json;
   const obj = (typeof json === "object" && json !== null ? json : {}) as { message_id?: unknown; message_type?: unknown };
   const originalId = typeof obj.message_id === "string" && /^[0-9a-f-]{36}$/i.test(obj.message_id) ? obj.message_id : undefined;
   const type = obj.message_type;

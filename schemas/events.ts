@@ -49,7 +49,21 @@ export const MAX_EVENT_OUTPUT_CHARS = 64 * 1024;
 export const EventStreamCloseCode = {
   /** The socket refused a frame or errored; reconnect with `after` and `epoch` to catch up. */
   SEND_FAILED: 1011,
+  /**
+   * The subscriber fell too far behind: more bytes were sent to it than it has acknowledged
+   * (`EventStreamAck`) by the relay's budget. Nothing past its last received frame was sent;
+   * reconnect with `after` (the last offset it received) and `epoch` to resume without a gap.
+   */
+  TOO_FAR_BEHIND: 4008,
 } as const;
+
+/**
+ * subscriber → relay, optional: "I have read everything up to `offset`". Frees that much of the
+ * subscriber's send budget; a subscriber that never acknowledges is closed with
+ * `TOO_FAR_BEHIND` once the budget is spent, and resumes from its offset.
+ */
+export const EventStreamAck = z.strictObject({ type: z.literal("ack"), offset: z.int().min(0) });
+export type EventStreamAck = z.infer<typeof EventStreamAck>;
 
 /** Why a resume point could not be honoured. */
 export const RefetchReason = z.enum([

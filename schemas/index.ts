@@ -5,3 +5,7 @@ export * from "./messages.ts";
 export * from "./rest.ts";
 export * from "./jobs.ts";
 export * from "./events.ts";
+export * from "./utf8.ts";
+export * from "./frames.ts";
+export * from "./strict-json.ts";
+export * from "./package-names.ts";

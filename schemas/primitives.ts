@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { packageNameProblem } from "./package-names.ts";
 
 export const Uuid = z.uuid();
 /** RFC 3339 timestamp in UTC (`Z`), as every wire message carries. */
@@ -6,17 +7,21 @@ export const Rfc3339 = z.iso.datetime({ offset: false });
 
 /**
  * Package names and version pins across apt, dnf, zypper, pacman, apk and brew
- * (`nginx`, `libssl3:amd64`, `nginx=1.24.0-1`, `python@3.12`, `user/tap/formula`).
- * The first character is alphanumeric so no name can be read as an option, and
- * nothing a shell gives meaning to (spaces, quotes, `$`, `;`, `|`, `*`, `?`…) is allowed.
+ * (`nginx`, `libssl3:amd64`, `nginx=1.24.0-1`, `python@3.12`, `bash-0:5.1.8-6.el9.x86_64`).
+ * Never a URL, a path or a package file, never a leading `-`: see `package-names.ts`, which also
+ * holds each manager's own grammar that the agent applies.
  */
 export const PackageName = z
   .string()
-  .regex(/^[A-Za-z0-9][A-Za-z0-9._+:=@~/-]{0,127}$/, {
-    message:
-      "package names start with a letter or digit and contain only letters, digits and . _ + : = @ ~ / -",
+  .superRefine((name, ctx) => {
+    const problem = packageNameProblem(name);
+    if (problem) ctx.addIssue({ code: "custom", message: problem });
   })
-  .refine((name) => !name.includes(".."), { message: "package names must not contain '..'" });
+  .meta({
+    description:
+      "A package name from a configured repository: 1-128 of letters, digits and . _ + : = @ ~ -, starting with a letter or digit; no '/', '..', file: or package-file suffix (.rpm, .deb, .apk, .rb, .pkg.tar…).",
+    pattern: "^[A-Za-z0-9][A-Za-z0-9._+:=@~-]{0,127}$",
+  });
 
 /** A SHA-256 certificate fingerprint: 64 hex digits, colons optional; normalised to lower case. */
 export const CertFingerprint = z
@@ -30,8 +35,25 @@ export const Tag = z
     message: "tags are 1-63 lower-case letters, digits and _ . : - starting with a letter or digit",
   });
 
+/** One DNS label (RFC 1123 §2.1): 1-63 letters, digits and hyphens, not starting or ending with a hyphen. */
+const LABEL = /^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/;
+
+/** Why `name` is not an RFC 1123 host name, or null if it is. */
+export function hostnameProblem(name: string): string | null {
+  if (name.length === 0 || name.length > 253) return "host names are 1-253 characters";
+  for (const label of name.split(".")) {
+    if (label.length === 0) return "host name labels must not be empty (no leading, trailing or doubled '.')";
+    if (label.length > 63) return "host name labels are at most 63 characters";
+    if (!LABEL.test(label)) return "host name labels are letters, digits and '-', not starting or ending with '-'";
+  }
+  return null;
+}
+
+/** A host name per RFC 1123: dot-separated labels of 1-63 characters, 253 in all. */
 export const Hostname = z
   .string()
-  .min(1)
-  .max(253)
-  .regex(/^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$/, { message: "expected a DNS host name" });
+  .superRefine((name, ctx) => {
+    const problem = hostnameProblem(name);
+    if (problem) ctx.addIssue({ code: "custom", message: `expected a DNS host name: ${problem}` });
+  })
+  .meta({ description: "RFC 1123 host name: dot-separated labels of 1-63 letters, digits and '-' (not at either end), at most 253 characters." });

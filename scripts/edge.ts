@@ -102,6 +102,35 @@ function forwardedHeaders(req: http.IncomingMessage, cf: object, secret: string)
   return out;
 }
 
+/**
+ * Request smuggling: a request whose body length two parsers could read differently (both
+ * Content-Length and Transfer-Encoding, more than one Content-Length, or one that is not a plain
+ * decimal) is answered here and never passed on. Node's parser refuses most of these itself (they
+ * arrive as `clientError`); this also covers what a lenient parser would let through.
+ */
+export function framingProblem(req: http.IncomingMessage): string | null {
+  let lengths = 0;
+  let te = false;
+  for (let i = 0; i < req.rawHeaders.length; i += 2) {
+    const name = (req.rawHeaders[i] as string).toLowerCase();
+    const value = (req.rawHeaders[i + 1] as string).trim();
+    if (name === "content-length") {
+      lengths++;
+      if (!/^[0-9]{1,15}$/.test(value)) return "invalid Content-Length";
+    } else if (name === "transfer-encoding") te = true;
+  }
+  if (lengths > 1) return "more than one Content-Length";
+  if (lengths === 1 && te) return "both Content-Length and Transfer-Encoding";
+  return null;
+}
+
+const SMUGGLING_CODE = "ERR_BAD_REQUEST_FRAMING";
+
+function rawProblemResponse(status: number, code: string, detail: string): string {
+  const body = problem(status, code, detail);
+  return `HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\ncontent-type: application/problem+json\r\n${EDGE_REFUSAL_HEADER}: ${code}\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`;
+}
+
 function problem(status: number, code: string, detail: string): string {
   return JSON.stringify({ type: `urn:fleet-relay:problem:${code}`, title: detail, status, code, detail });
 }
@@ -124,7 +153,22 @@ export async function startEdge(opts: EdgeOptions): Promise<Edge> {
   server.on("secureConnection", (socket: TLSSocket) => socket.setNoDelay(true));
   server.on("tlsClientError", (err) => log(`edge: TLS handshake failed: ${err.message}`));
 
+  // The parser refused the request (conflicting or invalid framing, bad syntax): a problem document, then close.
+  server.on("clientError", (err: NodeJS.ErrnoException, socket: net.Socket) => {
+    log(`edge: refused a malformed request: ${err.code ?? err.message}`);
+    if (socket.writable && !(err.code === "ECONNRESET")) {
+      socket.end(rawProblemResponse(400, SMUGGLING_CODE, `malformed request: ${err.code ?? "parse error"}`));
+    } else socket.destroy();
+  });
+
   server.on("request", (req, res) => {
+    const framing = framingProblem(req);
+    if (framing) {
+      res
+        .writeHead(400, { "content-type": "application/problem+json", [EDGE_REFUSAL_HEADER]: SMUGGLING_CODE, connection: "close" })
+        .end(problem(400, SMUGGLING_CODE, framing));
+      return;
+    }
     const verdict = tlsVerdict(req.socket as TLSSocket, pathOf(req.url));
     if (!verdict.forward) {
       res
@@ -159,6 +203,11 @@ export async function startEdge(opts: EdgeOptions): Promise<Edge> {
   });
 
   server.on("upgrade", (req: http.IncomingMessage, socket: TLSSocket, head: Buffer) => {
+    const framing = framingProblem(req);
+    if (framing) {
+      socket.end(rawProblemResponse(400, SMUGGLING_CODE, framing));
+      return;
+    }
     const verdict = tlsVerdict(socket, pathOf(req.url));
     if (!verdict.forward) {
       const body = problem(verdict.status, verdict.code, verdict.detail);

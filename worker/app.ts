@@ -4,6 +4,8 @@ import { HTTPException } from "hono/http-exception";
 import { Limits } from "../schemas/index.ts";
 import { ErrorCode, RelayError, problemResponse } from "./errors.ts";
 import { isJsonContentType } from "./media-type.ts";
+import { securityHeaders } from "./security-headers.ts";
+import { strictJsonBodies } from "./strict-body.ts";
 import { agentRoutes } from "./routes/agent.ts";
 import { commandRoutes } from "./routes/commands.ts";
 import { createRouter } from "./routes/common.ts";
@@ -18,6 +20,7 @@ import { tagRoutes } from "./routes/tags.ts";
 
 export function createApp() {
   const app = createRouter();
+  app.use("*", securityHeaders);
 
   const limitBodies = bodyLimit({
     maxSize: Limits.MAX_BODY_BYTES,
@@ -34,6 +37,7 @@ export function createApp() {
     }
     await next();
   });
+  app.use("*", strictJsonBodies);
 
   app.route("/", healthRoutes);
   app.route("/", hostRoutes);

@@ -1,6 +1,6 @@
 import { accessSync, constants } from "node:fs";
 import path from "node:path";
-import type { PackageOperationParameters } from "../../schemas/index.ts";
+import { managerNameProblem, type PackageOperationParameters } from "../../schemas/index.ts";
 
 /** Managers the agent knows how to drive, in detection order (first found on PATH wins). */
 export const PACKAGE_MANAGERS = ["apt-get", "dnf", "yum", "zypper", "pacman", "apk", "brew"] as const;
@@ -29,9 +29,10 @@ export function detectPackageManager(searchPath: string = process.env.PATH ?? ""
 export type PackageArgv = { ok: true; argv: string[] } | { ok: false; reason: string };
 
 /**
- * The argv that carries out `params` with `manager`; never a shell string. Package names are
- * already restricted by the schema to start with a letter or digit, and go after `--` so no
- * manager can read one as an option either way.
+ * The argv that carries out `params` with `manager`; never a shell string. Each package name must
+ * fit the manager's own name grammar (`schemas/package-names.ts`: never a URL, path or package
+ * file, never a leading `-`), and names go after `--` so no manager can read one as an option
+ * either way.
  *
  * Semantics kept the same across managers:
  *   update  = refresh the package index (apt-get update, dnf makecache, zypper refresh, pacman -Sy, …)
@@ -42,6 +43,10 @@ export type PackageArgv = { ok: true; argv: string[] } | { ok: false; reason: st
  */
 export function packageArgv(manager: PackageManagerName, params: PackageOperationParameters): PackageArgv {
   const { operation, packages } = params;
+  for (const name of packages) {
+    const problem = managerNameProblem(manager, name);
+    if (problem) return { ok: false, reason: problem };
+  }
   const yes = params.options.yes ?? true;
   const simulate = params.options.simulate ?? false;
   const noRecommends = params.options.no_recommends ?? false;

@@ -85,6 +85,20 @@ describe("package manager argv", () => {
     }
   });
 
+  test("a name outside the manager's grammar is refused, never passed to it", () => {
+    // Valid on the wire (some manager takes it), but not a name this manager reads from its repositories.
+    const r = packageArgv("dnf", p({ operation: "install", packages: ["nginx=1.24.0-1"] }));
+    expect(r).toMatchObject({ ok: false, reason: expect.stringContaining("not a dnf package name") });
+    expect(packageArgv("apt-get", p({ operation: "install", packages: ["Nginx"] })).ok).toBe(false);
+    expect(packageArgv("brew", p({ operation: "install", packages: ["wget=1.0"] })).ok).toBe(false);
+    // A journaled frame from an older build skips today's schema: the argv builder still refuses files and URLs.
+    for (const name of ["http://attacker.example/evil.rpm", "tmp/evil.deb", "file:/etc/x", "evil.rpm"]) {
+      const params = { operation: "install" as const, packages: [name], options: {} };
+      expect(packageArgv("dnf", params)).toMatchObject({ ok: false });
+      expect(packageArgv("zypper", params)).toMatchObject({ ok: false });
+    }
+  });
+
   test("parses apt-get simulation lines", () => {
     const out = "Reading package lists...\nInst libfoo (1.0 Debian:12/stable [amd64])\nInst bash [5.2-1] (5.2-2 Debian)\nConf bash (5.2-2)\nRemv oldpkg [1.0]\n";
     expect(parseAptSimulation(out)).toEqual({ installed: ["libfoo", "bash"], removed: ["oldpkg"] });

@@ -1,6 +1,7 @@
 import type { EventFilter } from "../../schemas/index.ts";
 import type { Clock } from "../clock.ts";
 import type { Env } from "../env.ts";
+import type { SendBudget } from "./send-budget.ts";
 import type { FleetEventsStorage, HistoryBounds } from "./storage.ts";
 
 /** Everything a FleetEvents handler needs; rebuilt after hibernation from storage and attachments. */
@@ -12,6 +13,8 @@ export interface EventsContext {
   clock: Clock;
   /** Last alarm time this instance set; undefined after a wake-up, when it is not known. */
   alarmAt: number | null | undefined;
+  /** Bytes each subscriber has been sent and not acknowledged, against its budget. */
+  budget: SendBudget;
 }
 
 /** Optional settings of the event history (strings, like every Worker var). */
@@ -20,6 +23,15 @@ export interface HistorySettings {
   EVENT_HISTORY_MAX_EVENTS?: string;
   /** Oldest event kept, in seconds since FleetEvents stored it. Default 86 400 (24 h). */
   EVENT_HISTORY_MAX_AGE_S?: string;
+  /** Bytes a subscriber may have been sent and not acknowledged before it is closed (4008). Default 8 MiB. */
+  EVENT_SUBSCRIBER_MAX_UNACKED_BYTES?: string;
+}
+
+export const DEFAULT_SUBSCRIBER_MAX_UNACKED_BYTES = 8 * 1024 * 1024;
+
+/** The per-subscriber send budget; never below one full frame, so a resuming subscriber always progresses. */
+export function subscriberBudgetBytes(env: Env & HistorySettings): number {
+  return Math.max(256 * 1024, positive(env.EVENT_SUBSCRIBER_MAX_UNACKED_BYTES, DEFAULT_SUBSCRIBER_MAX_UNACKED_BYTES));
 }
 
 export const DEFAULT_HISTORY: HistoryBounds = { maxEvents: 10_000, maxAgeMs: 24 * 60 * 60 * 1000 };

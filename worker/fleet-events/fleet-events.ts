@@ -4,10 +4,11 @@ import { systemClock } from "../clock.ts";
 import { DurableEntry } from "../durable-entry.ts";
 import type { Env } from "../env.ts";
 import { ErrorCode, RelayError, problemResponse } from "../errors.ts";
-import { type EventsContext, historyBounds } from "./context.ts";
+import { type EventsContext, historyBounds, subscriberBudgetBytes } from "./context.ts";
 import { type PublishedEvent, publish, pruneDue, scheduleAlarm } from "./publish.ts";
+import { SendBudget } from "./send-budget.ts";
 import { FleetEventsStorage } from "./storage.ts";
-import { drop, subscribe, subscriberClosed } from "./subscribers.ts";
+import { drop, onSubscriberMessage, subscribe, subscriberClosed } from "./subscribers.ts";
 
 export type { PublishedEvent } from "./publish.ts";
 
@@ -24,7 +25,14 @@ export class FleetEvents extends DurableObject<Env> {
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
     const store = new FleetEventsStorage(ctx.storage);
-    this.ec = { ctx, store, bounds: historyBounds(env), clock: systemClock, alarmAt: undefined };
+    this.ec = {
+      ctx,
+      store,
+      bounds: historyBounds(env),
+      clock: systemClock,
+      alarmAt: undefined,
+      budget: new SendBudget(subscriberBudgetBytes(env)),
+    };
     this.entry = new DurableEntry("FleetEvents", () => scheduleAlarm(this.ec));
     ctx.blockConcurrencyWhile(async () => store.migrate());
     // Answered by the runtime, so a subscriber's keep-alive never wakes a hibernating object.
@@ -40,17 +48,17 @@ export class FleetEvents extends DurableObject<Env> {
     );
   }
 
-  /** Subscribers have nothing to say; `ping` is answered by the runtime and anything else is ignored. */
-  override async webSocketMessage(): Promise<void> {
-    return this.entry.hook("webSocketMessage", () => undefined);
+  /** Subscribers may acknowledge what they read; `ping` is answered by the runtime and anything else is ignored. */
+  override async webSocketMessage(ws: WebSocket, message: string | ArrayBuffer): Promise<void> {
+    return this.entry.hook("webSocketMessage", () => onSubscriberMessage(this.ec, ws, message));
   }
 
   override async webSocketClose(ws: WebSocket, code: number, reason: string): Promise<void> {
-    return this.entry.hook("webSocketClose", () => subscriberClosed(ws, code, reason));
+    return this.entry.hook("webSocketClose", () => subscriberClosed(this.ec, ws, code, reason));
   }
 
   override async webSocketError(ws: WebSocket): Promise<void> {
-    return this.entry.hook("webSocketError", () => drop(ws, EventStreamCloseCode.SEND_FAILED, "socket error"));
+    return this.entry.hook("webSocketError", () => drop(this.ec, ws, EventStreamCloseCode.SEND_FAILED, "socket error"));
   }
 
   override async alarm(): Promise<void> {

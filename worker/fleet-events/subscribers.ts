@@ -1,6 +1,6 @@
 import { z } from "zod";
 import type { EventFilter, EventStreamControl, FleetEvent, FleetEventInput, RefetchReason } from "../../schemas/index.ts";
-import { EventFilter as EventFilterSchema, EventStreamCloseCode } from "../../schemas/index.ts";
+import { EventFilter as EventFilterSchema, EventStreamAck, EventStreamCloseCode, parseStrictJson, utf8ByteLength } from "../../schemas/index.ts";
 import { ErrorCode, RelayError, problemResponse } from "../errors.ts";
 import { type EventsContext, SUBSCRIBER_TAG, type SubscriberAttachment, attachment } from "./context.ts";
 
@@ -42,7 +42,7 @@ export function subscribe(ec: EventsContext, request: Request, now: number): Res
   ec.ctx.acceptWebSocket(server, [SUBSCRIBER_TAG]);
   const a: SubscriberAttachment = { id: crypto.randomUUID(), filter: sub.filter, connectedAt: now };
   server.serializeAttachment(a);
-  catchUp(ec, server, sub);
+  catchUp(ec, server, a.id, sub);
   return new Response(null, { status: 101, webSocket: client });
 }
 
@@ -56,23 +56,26 @@ function parseSubscription(raw: string | null): Subscription | null {
   }
 }
 
-function catchUp(ec: EventsContext, ws: WebSocket, sub: Subscription): void {
+function catchUp(ec: EventsContext, ws: WebSocket, id: string, sub: Subscription): void {
   const { store } = ec;
   const epoch = store.epoch();
   const head = store.head();
   if (sub.after === undefined) {
-    sendControl(ws, { type: "ready", epoch, offset: head });
+    sendControl(ec, ws, id, { type: "ready", epoch, offset: head });
     return;
   }
   const reason = uncovered(sub.after, sub.epoch, epoch, head, store.prunedThrough());
   if (reason) {
-    sendControl(ws, { type: "refetch", epoch, offset: head, reason });
+    sendControl(ec, ws, id, { type: "refetch", epoch, offset: head, reason });
     return;
   }
+  // A replay longer than the send budget stops at it; the subscriber resumes from the last event it got.
   for (const event of store.after(sub.after)) {
-    if (matches(sub.filter, event) && !send(ws, JSON.stringify(event))) return;
+    if (!matches(sub.filter, event)) continue;
+    const text = JSON.stringify(event);
+    if (!send(ec, ws, id, text, utf8ByteLength(text), event.offset)) return;
   }
-  sendControl(ws, { type: "ready", epoch, offset: head });
+  sendControl(ec, ws, id, { type: "ready", epoch, offset: head });
 }
 
 /** Why the history cannot give a client resuming after `after` everything it missed, or null if it can. */
@@ -84,25 +87,43 @@ export function uncovered(after: number, clientEpoch: string | undefined, epoch:
   return null;
 }
 
-function sendControl(ws: WebSocket, frame: EventStreamControl): void {
-  send(ws, JSON.stringify(frame));
+function sendControl(ec: EventsContext, ws: WebSocket, id: string, frame: EventStreamControl): void {
+  const text = JSON.stringify(frame);
+  send(ec, ws, id, text, utf8ByteLength(text), frame.offset);
 }
 
 /**
  * Hands one frame to the runtime. Why a slow subscriber cannot hold the others back: `send` is
  * synchronous and never waits for the peer — the runtime appends the frame to that socket's own
  * outgoing queue and returns — and nothing here awaits anything per subscriber. A slow reader only
- * lengthens its own queue; fan-out to the rest proceeds at memory speed. A socket that refuses the
- * frame (closed, errored) is dropped and skipped for the rest of the batch.
+ * lengthens its own queue, and only up to its send budget (`send-budget.ts`): a frame past it is
+ * not sent and the subscriber is closed with TOO_FAR_BEHIND. A socket that refuses the frame
+ * (closed, errored) is dropped. Either way it is skipped for the rest of the batch.
  */
-function send(ws: WebSocket, text: string): boolean {
+function send(ec: EventsContext, ws: WebSocket, id: string, text: string, bytes: number, offset: number): boolean {
+  if (!ec.budget.charge(id, bytes, offset)) {
+    drop(ec, ws, EventStreamCloseCode.TOO_FAR_BEHIND, `more than ${ec.budget.maxUnackedBytes} bytes unacknowledged; resume with after`);
+    return false;
+  }
   try {
     ws.send(text);
     return true;
   } catch {
-    drop(ws, EventStreamCloseCode.SEND_FAILED, "send failed");
+    drop(ec, ws, EventStreamCloseCode.SEND_FAILED, "send failed");
     return false;
   }
+}
+
+/** Longest acknowledgement frame read; anything longer, or not an ack, is ignored. */
+const MAX_ACK_CHARS = 128;
+
+/** A subscriber's `{"type":"ack","offset":N}` frees its budget up to N; anything else is ignored. */
+export function onSubscriberMessage(ec: EventsContext, ws: WebSocket, message: string | ArrayBuffer): void {
+  if (typeof message !== "string" || message.length > MAX_ACK_CHARS) return;
+  const json = parseStrictJson(message);
+  if (!json.ok) return;
+  const ack = EventStreamAck.safeParse(json.value);
+  if (ack.success) ec.budget.ack(attachment(ws).id, ack.data.offset);
 }
 
 /** Sends each stored event to every open subscriber whose filters match it. */
@@ -111,21 +132,33 @@ export function fanOut(ec: EventsContext, events: FleetEvent[]): void {
   const subscribers = ec.ctx
     .getWebSockets(SUBSCRIBER_TAG)
     .filter((ws) => ws.readyState === WebSocket.OPEN)
-    .map((ws) => ({ ws, filter: attachment(ws).filter, alive: true }));
+    .map((ws) => {
+      const a = attachment(ws);
+      return { ws, id: a.id, filter: a.filter, alive: true };
+    });
   if (subscribers.length === 0) return;
   for (const event of events) {
-    // Serialised once per event, however many subscribers receive it.
+    // Serialised (and measured) once per event, however many subscribers receive it.
     let text: string | undefined;
+    let bytes = 0;
     for (const s of subscribers) {
       if (!s.alive || !matches(s.filter, event)) continue;
-      text ??= JSON.stringify(event);
-      s.alive = send(s.ws, text);
+      if (text === undefined) {
+        text = JSON.stringify(event);
+        bytes = utf8ByteLength(text);
+      }
+      s.alive = send(ec, s.ws, s.id, text, bytes, event.offset);
     }
   }
 }
 
 /** Closes a subscriber from our side; the runtime stops listing it once the close completes. */
-export function drop(ws: WebSocket, code: number, reason: string): void {
+export function drop(ec: EventsContext, ws: WebSocket, code: number, reason: string): void {
+  try {
+    ec.budget.forget(attachment(ws).id);
+  } catch {
+    // No attachment: nothing was counted for it.
+  }
   try {
     ws.close(code, reason);
   } catch {
@@ -134,7 +167,7 @@ export function drop(ws: WebSocket, code: number, reason: string): void {
 }
 
 /** The subscriber went away: complete the close handshake. Nothing is kept per subscriber beyond its socket. */
-export function subscriberClosed(ws: WebSocket, code: number, reason: string): void {
+export function subscriberClosed(ec: EventsContext, ws: WebSocket, code: number, reason: string): void {
   // 1005, 1006 and 1015 describe a close; they cannot be sent in one.
-  drop(ws, code === 1005 || code === 1006 || code === 1015 ? 1000 : code, reason);
+  drop(ec, ws, code === 1005 || code === 1006 || code === 1015 ? 1000 : code, reason);
 }

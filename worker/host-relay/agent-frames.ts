@@ -1,5 +1,5 @@
 import type { AckMessage, AgentFrame, ErrorMessage, ResponseMessage, StatusMessage } from "../../schemas/index.ts";
-import { AgentFrame as AgentFrameSchema, CloseCode, FrameErrorCode, Limits, nowRfc3339 } from "../../schemas/index.ts";
+import { AgentFrame as AgentFrameSchema, CloseCode, FrameErrorCode, decodeFrame, nowRfc3339 } from "../../schemas/index.ts";
 import { fieldErrors } from "../errors.ts";
 import { type RelayContext, attachment, sendFrame } from "./context.ts";
 import { closeAgent, onHello, touch } from "./connection.ts";
@@ -84,15 +84,9 @@ export function parseFrame(raw: string | ArrayBuffer): Parsed {
   if (typeof raw !== "string") {
     return { ok: false, code: FrameErrorCode.BINARY_UNSUPPORTED, detail: "frames are JSON text", originalId: undefined };
   }
-  if (raw.length > Limits.MAX_FRAME_BYTES) {
-    return { ok: false, code: FrameErrorCode.TOO_LARGE, detail: `frame exceeds ${Limits.MAX_FRAME_BYTES} bytes`, originalId: undefined };
-  }
-  let json: unknown;
-  try {
-    json = JSON.parse(raw);
-  } catch (err) {
-    return { ok: false, code: FrameErrorCode.MALFORMED_JSON, detail: `not JSON: ${(err as Error).message}`, originalId: undefined };
-  }
+  const decoded = decodeFrame(raw);
+  if (!decoded.ok) return { ...decoded, originalId: undefined };
+  const json = decoded.json;
   const result = AgentFrameSchema.safeParse(json);
   if (!result.success) {
     const detail = fieldErrors(result.error)

@@ -1,4 +1,5 @@
 import { hostRelay } from "../stubs.ts";
+import { assertDeadlineWithinBound } from "../deadline.ts";
 import { createRoute, z } from "@hono/zod-openapi";
 import {
   CommandAccepted,
@@ -110,6 +111,7 @@ const cancelRoute = createRoute({
 
 async function queue(c: Context<AppEnv>, hostId: string, input: Omit<EnqueueInput, "host_id" | "idempotency_key" | "request_hash">, key: string | undefined) {
   await requireActiveHost(c.env, hostId);
+  assertDeadlineWithinBound(input.expires_at, Date.now());
   const stub = hostRelay(c.env, hostId);
   const result = unwrap(
     await stub.enqueue({

@@ -1,4 +1,5 @@
 import { hostRelay } from "../stubs.ts";
+import { assertDeadlineWithinBound } from "../deadline.ts";
 import { createRoute, z } from "@hono/zod-openapi";
 import { CommandAccepted, DeadLetter, Page, PageQuery, RequeueRequest } from "../../schemas/index.ts";
 import { unwrap } from "../errors.ts";
@@ -46,6 +47,7 @@ export const deadLetterRoutes = createRouter()
     const { host_id, message_id } = c.req.valid("param");
     const body = c.req.valid("json") ?? {};
     await requireHost(c.env, host_id);
+    assertDeadlineWithinBound(body.expires_at, Date.now());
     const result = unwrap(await hostRelay(c.env, host_id).requeue(host_id, message_id, body));
     c.header("Location", `/api/hosts/${host_id}/commands/${message_id}`);
     return c.json(result, 202);

@@ -15,6 +15,7 @@ import {
 import type { Env } from "../env.ts";
 import { ErrorCode, RelayError, unwrap } from "../errors.ts";
 import { jobCoordinator } from "../stubs.ts";
+import { assertDeadlineWithinBound } from "../deadline.ts";
 import { jobIdForKey } from "../job-coordinator/job-id.ts";
 import { activeHosts, checkHostIds, hostsWithTags, jobExists, listJobs } from "../registry-targets.ts";
 import { BEARER, JobIdempotencyHeader, createRouter, jsonBody, jsonContent, problems, requestHash, requireRole } from "./common.ts";
@@ -179,6 +180,7 @@ export const jobRoutes = createRouter()
       if (prior) return c.json(prior, 202);
     }
     const now = Date.now();
+    assertDeadlineWithinBound(body.expires_at, now);
     const expiresAt = body.expires_at ? Date.parse(body.expires_at) : now + (body.expires_in ?? Defaults.EXPIRES_IN_S) * 1000;
     if (!(expiresAt > now)) {
       throw new RelayError(ErrorCode.DEADLINE_IN_PAST, `expires_at: ${body.expires_at} is not in the future`, {

@@ -92,7 +92,7 @@ describe("POST /api/hosts/{host_id}/packages/{operation}: the seed request", () 
 
   it("package versions and architectures that managers accept pass", async () => {
     const host = await registerHost();
-    const packages = ["libssl3:amd64", "nginx=1.24.0-1", "python@3.12", "user/tap/formula", "g++", "libc6~bpo"];
+    const packages = ["libssl3:amd64", "nginx=1.24.0-1", "python@3.12", "bash-0:5.1.8-6.el9.x86_64", "g++", "libc6~bpo"];
     const res = await install(host.host_id, { packages });
     expect(res.status).toBe(202);
     const view = await getCommand(host.host_id, ((await res.json()) as any).message_id);
