@@ -109,6 +109,18 @@ export type JobState = z.infer<typeof JobState>;
 export const JobAccepted = z.object({ job_id: Uuid, state: JobState, hosts: z.int() });
 export type JobAccepted = z.infer<typeof JobAccepted>;
 
+/** `POST /api/jobs/{job_id}/cancel` body (optional). */
+export const JobCancelRequest = z
+  .strictObject({
+    /**
+     * Also cancel commands already delivered or running, through the same cancel the host command
+     * route uses (the agent kills the process group and reports). Default false: delivered commands
+     * run to their end, because killing a package manager mid-install can break a host.
+     */
+    abort_running: z.boolean().default(false),
+  });
+export type JobCancelRequest = z.infer<typeof JobCancelRequest>;
+
 export const JobView = z.object({
   job_id: Uuid,
   state: JobState,

@@ -146,7 +146,7 @@ async function cancelOne(rc: JobContext, job: JobRow, row: HostRow): Promise<voi
   const started = rc.clock.now();
   store.setCancelAt(row.seq, started + LEASE_MS);
   const outcome = await settled<RpcResult<{ command: CommandView }>>(
-    hostRelay(rc.env, row.host_id).cancel(row.host_id, row.message_id!, { unsentOnly: true }),
+    hostRelay(rc.env, row.host_id).cancel(row.host_id, row.message_id!, { unsentOnly: job.abort_running !== 1 }),
   );
   if (!outcome.ok) {
     console.error(`job ${job.job_id}: cancel on ${row.host_id} failed; will retry`, outcome.error);

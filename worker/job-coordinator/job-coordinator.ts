@@ -69,8 +69,8 @@ export class JobCoordinator extends DurableObject<Env> {
     return this.entry.rpc("listHosts", () => ops.listHosts(this.rc, jobId, opts));
   }
 
-  cancel(jobId: string, by: string) {
-    return this.entry.rpc("cancel", () => ops.cancel(this.rc, jobId, by, this.rc.clock.now()));
+  cancel(jobId: string, by: string, opts: { abort_running?: boolean } = {}) {
+    return this.entry.rpc("cancel", () => ops.cancel(this.rc, jobId, by, opts, this.rc.clock.now()));
   }
 
   // ---- RPC, called by HostRelays through their outbox ----

@@ -85,16 +85,16 @@ export function listHosts(
  * HostRelay are cancelled from the alarm (best effort — one already delivered finishes). Cancelling
  * a cancelled or stopping job changes nothing; a job that already ended otherwise cannot be cancelled.
  */
-export function cancel(rc: JobContext, jobId: string, by: string, now: number): RpcResult<JobView> {
+export function cancel(rc: JobContext, jobId: string, by: string, opts: { abort_running?: boolean }, now: number): RpcResult<JobView> {
   const job = rc.store.job();
   if (!job || job.job_id !== jobId) return notFound(jobId);
   const state = jobState(rc.store.counts(), job.stop_kind);
   if (state === "completed" || state === "stopped") {
     return rpcError(ErrorCode.JOB_FINISHED, `job ${jobId} is ${state}; there is nothing left to cancel`);
   }
-  if (job.stop_kind === null) {
-    rc.store.stop("cancelled", `cancelled by ${by}`, now);
-    settle(rc, now);
-  }
+  if (job.stop_kind === null) rc.store.stop("cancelled", `cancelled by ${by}`, now);
+  // Asked now or on a later cancel of a stopping job: delivered and running commands get the host cancel too.
+  if (opts.abort_running) rc.store.abortRunning(now);
+  settle(rc, now);
   return { ok: true, value: jobView(rc.store.job()!, rc.store.counts()) };
 }

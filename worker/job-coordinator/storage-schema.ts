@@ -66,4 +66,8 @@ export const JOB_COORDINATOR_MIGRATIONS: readonly string[] = [
   -- Sequence number of the job's job.progress events, so FleetEvents drops a republished one.
   ALTER TABLE job ADD COLUMN progress_seq INTEGER NOT NULL DEFAULT 0;
   `,
+  /* 3 */ `
+  -- A cancel with abort_running also cancels commands already delivered or running on their hosts.
+  ALTER TABLE job ADD COLUMN abort_running INTEGER NOT NULL DEFAULT 0;
+  `,
 ];

@@ -20,6 +20,7 @@ export interface JobRow {
   max_errors: number | null;
   stop_kind: StopKind | null;
   stop_reason: string | null;
+  abort_running: number;
   stopped_at: number | null;
   finished_at: number | null;
   progress_due_at: number | null;
@@ -162,6 +163,12 @@ export class JobStorage {
     return true;
   }
 
+  /** A cancel that also stops what the agents hold: their commands are due for a cancel RPC too. Idempotent. */
+  abortRunning(now: number): void {
+    this.sql.exec("UPDATE job SET abort_running = 1 WHERE id = 1");
+    this.sql.exec("UPDATE hosts SET cancel_at = ? WHERE state IN ('dispatching', 'queued', 'delivered', 'running') AND cancel_at IS NULL", now);
+  }
+
   /** The job's registry row exists: dispatching may start. */
   setRegistered(at: number): void {
     this.sql.exec("UPDATE job SET registered_at = COALESCE(registered_at, ?), registry_due_at = NULL WHERE id = 1", at);
@@ -297,7 +304,9 @@ export class JobStorage {
     if (limit <= 0) return [];
     return this.sql
       .exec<HostRow>(
-        "SELECT * FROM hosts WHERE cancel_at <= ? AND state = 'queued' AND message_id IS NOT NULL ORDER BY cancel_at, seq LIMIT ?",
+        `SELECT * FROM hosts WHERE cancel_at <= ? AND message_id IS NOT NULL
+           AND (state = 'queued' OR (state IN ('delivered', 'running') AND (SELECT abort_running FROM job WHERE id = 1) = 1))
+         ORDER BY cancel_at, seq LIMIT ?`,
         now,
         limit,
       )

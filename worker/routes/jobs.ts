@@ -1,3 +1,4 @@
+import { JobCancelRequest } from "../../schemas/index.ts";
 import { createRoute, z } from "@hono/zod-openapi";
 import {
   Defaults,
@@ -87,11 +88,12 @@ const cancelJobRoute = createRoute({
   summary: "Cancel a job",
   description:
     "Hosts not yet dispatched are cancelled at once; commands queued on a host but not delivered are cancelled there (best effort); " +
-    "a command already delivered finishes, and the job is `stopping` until it has. Cancelling again is harmless; a finished job answers 409.",
+    "a command already delivered finishes, and the job is `stopping` until it has. With `{\"abort_running\": true}` delivered and running commands are cancelled too, " +
+    "through the host command cancel (the agent kills the process group and reports what really happened). Cancelling again is harmless (and may add `abort_running`); a finished job answers 409.",
   security: BEARER,
   middleware: [requireRole("operator")] as const,
-  request: { params: JobIdParam },
-  responses: { 200: jsonContent(JobView, "The job, stopping or cancelled"), ...problems(400, 401, 403, 404, 409) },
+  request: { params: JobIdParam, body: jsonBody(JobCancelRequest, "Optional: abort_running (default false)", false) },
+  responses: { 200: jsonContent(JobView, "The job, stopping or cancelled"), ...problems(400, 401, 403, 404, 409, 413, 415) },
 });
 
 /** Explicit lists longer than this are summarised in the job's view; its hosts are listed at /hosts. */
@@ -243,5 +245,6 @@ export const jobRoutes = createRouter()
   .openapi(cancelJobRoute, async (c) => {
     const { job_id } = c.req.valid("param");
     await requireJob(c.env, job_id);
-    return c.json(unwrap(await jobCoordinator(c.env, job_id).cancel(job_id, c.get("principal").sub)), 200);
+    const body = (c.req.valid("json") as JobCancelRequest | undefined) ?? { abort_running: false };
+    return c.json(unwrap(await jobCoordinator(c.env, job_id).cancel(job_id, c.get("principal").sub, { abort_running: body.abort_running === true })), 200);
   });
