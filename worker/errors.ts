@@ -36,6 +36,7 @@ export const ErrorCode = {
   JOB_FINISHED: "ERR_JOB_FINISHED",
   UNKNOWN_HOSTS: "ERR_UNKNOWN_HOSTS",
   EMPTY_TARGET: "ERR_EMPTY_TARGET",
+  RELAY_UNAVAILABLE: "ERR_RELAY_UNAVAILABLE",
   INTERNAL: "ERR_INTERNAL",
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
@@ -75,6 +76,7 @@ const TITLES: Record<ErrorCode, string> = {
   ERR_JOB_FINISHED: "Job already finished",
   ERR_UNKNOWN_HOSTS: "Target names hosts that cannot take commands",
   ERR_EMPTY_TARGET: "Target matches no host",
+  ERR_RELAY_UNAVAILABLE: "The host's relay could not be reached",
   ERR_INTERNAL: "Internal error",
 };
 
@@ -114,6 +116,7 @@ export const ERROR_STATUS: Record<ErrorCode, number> = {
   ERR_JOB_FINISHED: 409,
   ERR_UNKNOWN_HOSTS: 400,
   ERR_EMPTY_TARGET: 422,
+  ERR_RELAY_UNAVAILABLE: 503,
   ERR_INTERNAL: 500,
 };
 

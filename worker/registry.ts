@@ -113,13 +113,6 @@ export async function hostExists(db: D1Database, hostId: string): Promise<boolea
   return (await db.prepare("SELECT 1 AS found FROM hosts WHERE host_id = ?").bind(hostId).first()) !== null;
 }
 
-/** Whether a host may be sent commands, by the registry (the authority on revocation). */
-export async function hostStanding(db: D1Database, hostId: string): Promise<"unknown" | "revoked" | "active"> {
-  const row = await db.prepare("SELECT revoked_at FROM hosts WHERE host_id = ?").bind(hostId).first<{ revoked_at: string | null }>();
-  if (!row) return "unknown";
-  return row.revoked_at ? "revoked" : "active";
-}
-
 /** Marks a host revoked; returns false if it does not exist. Revoking twice keeps the first time. */
 export async function revokeHost(db: D1Database, hostId: string, at: string): Promise<boolean> {
   const res = await db

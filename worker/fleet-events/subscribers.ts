@@ -4,16 +4,8 @@ import { EventFilter as EventFilterSchema, EventStreamAck, EventStreamCloseCode,
 import { ErrorCode, RelayError, problemResponse } from "../errors.ts";
 import { type EventsContext, SUBSCRIBER_TAG, type SubscriberAttachment, attachment } from "./context.ts";
 
-/** Set only by the Worker's `/api/events` route, on a request it builds itself after checking the token. */
-export const INTERNAL_SUBSCRIPTION_HEADER = "x-fleet-events-subscription";
-
-/** What the route hands the object: parsed filters and the resume point, if any. */
-export const Subscription = z.strictObject({
-  filter: EventFilterSchema,
-  after: z.int().min(0).optional(),
-  epoch: z.string().max(64).optional(),
-});
-export type Subscription = z.infer<typeof Subscription>;
+export { INTERNAL_SUBSCRIPTION_HEADER, Subscription } from "./contract.ts";
+import { INTERNAL_SUBSCRIPTION_HEADER, Subscription } from "./contract.ts";
 
 /** Lists combine with AND; the values within one list with OR. An absent list matches everything. */
 export function matches(filter: EventFilter, event: FleetEventInput): boolean {

@@ -1,57 +1,64 @@
 import type { AckMessage, AgentFrame, ErrorMessage, ResponseMessage, StatusMessage } from "../../schemas/index.ts";
 import { AgentFrame as AgentFrameSchema, CloseCode, FrameErrorCode, decodeFrame, nowRfc3339 } from "../../schemas/index.ts";
 import { fieldErrors } from "../errors.ts";
-import { type RelayContext, attachment, sendFrame } from "./context.ts";
+import { type FrameBudget, type RelayContext, attachment, sendFrame } from "./context.ts";
 import { closeAgent, onHello, touch } from "./connection.ts";
 import { executionDeadline, apply } from "./lifecycle.ts";
 import { pump } from "./delivery.ts";
 import { recordOutput } from "./notify.ts";
 import type { CommandRow } from "./storage.ts";
 
-/** Entry point for every frame an agent sends; never throws, never closes the socket for one bad frame. */
+/**
+ * Entry point for every frame an agent sends; never throws, never closes the socket for one bad frame.
+ * Frames that move a command forward (the ack, status and response the relay's own sends call for)
+ * are free: they are bounded by what the relay sent. Every other frame (invalid, repeated, unknown,
+ * a no-op, streamed output) draws on the connection's budget.
+ */
 export function handleAgentFrame(rc: RelayContext, ws: WebSocket, raw: string | ArrayBuffer, now: number): void {
   touch(ws, now);
-  if (!withinBudget(rc, ws, now)) return;
+  const budget = frameBudget(rc, ws, now);
+  if (budget.tokens < 1) {
+    refuse(rc, ws, budget, now);
+    return;
+  }
+  if (!dispatch(rc, ws, raw, now)) budget.tokens -= 1;
+}
+
+/** Handles one frame; true when it moved a command forward. */
+function dispatch(rc: RelayContext, ws: WebSocket, raw: string | ArrayBuffer, now: number): boolean {
   const parsed = parseFrame(raw);
   if (!parsed.ok) {
     rejectFrame(rc, ws, parsed.code, parsed.detail, parsed.originalId, now);
-    return;
+    return false;
   }
   const frame = parsed.frame;
   const greeted = attachment(ws).helloAt !== null;
   if (frame.message_type !== "hello" && !greeted) {
     rejectFrame(rc, ws, FrameErrorCode.HELLO_REQUIRED, "the first frame must be hello", frame.message_id, now);
-    return;
+    return false;
   }
   switch (frame.message_type) {
     case "hello":
       if (greeted) {
         rejectFrame(rc, ws, FrameErrorCode.HELLO_REPEATED, "hello was already received on this connection", frame.message_id, now);
-        return;
+      } else {
+        onHello(rc, ws, frame, now);
       }
-      onHello(rc, ws, frame, now);
-      break;
+      return false;
     case "ack":
-      onAck(rc, frame, now);
-      break;
+      return onAck(rc, frame, now);
     case "status":
-      onStatus(rc, ws, frame, now);
-      break;
+      return onStatus(rc, ws, frame, now);
     case "response":
-      onResponse(rc, ws, frame, now);
-      break;
+      return onResponse(rc, ws, frame, now);
     case "error":
       onAgentError(rc, frame, now);
-      break;
+      return false;
   }
 }
 
-/**
- * A token bucket per connection: past the burst, frames are refused with an `error` frame, and a
- * connection that keeps sending past twice the burst is closed (CloseCode.RATE_LIMITED). One agent
- * therefore cannot flood its relay, the fleet's events or the shared history.
- */
-function withinBudget(rc: RelayContext, ws: WebSocket, now: number): boolean {
+/** The connection's token bucket, refilled for the time since its last frame. */
+function frameBudget(rc: RelayContext, ws: WebSocket, now: number): FrameBudget {
   const { connectionId } = attachment(ws);
   const { frameRatePerS, frameBurst } = rc.config;
   let b = rc.frameBudgets.get(connectionId);
@@ -61,19 +68,24 @@ function withinBudget(rc: RelayContext, ws: WebSocket, now: number): boolean {
   }
   b.tokens = Math.min(frameBurst, b.tokens + ((now - b.refilledAt) * frameRatePerS) / 1000);
   b.refilledAt = now;
-  if (b.tokens >= 1) {
-    b.tokens -= 1;
-    // Only a connection that calmed down all the way (a full bucket) is forgiven its refusals.
-    if (b.tokens >= frameBurst - 1) b.refused = 0;
-    return true;
-  }
+  // Only a connection that calmed down all the way (a full bucket) is forgiven its refusals.
+  if (b.tokens >= frameBurst) b.refused = 0;
+  return b;
+}
+
+/**
+ * Past the burst, frames are dropped with one `error` frame; a connection that keeps sending past
+ * twice the burst is closed (CloseCode.RATE_LIMITED). One agent therefore cannot flood its relay,
+ * the fleet's events or the shared history.
+ */
+function refuse(rc: RelayContext, ws: WebSocket, b: FrameBudget, now: number): void {
+  const { frameRatePerS, frameBurst } = rc.config;
   b.refused++;
   if (b.refused === 1) {
-    rejectFrame(rc, ws, FrameErrorCode.RATE_LIMITED, `more than ${frameRatePerS} frames/s (burst ${frameBurst}); frames are dropped`, undefined, now);
+    rejectFrame(rc, ws, FrameErrorCode.RATE_LIMITED, `more than ${frameRatePerS} frames/s (burst ${frameBurst}) that advance no command; frames are dropped`, undefined, now);
   } else if (b.refused > frameBurst) {
     closeAgent(rc, ws, CloseCode.RATE_LIMITED, "frame rate limit exceeded", now);
   }
-  return false;
 }
 
 type Parsed =
@@ -138,14 +150,16 @@ const AGENT_REFUSALS: ReadonlySet<string> = new Set([FrameErrorCode.INVALID, Fra
  * The agent recorded a command durably (it is delivered, and its window slot frees up), or it
  * received a cancel frame (no resend needed; its response to the command follows).
  */
-function onAck(rc: RelayContext, frame: AckMessage, now: number): void {
+function onAck(rc: RelayContext, frame: AckMessage, now: number): boolean {
   const row = rc.store.commands.get(frame.original_message_id);
   if (!row) {
     const cancelled = rc.store.commands.byCancelFrame(frame.original_message_id);
     if (cancelled) rc.store.commands.markCancelAcked(cancelled);
-    return;
+    return cancelled !== null;
   }
-  if (apply(rc, row, { kind: "ack" }, now, { deadline_at: executionDeadline(rc, row, now) })) pump(rc, now);
+  if (!apply(rc, row, { kind: "ack" }, now, { deadline_at: executionDeadline(rc, row, now) })) return false;
+  pump(rc, now);
+  return true;
 }
 
 function knownCommand(rc: RelayContext, ws: WebSocket, frameId: string, commandId: string, now: number): CommandRow | null {
@@ -158,37 +172,42 @@ function knownCommand(rc: RelayContext, ws: WebSocket, frameId: string, commandI
 }
 
 /** A status or response proves delivery even when the ack was lost: the history shows the implied step. */
-function impliedAck(rc: RelayContext, row: CommandRow, now: number): void {
-  if (row.state !== "queued") return;
-  if (apply(rc, row, { kind: "ack" }, now, { detail: "implied by a later frame from the agent", deadline_at: executionDeadline(rc, row, now) })) {
-    pump(rc, now);
+function impliedAck(rc: RelayContext, row: CommandRow, now: number): boolean {
+  if (row.state !== "queued") return false;
+  if (!apply(rc, row, { kind: "ack" }, now, { detail: "implied by a later frame from the agent", deadline_at: executionDeadline(rc, row, now) })) {
+    return false;
   }
+  pump(rc, now);
+  return true;
 }
 
-function onStatus(rc: RelayContext, ws: WebSocket, frame: StatusMessage, now: number): void {
+function onStatus(rc: RelayContext, ws: WebSocket, frame: StatusMessage, now: number): boolean {
   const row = knownCommand(rc, ws, frame.message_id, frame.original_message_id, now);
-  if (!row) return;
-  impliedAck(rc, row, now);
+  if (!row) return false;
+  const implied = impliedAck(rc, row, now);
   // Execution starts now: the deadline counts from here.
-  apply(rc, row, { kind: "running" }, now, { deadline_at: executionDeadline(rc, row, now) });
+  const started = apply(rc, row, { kind: "running" }, now, { deadline_at: executionDeadline(rc, row, now) }) !== null;
   if (frame.output && (row.state === "running" || row.state === "cancelling")) {
     const stored = rc.store.outputs.append(row, frame.message_id, frame.seq ?? null, frame.output, now);
     if (stored === "stored") recordOutput(rc, row, frame.output, frame.seq ?? null, now);
     if (stored === "truncated") rc.store.commands.addHistory(row.message_id, row.state, now, null, "output truncated: stored output limit reached");
   }
   ackFrame(ws, frame.message_id, now);
+  // Streamed output is not free: it is what a chatty or hostile agent could send without end.
+  return implied || started;
 }
 
 /** The agent's word on a command: it decides the final state, even over a give-up by the relay. */
-function onResponse(rc: RelayContext, ws: WebSocket, frame: ResponseMessage, now: number): void {
+function onResponse(rc: RelayContext, ws: WebSocket, frame: ResponseMessage, now: number): boolean {
   const row = knownCommand(rc, ws, frame.message_id, frame.original_message_id, now);
-  if (!row) return;
+  if (!row) return false;
   impliedAck(rc, row, now);
   const reason = frame.status === "rejected" && frame.result.reason ? `rejected by the agent: ${frame.result.reason}` : undefined;
-  apply(rc, row, { kind: "response", status: frame.status }, now, {
+  const caused = apply(rc, row, { kind: "response", status: frame.status }, now, {
     ...(reason && (row.state === "delivered" || row.state === "running") ? { detail: reason } : {}),
     response_status: frame.status,
     result: JSON.stringify(frame.result),
   });
   ackFrame(ws, frame.message_id, now);
+  return caused !== null;
 }

@@ -5,7 +5,7 @@ import { type AgentAttachment, type RelayContext, AGENT_TAG, attachment, enqueue
 import { cancelsDue, pump, socketDeadline } from "./delivery.ts";
 import { recordPresence } from "./notify.ts";
 
-export const INTERNAL_HOST_HEADER = "x-relay-host-id";
+export { INTERNAL_HOST_HEADER } from "./contract.ts";
 
 /** Accepts an agent's WebSocket (identity already proven by the Worker) and supersedes any older one. */
 export function acceptAgent(rc: RelayContext, hostId: string, now: number): Response {

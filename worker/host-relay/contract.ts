@@ -2,6 +2,9 @@ import type { CommandView } from "../../schemas/index.ts";
 /** The HostRelay's RPC types: what the Worker's routes and the JobCoordinator send and get back. */
 export type { Page } from "../cursor.ts";
 
+/** Set only by the Worker's `/agent/connect` route, after it verified the agent's certificate. */
+export const INTERNAL_HOST_HEADER = "x-relay-host-id";
+
 /** What the Worker hands a HostRelay to queue one command (already validated at the REST boundary). */
 export interface EnqueueInput {
   host_id: string;

@@ -5,7 +5,7 @@ import { systemClock } from "../clock.ts";
 import { relayConfig } from "../config.ts";
 import { DurableEntry } from "../durable-entry.ts";
 import type { Env } from "../env.ts";
-import { ErrorCode, RelayError, type RpcResult, problemResponse } from "../errors.ts";
+import { ErrorCode, RelayError, type RpcFailure, type RpcResult, problemResponse } from "../errors.ts";
 import { handleAgentFrame } from "./agent-frames.ts";
 import { INTERNAL_HOST_HEADER, acceptAgent, closeStale, onAgentGone } from "./connection.ts";
 import type { RelayContext } from "./context.ts";
@@ -47,13 +47,15 @@ export class HostRelay extends DurableObject<Env> {
     };
     this.rc = rc;
     this.entry = new DurableEntry("HostRelay", () => {
+      // An object that was only asked about an unknown host has no tables, and needs neither.
+      if (!store.initialized) return;
       flushOutbox(rc);
       scheduleAlarm(rc);
     });
     ctx.blockConcurrencyWhile(async () => {
-      store.migrate();
+      store.open();
       // Only this instance flushes; leases held by an evicted one are void.
-      store.outbox.releaseLeases();
+      if (store.initialized) store.outbox.releaseLeases();
     });
     // Answered by the runtime, so a heartbeat never wakes a hibernating object.
     ctx.setWebSocketAutoResponse(new WebSocketRequestResponsePair(HEARTBEAT_PING, HEARTBEAT_PONG));
@@ -133,19 +135,25 @@ export class HostRelay extends DurableObject<Env> {
   }
 
   getCommand(hostId: string, messageId: string) {
-    return this.entry.rpc("getCommand", () => ops.getCommand(this.rc, hostId, messageId));
+    return this.entry.rpc("getCommand", async () => (await this.ready(hostId)) ?? ops.getCommand(this.rc, hostId, messageId));
   }
 
   listCommands(hostId: string, opts: { states?: CommandState[] | undefined; limit: number; cursor?: string | undefined }) {
-    return this.entry.rpc("listCommands", () => ops.listCommands(this.rc, hostId, opts));
+    return this.entry.rpc("listCommands", async () => (await this.ready(hostId)) ?? ops.listCommands(this.rc, hostId, opts));
   }
 
   cancel(hostId: string, messageId: string, opts?: CancelOptions): Promise<RpcResult<CancelResult>> {
-    return this.entry.rpc("cancel", () => ops.cancel(this.rc, hostId, messageId, opts ?? {}, this.now()));
+    return this.entry.rpc("cancel", async () => (await this.ready(hostId)) ?? ops.cancel(this.rc, hostId, messageId, opts ?? {}, this.now()));
   }
 
   listDeadLetters(hostId: string, opts: { limit: number; cursor?: string | undefined }) {
-    return this.entry.rpc("listDeadLetters", () => ops.listDeadLetters(this.rc, hostId, opts));
+    return this.entry.rpc("listDeadLetters", async () => (await this.ready(hostId)) ?? ops.listDeadLetters(this.rc, hostId, opts));
+  }
+
+  /** Null when this object serves `hostId` (asking the registry only the first time), else the refusal. */
+  private async ready(hostId: string): Promise<RpcFailure | null> {
+    const known = await ops.knownHost(this.rc, hostId, this.now());
+    return known.ok ? null : known;
   }
 
   requeue(hostId: string, messageId: string, opts: RequeueRequest) {
@@ -155,7 +163,7 @@ export class HostRelay extends DurableObject<Env> {
   /** Throws (rather than answering data) when a fault is injected, as a failed RPC would. */
   async revoke(hostId: string, revokedAt: string) {
     this.faults.check("revoke");
-    return this.entry.rpc("revoke", () => ops.revoke(this.rc, hostId, revokedAt, this.now()));
+    return this.entry.rpc("revoke", async () => (await this.ready(hostId)) ?? ops.revoke(this.rc, hostId, revokedAt, this.now()));
   }
 
   /** The host's tags changed in the registry; events carry them from now on. */
@@ -164,11 +172,11 @@ export class HostRelay extends DurableObject<Env> {
   }
 
   stats() {
-    return this.entry.run("stats", () => ops.stats(this.rc));
+    return this.entry.run("stats", () => (this.rc.store.initialized ? ops.stats(this.rc) : { queue_depth: 0, connected: false }));
   }
 
   /** Invalid frames recorded from this host's agent, oldest first (bounded). */
   frameErrors() {
-    return this.entry.run("frameErrors", () => this.rc.store.frameErrors.list());
+    return this.entry.run("frameErrors", () => (this.rc.store.initialized ? this.rc.store.frameErrors.list() : []));
   }
 }

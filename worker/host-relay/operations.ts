@@ -21,14 +21,31 @@ export const REGISTRY_CHECK_MS = 30_000;
  * so a revocation whose call to this object failed still takes effect within that bound.
  */
 export async function ensureHost(rc: RelayContext, hostId: string, now: number): Promise<RpcResult<null>> {
-  const known = rc.store.getMeta("host_id");
-  if (known !== null && known !== hostId) return rpcError(ErrorCode.INTERNAL, "host relay addressed with a different host id");
-  if (known === null || registryCheckDue(rc, now)) {
-    const outcome = await refreshRegistration(rc, hostId, now);
-    if (outcome === "unknown") return rpcError(ErrorCode.HOST_NOT_FOUND, `host ${hostId} is not registered`);
-  }
+  const known = await knownHost(rc, hostId, now);
+  if (!known.ok) return known;
+  if (registryCheckDue(rc, now)) await refreshRegistration(rc, hostId, now);
   const revoked = rc.store.getMeta("revoked_at");
   if (revoked) return rpcError(ErrorCode.HOST_REVOKED, `host ${hostId} was revoked at ${revoked}`);
+  return { ok: true, value: null };
+}
+
+/**
+ * This object serves `hostId`. The registry is asked only when the object has never served a host;
+ * an unknown id is refused before anything is written, so made-up ids create no storage.
+ */
+export async function knownHost(rc: RelayContext, hostId: string, now: number): Promise<RpcResult<null>> {
+  const known = rc.store.getMeta("host_id");
+  if (known === hostId) return { ok: true, value: null };
+  if (known !== null) return rpcError(ErrorCode.INTERNAL, "host relay addressed with a different host id");
+  const reg = await hostRegistration(rc.env.DB, hostId);
+  if (!reg) return rpcError(ErrorCode.HOST_NOT_FOUND, `host ${hostId} is not registered`);
+  if (!rc.store.initialized) rc.store.initialize();
+  if (rc.store.getMeta("host_id") === null) {
+    rc.store.setMeta("host_id", hostId);
+    rc.store.setMeta("tags", JSON.stringify(reg.tags));
+    rc.store.setMeta("registry_checked_at", String(now));
+    if (reg.revoked_at) revokeHere(rc, hostId, reg.revoked_at, now);
+  }
   return { ok: true, value: null };
 }
 
@@ -48,11 +65,6 @@ export function nextRegistryCheck(rc: RelayContext): number | null {
 export async function refreshRegistration(rc: RelayContext, hostId: string, now: number): Promise<"ok" | "unknown" | "revoked"> {
   const reg = await hostRegistration(rc.env.DB, hostId);
   if (!reg) return "unknown";
-  // Re-read after the await: another entry point may have written meanwhile.
-  if (rc.store.getMeta("host_id") === null) {
-    rc.store.setMeta("host_id", hostId);
-    rc.store.setMeta("tags", JSON.stringify(reg.tags));
-  }
   rc.store.setMeta("registry_checked_at", String(now));
   if (reg.revoked_at) {
     revokeHere(rc, hostId, reg.revoked_at, now);
@@ -189,9 +201,6 @@ export async function requeue(
 
 /** Revocation, as told by the Worker after it wrote the registry. */
 export function revoke(rc: RelayContext, hostId: string, revokedAt: string, now: number): RpcResult<{ cancelled: number }> {
-  const known = rc.store.getMeta("host_id");
-  if (known !== null && known !== hostId) return rpcError(ErrorCode.INTERNAL, "host relay addressed with a different host id");
-  if (known === null) rc.store.setMeta("host_id", hostId);
   return { ok: true, value: { cancelled: revokeHere(rc, hostId, revokedAt, now) } };
 }
 
@@ -211,6 +220,7 @@ export function stats(rc: RelayContext): HostStats {
 }
 
 export function setTags(rc: RelayContext, hostId: string, tags: string[]): RpcResult<null> {
+  if (!rc.store.initialized) return { ok: true, value: null };
   const known = rc.store.getMeta("host_id");
   if (known !== null && known !== hostId) return rpcError(ErrorCode.INTERNAL, "host relay addressed with a different host id");
   // Before the object knows its host it reads tags from the registry on first use.

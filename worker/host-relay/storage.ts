@@ -31,11 +31,23 @@ export class HostRelayStorage {
     this.views = new CommandViews(this.#sql, this.outputs);
   }
 
-  migrate(): void {
+  /** Whether this object has tables yet. A relay is created lazily: reads for an unknown host write nothing. */
+  initialized = false;
+
+  /** Brings existing storage up to date; leaves an empty object empty. */
+  open(): void {
+    const existing = this.#sql.exec("SELECT name FROM sqlite_master WHERE type = 'table' AND name = '_migrations'").toArray().length > 0;
+    if (existing) this.initialize();
+  }
+
+  /** Creates or migrates the tables (the first write for a registered host). */
+  initialize(): void {
     applySqlMigrations(this.#sql, HOST_RELAY_MIGRATIONS);
+    this.initialized = true;
   }
 
   getMeta(key: string): string | null {
+    if (!this.initialized) return null;
     const row = this.#sql.exec<{ value: string }>("SELECT value FROM meta WHERE key = ?", key).toArray()[0];
     return row ? row.value : null;
   }

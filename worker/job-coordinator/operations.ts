@@ -1,3 +1,4 @@
+import { Cursor, type Page } from "../cursor.ts";
 import type { JobAccepted, JobHostState, JobHostView, JobView } from "../../schemas/index.ts";
 import { ErrorCode, type RpcResult, rpcError } from "../errors.ts";
 import type { JobContext } from "./context.ts";
@@ -8,11 +9,6 @@ import type { NewJob } from "./storage.ts";
 import { jobView } from "./view.ts";
 
 export type CreateJobInput = Omit<NewJob, "created_at"> & { created_at: number };
-
-export interface Page<T> {
-  items: T[];
-  next_cursor: string | null;
-}
 
 function notFound(jobId: string | undefined): RpcResult<never> {
   return rpcError(ErrorCode.JOB_NOT_FOUND, `no job ${jobId ?? ""}`.trim());
@@ -61,23 +57,17 @@ export function view(rc: JobContext, jobId: string): RpcResult<JobView> {
   return { ok: true, value: jobView(job, rc.store.counts()) };
 }
 
-export function decodeHostCursor(cursor: string | undefined): number | null | "invalid" {
-  if (cursor === undefined) return null;
-  const m = /^s(\d{1,9})$/.exec(cursor);
-  return m ? Number(m[1]) : "invalid";
-}
-
 export function listHosts(
   rc: JobContext,
   jobId: string,
   opts: { states?: JobHostState[] | undefined; limit: number; cursor?: string | undefined },
 ): RpcResult<Page<JobHostView>> {
-  const after = decodeHostCursor(opts.cursor);
-  if (after === "invalid") return rpcError(ErrorCode.VALIDATION, "cursor: not a cursor this API returned");
+  const after = Cursor.decodeNumber("s", opts.cursor);
+  if (after === "invalid") return Cursor.rpcInvalid();
   const job = rc.store.job();
   if (!job || job.job_id !== jobId) return notFound(jobId);
   const page = rc.store.listHosts(opts.states, opts.limit, after);
-  return { ok: true, value: { items: page.items, next_cursor: page.lastSeq === null ? null : `s${page.lastSeq}` } };
+  return { ok: true, value: { items: page.items, next_cursor: Cursor.encode("s", page.lastSeq) } };
 }
 
 /**

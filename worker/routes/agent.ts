@@ -3,7 +3,7 @@ import { createRoute } from "@hono/zod-openapi";
 import { EnrollRequest, EnrollResponse, RenewRequest, RenewResponse } from "../../schemas/index.ts";
 import { identifyAgent } from "../auth/agent-identity.ts";
 import { ErrorCode, RelayError } from "../errors.ts";
-import { INTERNAL_HOST_HEADER } from "../host-relay/connection.ts";
+import { INTERNAL_HOST_HEADER } from "../host-relay/contract.ts";
 import { fleetCa, sha256Hex } from "../pki/ca-binding.ts";
 import { type FleetCa, type IssuedCertificate, issueAgentCertificate, verifyCsr } from "../pki/fleet-ca.ts";
 import { addHostCertificate, enrollHost, findEnrollmentToken } from "../registry.ts";

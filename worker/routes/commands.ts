@@ -24,7 +24,6 @@ import {
   jsonContent,
   problems,
   requestHash,
-  requireActiveHost,
   requireHost,
   requireRole,
 } from "./common.ts";
@@ -110,7 +109,6 @@ const cancelRoute = createRoute({
 });
 
 async function queue(c: Context<AppEnv>, hostId: string, input: Omit<EnqueueInput, "host_id" | "idempotency_key" | "request_hash">, key: string | undefined) {
-  await requireActiveHost(c.env, hostId);
   assertDeadlineWithinBound(input.expires_at, Date.now());
   const stub = hostRelay(c.env, hostId);
   const result = unwrap(

@@ -4,7 +4,7 @@ import { Problem } from "../../schemas/index.ts";
 import { type Principal, type Role, authenticate, hasRole } from "../auth/jwt.ts";
 import type { Env } from "../env.ts";
 import { ErrorCode, PROBLEM_CONTENT_TYPE, RelayError, validationError } from "../errors.ts";
-import { hostExists, hostStanding } from "../registry.ts";
+import { hostExists } from "../registry.ts";
 
 export interface AppEnv {
   Bindings: Env;
@@ -80,17 +80,6 @@ export const HostCommandParams = HostIdParam.extend({
  */
 export async function requireHost(env: Env, hostId: string): Promise<void> {
   if (!(await hostExists(env.DB, hostId))) throw new RelayError(ErrorCode.HOST_NOT_FOUND, `host ${hostId} is not registered`);
-}
-
-/**
- * Before a command is queued: the host exists and the registry has not revoked it. Asking the
- * registry here (not only the HostRelay's copy) means a revocation whose call to the HostRelay
- * failed still stops new commands at once; it also keeps unknown ids from creating relay storage.
- */
-export async function requireActiveHost(env: Env, hostId: string): Promise<void> {
-  const standing = await hostStanding(env.DB, hostId);
-  if (standing === "unknown") throw new RelayError(ErrorCode.HOST_NOT_FOUND, `host ${hostId} is not registered`);
-  if (standing === "revoked") throw new RelayError(ErrorCode.HOST_REVOKED, `host ${hostId} is revoked`);
 }
 
 /** SHA-256 of the canonical request, so a reused Idempotency-Key with another body is detected. */

@@ -4,7 +4,7 @@ import { EventFilterLimits, EventStreamQuery, FleetEventType } from "../../schem
 import { type Principal, type Role, authenticate, hasRole, verifyToken } from "../auth/jwt.ts";
 import { ErrorCode, RelayError } from "../errors.ts";
 import { fleetEvents } from "../stubs.ts";
-import { INTERNAL_SUBSCRIPTION_HEADER, type Subscription } from "../fleet-events/subscribers.ts";
+import { INTERNAL_SUBSCRIPTION_HEADER, type Subscription } from "../fleet-events/contract.ts";
 import { type AppEnv, BEARER, createRouter, problems } from "./common.ts";
 
 /** The subprotocol a browser offers before its token: `new WebSocket(url, ["bearer", token])`. */

@@ -4,7 +4,7 @@ import { Cursor } from "../cursor.ts";
 import { hostRelay } from "../stubs.ts";
 import { createRoute, z } from "@hono/zod-openapi";
 import { HostCreate, HostListQuery, HostView, Page } from "../../schemas/index.ts";
-import { ErrorCode, RelayError } from "../errors.ts";
+import { ErrorCode, RelayError, unwrap } from "../errors.ts";
 import { getHost, insertHost, listHosts, revokeHost } from "../registry.ts";
 import { BEARER, HostIdParam, createRouter, jsonBody, jsonContent, problems, requireRole } from "./common.ts";
 
@@ -57,31 +57,33 @@ const revokeRoute = createRoute({
   security: BEARER,
   middleware: [requireRole("admin")] as const,
   request: { params: HostIdParam },
-  responses: { 200: jsonContent(HostView, "The revoked host"), ...problems(400, 401, 403, 404) },
+  responses: { 200: jsonContent(HostView, "The revoked host"), ...problems(400, 401, 403, 404, 503) },
 });
 
 const UUID = /^[0-9a-f-]{36}$/;
 
-/** Tries this many times to tell the HostRelay at once; past that its own registry check (≤ 30 s) takes over. */
-const REVOKE_TRIES = 3;
+/** Calls to the HostRelay before the revocation is answered as not done (503). */
+const REVOKE_TRIES = 4;
 
 /**
- * The registry (D1) is the authority and is already written: telling the HostRelay only makes the
- * disconnect immediate. A failure here is logged, never answered as a failed revocation, because the
- * relay re-reads the registry within REGISTRY_CHECK_MS while an agent is connected, and on every enqueue.
+ * Revocation reaches the HostRelay first, with retries: once it has it, the agent is disconnected and
+ * nothing new is delivered. Only then is the registry written, so the API never reports a revocation
+ * that has not taken effect. If the relay cannot be reached, nothing is recorded and the caller gets
+ * 503 to retry; a revocation written to the registry by other means still takes effect through the
+ * relay's own registry check (at most every 30 s while an agent is connected).
  */
 async function tellRelay(env: Env, hostId: string, revokedAt: string): Promise<void> {
   for (let attempt = 1; attempt <= REVOKE_TRIES; attempt++) {
     try {
-      const result = await hostRelay(env, hostId).revoke(hostId, revokedAt);
-      if (result.ok) return;
-      console.error(JSON.stringify({ level: "warn", msg: "host relay refused revocation", host_id: hostId, code: result.code }));
+      unwrap(await hostRelay(env, hostId).revoke(hostId, revokedAt));
       return;
     } catch (err) {
+      if (err instanceof RelayError) throw err;
       console.error(JSON.stringify({ level: "warn", msg: "telling the host relay of a revocation failed", host_id: hostId, attempt, error: String(err) }));
       if (attempt < REVOKE_TRIES) await new Promise((resolve) => setTimeout(resolve, backoffMs(attempt + 1, { baseMs: 50, capMs: 500 }, Math.random)));
     }
   }
+  throw new RelayError(ErrorCode.RELAY_UNAVAILABLE, `the host's relay could not be reached; host ${hostId} is not revoked yet: retry`);
 }
 
 export const hostRoutes = createRouter()
@@ -112,11 +114,11 @@ export const hostRoutes = createRouter()
   })
   .openapi(revokeRoute, async (c) => {
     const { host_id } = c.req.valid("param");
-    const at = new Date().toISOString();
-    if (!(await revokeHost(c.env.DB, host_id, at))) {
-      throw new RelayError(ErrorCode.HOST_NOT_FOUND, `host ${host_id} is not registered`);
-    }
-    const host = (await getHost(c.env.DB, host_id))!;
-    await tellRelay(c.env, host_id, host.revoked_at ?? at);
-    return c.json(host, 200);
+    const existing = await getHost(c.env.DB, host_id);
+    if (!existing) throw new RelayError(ErrorCode.HOST_NOT_FOUND, `host ${host_id} is not registered`);
+    const at = existing.revoked_at ?? new Date().toISOString();
+    // The HostRelay first: it is what delivers, so once it knows, nothing new reaches the agent.
+    await tellRelay(c.env, host_id, at);
+    await revokeHost(c.env.DB, host_id, at);
+    return c.json((await getHost(c.env.DB, host_id))!, 200);
   });

@@ -1,3 +1,4 @@
+import { Cursor } from "../cursor.ts";
 import { JobCancelRequest } from "../../schemas/index.ts";
 import { createRoute, z } from "@hono/zod-openapi";
 import {
@@ -17,7 +18,7 @@ import type { Env } from "../env.ts";
 import { ErrorCode, RelayError, unwrap } from "../errors.ts";
 import { jobCoordinator } from "../stubs.ts";
 import { assertDeadlineWithinBound } from "../deadline.ts";
-import { jobIdForKey } from "../job-coordinator/job-id.ts";
+import { jobIdForKey } from "../job-coordinator/contract.ts";
 import { activeHosts, checkHostIds, hostsWithTags, jobExists, listJobs } from "../registry-targets.ts";
 import { BEARER, JobIdempotencyHeader, createRouter, jsonBody, jsonContent, problems, requestHash, requireRole } from "./common.ts";
 
@@ -137,12 +138,11 @@ async function resolveTarget(env: Env, target: JobTarget): Promise<{ hostIds: st
   return { hostIds: await activeHosts(env.DB), summary: { all: true } };
 }
 
-const JOB_CURSOR = /^j(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z)_([0-9a-f-]{36})$/;
+/** Jobs list position: creation time and job id (`j<iso>_<uuid>`). */
+const JOB_POSITION = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z_[0-9a-f-]{36}$/;
 
 function badCursor(): RelayError {
-  return new RelayError(ErrorCode.VALIDATION, "cursor: not a cursor this API returned", {
-    errors: [{ path: "cursor", message: "not a cursor this API returned" }],
-  });
+  return Cursor.invalid();
 }
 
 /** JSON with object keys sorted, so two requests that differ only in key order hash alike. */
@@ -220,14 +220,11 @@ export const jobRoutes = createRouter()
   })
   .openapi(listJobsRoute, async (c) => {
     const q = c.req.valid("query");
-    let after: { created_at: string; job_id: string } | undefined;
-    if (q.cursor !== undefined) {
-      const m = JOB_CURSOR.exec(q.cursor);
-      if (!m) throw badCursor();
-      after = { created_at: m[1]!, job_id: m[2]! };
-    }
+    const position = Cursor.decodeString("j", q.cursor, JOB_POSITION);
+    if (position === "invalid") throw badCursor();
+    const after = position === null ? undefined : { created_at: position.slice(0, 24), job_id: position.slice(25) };
     const page = await listJobs(c.env.DB, { limit: q.limit, after });
-    return c.json({ items: page.items, next_cursor: page.last ? `j${page.last.created_at}_${page.last.job_id}` : null }, 200);
+    return c.json({ items: page.items, next_cursor: Cursor.encode("j", page.last ? `${page.last.created_at}_${page.last.job_id}` : null) }, 200);
   })
   .openapi(getJobRoute, async (c) => {
     const { job_id } = c.req.valid("param");
