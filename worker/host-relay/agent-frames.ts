@@ -59,12 +59,11 @@ function dispatch(rc: RelayContext, ws: WebSocket, raw: string | ArrayBuffer, no
 
 /** The connection's token bucket, refilled for the time since its last frame. */
 function frameBudget(rc: RelayContext, ws: WebSocket, now: number): FrameBudget {
-  const { connectionId } = attachment(ws);
   const { frameRatePerS, frameBurst } = rc.config;
-  let b = rc.frameBudgets.get(connectionId);
+  let b = rc.frameBudgets.get(ws);
   if (!b) {
     b = { tokens: frameBurst, refilledAt: now, refused: 0 };
-    rc.frameBudgets.set(connectionId, b);
+    rc.frameBudgets.set(ws, b);
   }
   b.tokens = Math.min(frameBurst, b.tokens + ((now - b.refilledAt) * frameRatePerS) / 1000);
   b.refilledAt = now;

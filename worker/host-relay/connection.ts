@@ -76,7 +76,7 @@ export function onAgentGone(rc: RelayContext, ws: WebSocket, now: number): void 
   if (a.closed) return;
   a.closed = true;
   ws.serializeAttachment(a);
-  rc.frameBudgets.delete(a.connectionId);
+  rc.frameBudgets.delete(ws);
   // Unacked commands were sent on this socket; the next connection resends them (spending attempts then).
   if (liveSockets(rc).length === 0) rc.store.commands.clearInFlight();
   if (a.helloAt !== null) {

@@ -22,8 +22,8 @@ export interface RelayContext {
   settleAlarm: () => void;
   /** Test-only failure injection (faults.ts). */
   faults: Faults;
-  /** Per-connection frame budgets, by connection id (in memory: a wake-up starts them afresh). */
-  frameBudgets: Map<string, FrameBudget>;
+  /** Per-connection frame budgets, by socket (in memory: a wake-up starts them afresh). */
+  frameBudgets: WeakMap<WebSocket, FrameBudget>;
 }
 
 /** A token bucket of frames for one connection. */

@@ -130,11 +130,12 @@ export function lastActivity(rc: RelayContext, ws: WebSocket): number {
 
 /** Points the single alarm at the earliest due row or socket deadline. */
 export function scheduleAlarm(rc: RelayContext): void {
+  const sockets = liveSockets(rc);
   const candidates = [
     rc.store.commands.nextDue(rc.config.retentionDays * 86_400_000, rc.config.ackTimeoutMs),
     rc.store.outbox.nextDue(),
-    nextRegistryCheck(rc),
-    ...liveSockets(rc).map((ws) => socketDeadline(rc, ws)),
+    sockets.length > 0 ? nextRegistryCheck(rc) : null,
+    ...sockets.map((ws) => socketDeadline(rc, ws)),
   ].filter((t): t is number => t !== null);
   const next = candidates.length ? Math.min(...candidates) : null;
   if (next === rc.alarmAt) return;

@@ -8,7 +8,7 @@ import type { Env } from "../env.ts";
 import { ErrorCode, RelayError, type RpcFailure, type RpcResult, problemResponse } from "../errors.ts";
 import { handleAgentFrame } from "./agent-frames.ts";
 import { INTERNAL_HOST_HEADER, acceptAgent, closeStale, onAgentGone } from "./connection.ts";
-import type { RelayContext } from "./context.ts";
+import { type RelayContext, liveSockets } from "./context.ts";
 import type { CancelOptions, CancelResult, EnqueueInput } from "./contract.ts";
 import { cancelsDue, deadlinesDue, expireDue, pump, retryDue, scheduleAlarm } from "./delivery.ts";
 import { Faults } from "./faults.ts";
@@ -43,7 +43,7 @@ export class HostRelay extends DurableObject<Env> {
       flushing: false,
       flushAgain: false,
       settleAlarm: () => scheduleAlarm(rc),
-      frameBudgets: new Map(),
+      frameBudgets: new WeakMap(),
     };
     this.rc = rc;
     this.entry = new DurableEntry("HostRelay", () => {
@@ -110,7 +110,7 @@ export class HostRelay extends DurableObject<Env> {
       rc.alarmAt = null;
       let now = this.now();
       const hostId = rc.store.getMeta("host_id");
-      if (hostId && ops.nextRegistryCheck(rc) !== null && ops.registryCheckDue(rc, now)) {
+      if (hostId && liveSockets(rc).length > 0 && ops.registryCheckDue(rc, now)) {
         await ops.refreshRegistration(rc, hostId, now);
         now = this.now();
       }

@@ -57,8 +57,9 @@ export function registryCheckDue(rc: RelayContext, now: number): boolean {
 
 /** When the alarm must re-read the registry: only while an agent is connected (it could receive commands). */
 export function nextRegistryCheck(rc: RelayContext): number | null {
-  if (rc.store.getMeta("host_id") === null || rc.store.getMeta("revoked_at") || liveSockets(rc).length === 0) return null;
-  return Number(rc.store.getMeta("registry_checked_at") ?? 0) + REGISTRY_CHECK_MS;
+  const checked = rc.store.getMeta("registry_checked_at");
+  if (checked === null || rc.store.getMeta("revoked_at")) return null;
+  return Number(checked) + REGISTRY_CHECK_MS;
 }
 
 /** Reads the host's registration and applies a revocation found there. */

@@ -46,13 +46,21 @@ export class HostRelayStorage {
     this.initialized = true;
   }
 
+  /** Meta rows read once per instance: only this object writes them, so the copy stays true. */
+  readonly #meta = new Map<string, string | null>();
+
   getMeta(key: string): string | null {
     if (!this.initialized) return null;
+    const cached = this.#meta.get(key);
+    if (cached !== undefined) return cached;
     const row = this.#sql.exec<{ value: string }>("SELECT value FROM meta WHERE key = ?", key).toArray()[0];
-    return row ? row.value : null;
+    const value = row ? row.value : null;
+    this.#meta.set(key, value);
+    return value;
   }
 
   setMeta(key: string, value: string): void {
     this.#sql.exec("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value", key, value);
+    this.#meta.set(key, value);
   }
 }
