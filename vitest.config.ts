@@ -28,6 +28,8 @@ export default defineConfig({
                 // A small frame budget so the flood test stays quick; production defaults are 200/s, burst 1,000.
                 FRAME_RATE_PER_S: "100",
                 FRAME_BURST: "300",
+                // Every enrolment in these tests shares one source bucket (no edge address); production default 10/min.
+                ENROLL_RATE_LIMIT: "50",
                 // Test-only fault hooks (worker/test-faults.ts); inert without this binding.
                 TEST_FAULTS: "1",
               },

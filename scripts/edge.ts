@@ -98,7 +98,11 @@ function forwardedHeaders(req: http.IncomingMessage, cf: object, secret: string)
   out[CF_BLOB_HEADER] = JSON.stringify(cf);
   out[EDGE_SECRET_HEADER] = secret;
   out["x-forwarded-proto"] = "https";
-  if (req.socket.remoteAddress) out["x-forwarded-for"] = req.socket.remoteAddress;
+  if (req.socket.remoteAddress) {
+    out["x-forwarded-for"] = req.socket.remoteAddress;
+    // As Cloudflare does: the address the edge saw (a client's own cf-* headers were dropped above).
+    out["cf-connecting-ip"] = req.socket.remoteAddress;
+  }
   return out;
 }
 

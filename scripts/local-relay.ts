@@ -114,6 +114,9 @@ export async function startLocalRelay(opts: LocalRelayOptions = {}): Promise<Loc
       ...(workerOptions.bindings as Record<string, Json> | undefined),
       FLEET_CA_CERT: pki.caCertPem,
       FLEET_CA_KEY: pki.caKeyPem,
+      // Every local agent enrols from loopback: the production default (10 a minute) would throttle
+      // a test fleet or benchmark; a caller's bindings can set it back.
+      ENROLL_RATE_LIMIT: "100000",
       ...opts.bindings,
       LOCAL_EDGE_SECRET: edgeSecret,
       JWT_SECRET: secret,

@@ -24,6 +24,10 @@ export interface RelayConfig {
   frameRatePerS: number;
   /** Frames one connection may send in a burst above the rate. Default 1 000. */
   frameBurst: number;
+  /** Enrolment attempts allowed per source address per window. Default 10. */
+  enrollRateLimit: number;
+  /** The enrolment rate window. Default 60 000 ms. */
+  enrollRateWindowMs: number;
 }
 
 function num(value: string | undefined, fallback: number, min: number): number {
@@ -44,5 +48,7 @@ export function relayConfig(env: Env): RelayConfig {
     executionGraceMs: num(env.EXECUTION_GRACE_S, 60, 0) * 1000,
     frameRatePerS: num(env.FRAME_RATE_PER_S, 200, 1),
     frameBurst: num(env.FRAME_BURST, 1_000, 1),
+    enrollRateLimit: num(env.ENROLL_RATE_LIMIT, 10, 1),
+    enrollRateWindowMs: num(env.ENROLL_RATE_WINDOW_S, 60, 1) * 1000,
   };
 }

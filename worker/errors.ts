@@ -37,6 +37,7 @@ export const ErrorCode = {
   UNKNOWN_HOSTS: "ERR_UNKNOWN_HOSTS",
   EMPTY_TARGET: "ERR_EMPTY_TARGET",
   RELAY_UNAVAILABLE: "ERR_RELAY_UNAVAILABLE",
+  RATE_LIMITED: "ERR_RATE_LIMITED",
   INTERNAL: "ERR_INTERNAL",
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
@@ -77,6 +78,7 @@ const TITLES: Record<ErrorCode, string> = {
   ERR_UNKNOWN_HOSTS: "Target names hosts that cannot take commands",
   ERR_EMPTY_TARGET: "Target matches no host",
   ERR_RELAY_UNAVAILABLE: "The host's relay could not be reached",
+  ERR_RATE_LIMITED: "Too many requests",
   ERR_INTERNAL: "Internal error",
 };
 
@@ -117,6 +119,7 @@ export const ERROR_STATUS: Record<ErrorCode, number> = {
   ERR_UNKNOWN_HOSTS: 400,
   ERR_EMPTY_TARGET: 422,
   ERR_RELAY_UNAVAILABLE: 503,
+  ERR_RATE_LIMITED: 429,
   ERR_INTERNAL: 500,
 };
 

@@ -5,7 +5,7 @@ import { findHostByFingerprint } from "../registry.ts";
 /** Header the local TLS edge sets on every request it forwards (never sent by Cloudflare). */
 export const EDGE_SECRET_HEADER = "x-fleet-edge-secret";
 
-async function sameSecret(given: string | null, expected: string): Promise<boolean> {
+export async function sameSecret(given: string | null, expected: string): Promise<boolean> {
   if (given === null) return false;
   // Compare digests so the comparison time does not depend on where the strings differ.
   const enc = new TextEncoder();

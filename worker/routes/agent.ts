@@ -1,3 +1,7 @@
+import type { MiddlewareHandler } from "hono";
+import { sourceAddress } from "../auth/source-address.ts";
+import { relayConfig } from "../config.ts";
+import { countEnrollmentAttempt } from "../enrollment-rate.ts";
 import { hostRelay } from "../stubs.ts";
 import { createRoute } from "@hono/zod-openapi";
 import { EnrollRequest, EnrollResponse, RenewRequest, RenewResponse } from "../../schemas/index.ts";
@@ -7,7 +11,7 @@ import { INTERNAL_HOST_HEADER } from "../host-relay/contract.ts";
 import { fleetCa, sha256Hex } from "../pki/ca-binding.ts";
 import { type FleetCa, type IssuedCertificate, issueAgentCertificate, verifyCsr } from "../pki/fleet-ca.ts";
 import { addHostCertificate, enrollHost, findEnrollmentToken } from "../registry.ts";
-import { createRouter, jsonBody, jsonContent, problems } from "./common.ts";
+import { type AppEnv, createRouter, jsonBody, jsonContent, problems } from "./common.ts";
 
 const connectRoute = createRoute({
   method: "get",
@@ -22,9 +26,18 @@ const connectRoute = createRoute({
   },
 });
 
+/** Counted before the body is validated or the token looked at: every attempt costs the same. */
+const limitEnrollment: MiddlewareHandler<AppEnv> = async (c, next) => {
+  const config = relayConfig(c.env);
+  const address = await sourceAddress(c.req.raw, c.env);
+  await countEnrollmentAttempt(c.env.DB, address, { limit: config.enrollRateLimit, windowMs: config.enrollRateWindowMs }, Date.now());
+  await next();
+};
+
 const enrollRoute = createRoute({
   method: "post",
   path: "/agent/enroll",
+  middleware: [limitEnrollment] as const,
   tags: ["agents"],
   summary: "Enrol an agent: enrolment token + CSR → client certificate",
   description:
@@ -32,7 +45,7 @@ const enrollRoute = createRoute({
   request: { body: jsonBody(EnrollRequest, "Token, PEM CSR, host name") },
   responses: {
     201: jsonContent(EnrollResponse, "Enrolled: the host id, its certificate and the CA certificate"),
-    ...problems(400, 401, 409, 413, 415),
+    ...problems(400, 401, 409, 413, 415, 429),
   },
 });
 

@@ -155,3 +155,26 @@ describe("renewal", () => {
     expect(res.status).toBe(401);
   });
 });
+
+describe("enrolment rate limit per source address", () => {
+  it("past the limit (ENROLL_RATE_LIMIT, 50 in these tests, 10 a minute by default) an address gets 429 with Retry-After, before its token is even read; other addresses are unaffected", async () => {
+    const address = "203.0.113.7";
+    const attempts: Response[] = [];
+    for (let i = 0; i < 51; i++) attempts.push(await enroll({ token: "x".repeat(43), csr: "nope", hostname: "web-1" }, { "cf-connecting-ip": address }));
+    // Refused on their merits (an invalid body) until the limit; the limit is counted first.
+    for (const res of attempts.slice(0, 50)) expect(res.status).toBe(400);
+    const limited = attempts[50]!;
+    expect(limited.status).toBe(429);
+    expect(limited.headers.get("content-type")).toBe("application/problem+json");
+    expect(((await limited.json()) as { code: string }).code).toBe("ERR_RATE_LIMITED");
+    const retryAfter = Number(limited.headers.get("retry-after"));
+    expect(retryAfter).toBeGreaterThanOrEqual(1);
+    expect(retryAfter).toBeLessThanOrEqual(60);
+
+    // A valid token from the limited address is refused too; from another address it enrols.
+    const { token } = await enrollmentToken();
+    const body = { token, csr: await csrFor(await newKeys()), hostname: "web-2" };
+    expect((await enroll(body, { "cf-connecting-ip": address })).status).toBe(429);
+    expect((await enroll(body, { "cf-connecting-ip": "203.0.113.8" })).status).toBe(201);
+  });
+});
