@@ -40,3 +40,16 @@ export class ManualClock implements Clock {
     this.#now = ms;
   }
 }
+
+/** Real time moved forward by a settable offset: time still passes, and a test can jump ahead. Tests only. */
+export class OffsetClock implements Clock {
+  offsetMs = 0;
+
+  now(): number {
+    return Date.now() + this.offsetMs;
+  }
+
+  random(): number {
+    return Math.random();
+  }
+}

@@ -3,6 +3,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { EventStreamControl, FleetEvent, MAX_EVENT_OUTPUT_CHARS } from "../../../schemas/index.ts";
 import type { FleetEvents } from "../../../worker/fleet-events/fleet-events.ts";
 import { type SubscriberAttachment, DEFAULT_HISTORY } from "../../../worker/fleet-events/context.ts";
+import { OffsetClock, systemClock } from "../../../worker/clock.ts";
 import { waitFor } from "../helpers.ts";
 import { EventStream, fleetStub, hostEvent, inStore, publish, requestStream, sync } from "./stream-client.ts";
 
@@ -282,7 +283,12 @@ describe("history bounds", () => {
     const { alarm, oldest } = await inStore(async (store, state) => ({ alarm: await state.storage.getAlarm(), oldest: store.oldestAt() }));
     expect(alarm).toBe(oldest! + DEFAULT_HISTORY.maxAgeMs);
 
-    await inStore((_store, state) => state.storage.sql.exec("UPDATE events SET at = at - ?", DEFAULT_HISTORY.maxAgeMs));
+    // Time moves through the object's injected clock, not by rewriting stored times.
+    await runInDurableObject(fleetStub(), (instance: FleetEvents) => {
+      const clock = new OffsetClock();
+      clock.offsetMs = DEFAULT_HISTORY.maxAgeMs;
+      (instance as unknown as { ec: { clock: OffsetClock } }).ec.clock = clock;
+    });
     expect(await runDurableObjectAlarm(fleetStub())).toBe(true);
     const after = await inStore(async (store, state) => ({
       kept: state.storage.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM events").one().n,
@@ -293,6 +299,10 @@ describe("history bounds", () => {
     expect(after.kept).toBe(0);
     expect(after.pruned).toBe(after.head);
     expect(after.alarm).toBeNull();
+    // The one FleetEvents instance serves the rest of this file: give it real time back.
+    await runInDurableObject(fleetStub(), (instance: FleetEvents) => {
+      (instance as unknown as { ec: { clock: typeof systemClock } }).ec.clock = systemClock;
+    });
   });
 
   it("has one epoch for the life of its storage, across evictions", async () => {

@@ -3,6 +3,7 @@ import { describe, expect, it } from "vitest";
 import { CloseCode } from "../../../schemas/index.ts";
 import { TestAgent, getCommand, helloFrame, registerHost, relayStub, waitFor } from "../helpers.ts";
 import {
+  advanceClock,
   STALE_AFTER_MS,
   attachments,
   commandFrames,
@@ -32,8 +33,7 @@ describe("stale connections", () => {
     const { host_id, agent } = await connectedHost();
     await waitFor(() => hostStatus(host_id), (s) => s === "online");
 
-    const old = Date.now() - STALE_AFTER_MS - 1000;
-    expect(await patchAttachments(host_id, () => ({ lastFrameAt: old, connectedAt: old }))).toBe(1);
+    await advanceClock(host_id, STALE_AFTER_MS + 1000);
     await runAlarm(host_id);
 
     expect((await agent.waitClose()).code).toBe(CloseCode.STALE);
@@ -43,6 +43,8 @@ describe("stale connections", () => {
 
   it("heartbeat pings count as activity even though they never reach the relay's code", async () => {
     const { host_id, agent } = await connectedHost();
+    // The runtime stamps auto-responses with real time, which the relay's injected clock cannot move,
+    // so here the socket's own last-frame time is aged instead.
     const old = Date.now() - STALE_AFTER_MS - 1000;
     await patchAttachments(host_id, () => ({ lastFrameAt: old, connectedAt: old }));
     const pong = agent.nextNew((f) => f === "pong");
@@ -57,8 +59,7 @@ describe("stale connections", () => {
 
   it("a connection with recent activity survives the alarm", async () => {
     const { host_id, agent } = await connectedHost();
-    const recent = Date.now() - STALE_AFTER_MS + 60_000;
-    await patchAttachments(host_id, () => ({ lastFrameAt: recent }));
+    await advanceClock(host_id, STALE_AFTER_MS - 60_000);
     await runAlarm(host_id);
     // Still usable: a queued command goes out on it.
     const id = await enqueue(host_id);
@@ -73,10 +74,8 @@ describe("stale connections", () => {
     const id = await enqueue(host.host_id, { max_attempts: 2 });
     await first.command(id, 1);
 
-    // The agent went silent long ago (a dead peer that never closed), and the ack is overdue.
-    const old = Date.now() - STALE_AFTER_MS - 1000;
-    await patchAttachments(host.host_id, () => ({ lastFrameAt: old, connectedAt: old }));
-    await sql(host.host_id, "UPDATE commands SET retry_at = 0 WHERE message_id = ?", id);
+    // The agent goes silent (a dead peer that never closes) past the stale window, so the ack is overdue too.
+    await advanceClock(host.host_id, STALE_AFTER_MS + 1000);
     await runAlarm(host.host_id);
 
     expect((await first.waitClose()).code).toBe(CloseCode.STALE);
@@ -98,7 +97,7 @@ describe("stale connections", () => {
   it("a connection that never says hello is closed with HELLO_REQUIRED", async () => {
     const host = await registerHost();
     const agent = await TestAgent.connect(host.fingerprint, false);
-    await patchAttachments(host.host_id, (a) => ({ connectedAt: a.connectedAt - 60_000, lastFrameAt: a.lastFrameAt - 60_000 }));
+    await advanceClock(host.host_id, 60_000);
     await runAlarm(host.host_id);
     expect((await agent.waitClose()).code).toBe(CloseCode.HELLO_REQUIRED);
     expect(await hostStatus(host.host_id)).toBe("offline");

@@ -16,6 +16,7 @@ import {
   getAlarm,
   problem,
   responseFrame,
+  clockTo,
   retryNow,
   runAlarm,
   sendAndAwaitAck,
@@ -262,7 +263,7 @@ describe("dead-letter requeue", () => {
 
   it("requeue after the deadline passed needs a new one: 409 without, 202 with expires_in", async () => {
     const { host_id, agent, id } = await deadLettered();
-    await sql(host_id, "UPDATE commands SET expires_at = ? WHERE message_id = ?", Date.now() - 1000, id);
+    await clockTo(host_id, (await commandRow(host_id, id)).expires_at + 1000);
 
     const body = await problem(await requeue(host_id, id), 409);
     expect(body.code).toBe("ERR_COMMAND_DEADLINE_PASSED");
@@ -316,7 +317,7 @@ describe("expiry", () => {
     const host = await registerHost();
     const id = await enqueue(host.host_id, { expires_in: 60 });
     expect((await getCommand(host.host_id, id)).state).toBe("queued");
-    await sql(host.host_id, "UPDATE commands SET expires_at = ? WHERE message_id = ?", Date.now() - 1, id);
+    await clockTo(host.host_id, (await commandRow(host.host_id, id)).expires_at + 1);
     await runAlarm(host.host_id);
 
     const view = await getCommand(host.host_id, id);
@@ -334,7 +335,7 @@ describe("expiry", () => {
     const { host_id, agent } = await connectedHost();
     const id = await enqueue(host_id, { expires_in: 60 });
     await agent.command(id, 1);
-    await sql(host_id, "UPDATE commands SET expires_at = ? WHERE message_id = ?", Date.now() - 1, id);
+    await clockTo(host_id, (await commandRow(host_id, id)).expires_at + 1);
     await runAlarm(host_id);
     expect((await getCommand(host_id, id)).state).toBe("expired");
 

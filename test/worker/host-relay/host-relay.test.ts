@@ -2,7 +2,7 @@ import { evictDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import { CloseCode } from "../../../schemas/index.ts";
 import { TestAgent, getCommand, relayStub, waitFor } from "../helpers.ts";
-import { commandRow, connectedHost, enqueue, getAlarm, hostStatus, responseFrame, runAlarm, sendAndAwaitAck, sql, states, statusFrame } from "./relay-helpers.ts";
+import { clockTo, commandRow, connectedHost, enqueue, getAlarm, hostStatus, responseFrame, runAlarm, sendAndAwaitAck, sql, states, statusFrame } from "./relay-helpers.ts";
 
 describe("hibernation", () => {
   it("an evicted relay takes the ack, status and response on the hibernated socket and ends in the same state", async () => {
@@ -41,9 +41,9 @@ describe("hibernation", () => {
     // The alarm set before the eviction is still there.
     expect(await getAlarm(host_id)).toBe(Math.floor(sent.retry_at!));
 
-    await sql(host_id, "UPDATE commands SET retry_at = 0 WHERE message_id = ?", id);
     await evictDurableObject(stub);
-    // The alarm wakes a fresh instance, which finds the hibernated socket and resends on it.
+    // A fresh instance (its clock moved to the retry) finds the hibernated socket and resends on it.
+    await clockTo(host_id, sent.retry_at!);
     await runAlarm(host_id);
     expect((await agent.command(id, 2)).attempt).toBe(2);
     expect((await commandRow(host_id, id)).attempts).toBe(2);

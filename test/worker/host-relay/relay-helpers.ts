@@ -5,7 +5,9 @@
 import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { expect } from "vitest";
 import { nowRfc3339 } from "../../../schemas/index.ts";
+import { type Clock, OffsetClock } from "../../../worker/clock.ts";
 import type { AgentAttachment } from "../../../worker/host-relay/context.ts";
+import type { HostRelay } from "../../../worker/host-relay/host-relay.ts";
 import type { CommandRow } from "../../../worker/host-relay/storage.ts";
 import { TestAgent, api, registerHost, relayStub } from "../helpers.ts";
 
@@ -51,10 +53,33 @@ export async function runAlarm(hostId: string): Promise<void> {
   expect(await runDurableObjectAlarm(relayStub(hostId)), "an alarm was scheduled").toBe(true);
 }
 
-/** Makes the retry of in-flight commands due (all, or one) and runs the alarm. */
+/**
+ * Moves the relay's clock forward so that it reads at least `at` (installing an offset clock the
+ * first time): time is faked through the injected clock, never by rewriting stored timestamps.
+ */
+export function clockTo(hostId: string, at: number): Promise<void> {
+  return runInDurableObject(relayStub(hostId), (instance: HostRelay) => {
+    const rc = (instance as unknown as { rc: { clock: Clock } }).rc;
+    if (!(rc.clock instanceof OffsetClock)) rc.clock = new OffsetClock();
+    const clock = rc.clock as OffsetClock;
+    if (clock.now() < at) clock.offsetMs += at - clock.now();
+  });
+}
+
+/** Moves the relay's clock forward by `ms`. */
+export async function advanceClock(hostId: string, ms: number): Promise<void> {
+  const now = await runInDurableObject(relayStub(hostId), (instance: HostRelay) => (instance as unknown as { rc: { clock: Clock } }).rc.clock.now());
+  await clockTo(hostId, now + ms);
+}
+
+/** Makes the retry of in-flight commands due (all, or one) by moving the relay's clock, and runs the alarm. */
 export async function retryNow(hostId: string, messageId?: string): Promise<void> {
-  if (messageId) await sql(hostId, "UPDATE commands SET retry_at = 0 WHERE in_flight = 1 AND message_id = ?", messageId);
-  else await sql(hostId, "UPDATE commands SET retry_at = 0 WHERE in_flight = 1");
+  const rows = await sql<{ retry_at: number }>(
+    hostId,
+    `SELECT retry_at FROM commands WHERE in_flight = 1 ${messageId ? "AND message_id = ?" : ""} ORDER BY retry_at DESC LIMIT 1`,
+    ...(messageId ? [messageId] : []),
+  );
+  if (rows[0]) await clockTo(hostId, rows[0].retry_at);
   await runAlarm(hostId);
 }
 

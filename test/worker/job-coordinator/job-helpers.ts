@@ -2,6 +2,7 @@
  * Helpers for the job tests: start and read jobs over REST, agents that ack commands at once and
  * answer only when told, and direct access to a coordinator's SQLite and alarm.
  */
+import { clockTo } from "../host-relay/relay-helpers.ts";
 import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { expect } from "vitest";
@@ -137,7 +138,8 @@ export function relaySql<T extends Record<string, SqlStorageValue> = Record<stri
 
 /** Makes a host's queued commands overdue for delivery and runs its relay's alarm, which expires them. */
 export async function expireOnRelay(hostId: string): Promise<void> {
-  await relaySql(hostId, "UPDATE commands SET expires_at = 0 WHERE state = 'queued'");
+  const [latest] = await relaySql<{ t: number }>(hostId, "SELECT MAX(expires_at) AS t FROM commands WHERE state = 'queued'");
+  await clockTo(hostId, latest!.t + 1);
   expect(await runDurableObjectAlarm(relayStub(hostId)), "the relay had an alarm").toBe(true);
 }
 
