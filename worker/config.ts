@@ -24,6 +24,11 @@ export interface RelayConfig {
   frameRatePerS: number;
   /** Frames one connection may send in a burst above the rate. Default 1 000. */
   frameBurst: number;
+  /**
+   * How often a connected host's relay re-reads its registration, so a revocation written to the
+   * registry by other means (not through the revoke route) still disconnects the agent. Default 300 000 ms.
+   */
+  registryCheckMs: number;
   /** Enrolment attempts allowed per source address per window. Default 10. */
   enrollRateLimit: number;
   /** The enrolment rate window. Default 60 000 ms. */
@@ -48,6 +53,7 @@ export function relayConfig(env: Env): RelayConfig {
     executionGraceMs: num(env.EXECUTION_GRACE_S, 60, 0) * 1000,
     frameRatePerS: num(env.FRAME_RATE_PER_S, 200, 1),
     frameBurst: num(env.FRAME_BURST, 1_000, 1),
+    registryCheckMs: num(env.REGISTRY_CHECK_S, 300, 1) * 1000,
     enrollRateLimit: num(env.ENROLL_RATE_LIMIT, 10, 1),
     enrollRateWindowMs: num(env.ENROLL_RATE_WINDOW_S, 60, 1) * 1000,
   };

@@ -36,6 +36,7 @@ export interface Env {
   EXECUTION_GRACE_S?: string;
   FRAME_RATE_PER_S?: string;
   FRAME_BURST?: string;
+  REGISTRY_CHECK_S?: string;
   ENROLL_RATE_LIMIT?: string;
   ENROLL_RATE_WINDOW_S?: string;
   /** "1" only in the vitest miniflare config: enables the test fault hooks (worker/test-faults.ts). Never set in production. */

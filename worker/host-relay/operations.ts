@@ -12,12 +12,9 @@ import { pump, sendCancel } from "./delivery.ts";
 import { apply, executionDeadline } from "./lifecycle.ts";
 import { recordTransition } from "./notify.ts";
 
-/** How often a HostRelay re-reads its host's registration (revocation) while it is in use. */
-export const REGISTRY_CHECK_MS = 30_000;
-
 /**
  * Makes sure this object belongs to a registered, non-revoked host. The registry (D1) is the
- * authority: it is asked on first use, and again when the last look is older than REGISTRY_CHECK_MS,
+ * authority: it is asked on first use, and again when the last look is older than `registryCheckMs` (config),
  * so a revocation whose call to this object failed still takes effect within that bound.
  */
 export async function ensureHost(rc: RelayContext, hostId: string, now: number): Promise<RpcResult<null>> {
@@ -52,14 +49,14 @@ export async function knownHost(rc: RelayContext, hostId: string, now: number): 
 export function registryCheckDue(rc: RelayContext, now: number): boolean {
   if (rc.store.getMeta("revoked_at")) return false;
   const at = Number(rc.store.getMeta("registry_checked_at") ?? 0);
-  return now - at >= REGISTRY_CHECK_MS;
+  return now - at >= rc.config.registryCheckMs;
 }
 
 /** When the alarm must re-read the registry: only while an agent is connected (it could receive commands). */
 export function nextRegistryCheck(rc: RelayContext): number | null {
   const checked = rc.store.getMeta("registry_checked_at");
   if (checked === null || rc.store.getMeta("revoked_at")) return null;
-  return Number(checked) + REGISTRY_CHECK_MS;
+  return Number(checked) + rc.config.registryCheckMs;
 }
 
 /** Reads the host's registration and applies a revocation found there. */

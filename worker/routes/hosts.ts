@@ -70,7 +70,7 @@ const REVOKE_TRIES = 4;
  * nothing new is delivered. Only then is the registry written, so the API never reports a revocation
  * that has not taken effect. If the relay cannot be reached, nothing is recorded and the caller gets
  * 503 to retry; a revocation written to the registry by other means still takes effect through the
- * relay's own registry check (at most every 30 s while an agent is connected).
+ * relay's own registry check (every REGISTRY_CHECK_S, 5 min, while an agent is connected).
  */
 async function tellRelay(env: Env, hostId: string, revokedAt: string): Promise<void> {
   for (let attempt = 1; attempt <= REVOKE_TRIES; attempt++) {
