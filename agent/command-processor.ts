@@ -21,6 +21,8 @@ export interface CommandProcessorOptions {
   settings: ExecutorSettings;
   /** This agent's host id, or null while not yet known (then target_host is not checked). */
   hostId: () => string | null;
+  /** The relay's clock as best known, for times the relay set (`expires_at`). Default Date.now. */
+  relayNow?: () => number;
   /** Hands a frame to the current connection; returns false when there is none (the outbox covers it). */
   send: (frame: object) => boolean;
   logger: Logger;
@@ -100,7 +102,8 @@ export class CommandProcessor {
     }
     events.emit("command", { message_id: id, command_type: command.command_type, redelivery: false });
     const now = Date.now();
-    const rejection = rejectionFor(command, this.#o.settings, this.#o.hostId(), now);
+    // expires_at is the relay's time: compared with the relay's clock, so a host clock that runs ahead does not expire it early.
+    const rejection = rejectionFor(command, this.#o.settings, this.#o.hostId(), this.#o.relayNow?.() ?? now);
     if (rejection !== null) {
       const response = responseFrame(id, "rejected", { reason: rejection }, now);
       journal.recordAnswered(id, raw, now, response);
