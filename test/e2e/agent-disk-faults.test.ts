@@ -40,7 +40,8 @@ async function smallDisk(size: string): Promise<string | null> {
   } catch {
     return null;
   }
-  cleanups.push(() => execFileP("umount", [dir]));
+  // Lazily if still busy (an agent that did not close its journal), so a failed run leaves no mount behind.
+  cleanups.push(() => execFileP("umount", [dir]).catch(() => execFileP("umount", ["-l", dir])));
   return dir;
 }
 
