@@ -43,6 +43,10 @@ export interface AgentOptions {
   handshakeTimeoutMs?: number;
   /** How often the certificate's remaining lifetime is checked. Default 12 h. */
   renewCheckIntervalMs?: number;
+  /** First wait before retrying a renewal that failed transiently (relay down, 5xx, network); doubles, full jitter. Default 10 000. */
+  renewRetryBaseMs?: number;
+  /** Longest wait between renewal retries. Default 15 min. */
+  renewRetryCapMs?: number;
   /** Output is coalesced this long per progress frame. Default 200. */
   progressIntervalMs?: number;
   /** SIGTERM → SIGKILL grace when a process group is killed. Default 5000. */
@@ -53,10 +57,12 @@ export interface AgentOptions {
   logger?: Logger;
   /** Jitter source in [0, 1). Default Math.random. */
   random?: () => number;
+  /** This host's clock, ms since the epoch (tests inject a skewed one). Default Date.now. */
+  now?: () => number;
 }
 
 /** Options whose default is decided later (from agent.json, the relay's welcome, the host). */
-type LateDefaults = "relay" | "hostId" | "caFile" | "systemCa" | "heartbeatIntervalMs" | "packageManager" | "hostname" | "logger";
+type LateDefaults = "relay" | "hostId" | "caFile" | "systemCa" | "heartbeatIntervalMs" | "packageManager" | "hostname" | "logger" | "now";
 export type ResolvedAgentOptions = Required<Omit<AgentOptions, LateDefaults>> & Pick<AgentOptions, LateDefaults>;
 
 export const AGENT_DEFAULTS = {
@@ -70,6 +76,8 @@ export const AGENT_DEFAULTS = {
   welcomeTimeoutMs: 10_000,
   handshakeTimeoutMs: 10_000,
   renewCheckIntervalMs: 12 * 3_600_000,
+  renewRetryBaseMs: 10_000,
+  renewRetryCapMs: 15 * 60_000,
   progressIntervalMs: 200,
   killGraceMs: 5000,
   flushTimeoutMs: 2000,
@@ -106,6 +114,9 @@ export function resolveAgentOptions(opts: AgentOptions): ResolvedAgentOptions {
   positive("welcomeTimeoutMs", o.welcomeTimeoutMs);
   positive("handshakeTimeoutMs", o.handshakeTimeoutMs);
   positive("renewCheckIntervalMs", o.renewCheckIntervalMs);
+  positive("renewRetryBaseMs", o.renewRetryBaseMs);
+  positive("renewRetryCapMs", o.renewRetryCapMs);
+  if (o.renewRetryBaseMs > o.renewRetryCapMs) throw new ConfigError("renewal retry base must not exceed the renewal retry cap");
   positive("progressIntervalMs", o.progressIntervalMs);
   nonNegative("killGraceMs", o.killGraceMs);
   nonNegative("flushTimeoutMs", o.flushTimeoutMs);

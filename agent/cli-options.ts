@@ -65,6 +65,10 @@ export const OPTION_SPECS: readonly OptionSpec[] = [
     default: "30s", help: "On SIGTERM/SIGINT, time a running command gets before its process group is killed." },
   { flag: "journal-retention", kind: "duration", env: "FLEET_AGENT_JOURNAL_RETENTION", key: "journal_retention", placeholder: "<duration>", commands: RUN,
     default: "35d", help: "Answered, acked commands are forgotten after this long (longer than the relay's 30-day delivery window)." },
+  { flag: "renew-retry-base", kind: "duration", env: "FLEET_AGENT_RENEW_RETRY_BASE", key: "renew_retry_base", placeholder: "<duration>", commands: RUN,
+    default: "10s", help: "First wait before retrying a certificate renewal that failed transiently (relay unreachable, 5xx); doubles, full jitter." },
+  { flag: "renew-retry-cap", kind: "duration", env: "FLEET_AGENT_RENEW_RETRY_CAP", key: "renew_retry_cap", placeholder: "<duration>", commands: RUN,
+    default: "15m", help: "Longest wait between renewal retries." },
   { flag: "heartbeat", kind: "duration", env: "FLEET_AGENT_HEARTBEAT", key: "heartbeat", placeholder: "<duration>", commands: RUN,
     default: "the relay's (welcome.heartbeat_interval)", help: "Ping interval; no pong within one interval drops and redials the connection." },
   { flag: "package-manager", kind: "string", env: "FLEET_AGENT_PACKAGE_MANAGER", key: "package_manager", placeholder: "<name>", commands: RUN,
@@ -201,6 +205,8 @@ export function runOptions(parsed: ParsedCli): AgentOptions {
     shutdownGraceMs: g.duration("shutdown-grace"),
     journalRetentionMs: g.duration("journal-retention"),
     heartbeatIntervalMs: g.duration("heartbeat"),
+    renewRetryBaseMs: g.duration("renew-retry-base"),
+    renewRetryCapMs: g.duration("renew-retry-cap"),
     packageManager: pm,
     hostname: g.str("hostname"),
   };
@@ -243,7 +249,8 @@ export function helpText(command: CliCommand | null): string {
       "",
       "`fleet-agent <command> --help` lists each command's options.",
       "Precedence: flags > environment variables > config file > defaults.",
-      "Exit codes: 0 stopped cleanly, 1 failure, 2 bad usage/configuration or enrolment refused, 3 host revoked.",
+      "Exit codes: 0 stopped cleanly, 1 failure, 2 bad usage/configuration or enrolment refused, 3 host revoked,",
+      "4 certificate expired (re-enrol the host: `fleet-agent enroll --force …` with a new token).",
       "",
     ].join("\n");
   }

@@ -1,7 +1,8 @@
 #!/usr/bin/env -S node --experimental-strip-types --experimental-sqlite --no-warnings=ExperimentalWarning
 /**
  * fleet-agent: `enroll` once, then `run`. See `node agent/cli.ts --help`.
- * Exit codes: 0 stopped cleanly, 1 failure, 2 bad usage/configuration or enrolment refused, 3 revoked.
+ * Exit codes: 0 stopped cleanly, 1 failure, 2 bad usage/configuration or enrolment refused, 3 revoked,
+ * 4 certificate expired (re-enrol the host; the log and stderr give the command).
  */
 import { ConfigError } from "./agent-options.ts";
 import { ExitCode, startAgent } from "./agent.ts";
@@ -67,6 +68,7 @@ async function runAgent(parsed: ReturnType<typeof parseCli>): Promise<number> {
   process.on("SIGTERM", onSignal);
   process.on("SIGINT", onSignal);
   const exit = await agent.done;
+  if (exit.hint) process.stderr.write(`fleet-agent: ${exit.hint}\n`);
   return exit.exitCode;
 }
 

@@ -1,10 +1,11 @@
 import type { EventEmitter } from "node:events";
-import { CommandMessage } from "../schemas/index.ts";
+import { CommandMessage, FrameErrorCode } from "../schemas/index.ts";
 import type { CancelMessage } from "../schemas/index.ts";
+import { Backoff } from "./backoff.ts";
 import type { AgentEventMap } from "./events.ts";
 import { AGENT_STOPPED_REASON, executeCommand, rejectionFor } from "./executors/index.ts";
 import type { ExecutionOutcome, ExecutorSettings } from "./executors/index.ts";
-import { ackFrame, responseFrame, statusFrame } from "./frames.ts";
+import { ackFrame, errorFrame, responseFrame, statusFrame } from "./frames.ts";
 import type { Journal, JournalCommand } from "./journal.ts";
 import type { Logger } from "./log.ts";
 import { killOrphanGroup, processStartTime } from "./process-groups.ts";
@@ -21,6 +22,8 @@ export interface CommandProcessorOptions {
   settings: ExecutorSettings;
   /** This agent's host id, or null while not yet known (then target_host is not checked). */
   hostId: () => string | null;
+  /** The relay's clock as best known, for times the relay set (`expires_at`). Default Date.now. */
+  relayNow?: () => number;
   /** Hands a frame to the current connection; returns false when there is none (the outbox covers it). */
   send: (frame: object) => boolean;
   logger: Logger;
@@ -46,6 +49,11 @@ export class CommandProcessor {
   #running: Running | null = null;
   #accepting = true;
   #idleWaiters: (() => void)[] = [];
+  /** The last journal write failed (disk full, read-only); cleared by the next one that succeeds. */
+  #storageFaulted = false;
+  /** Retries a journal write the queue is waiting on (start, finish) after a storage fault. */
+  readonly #storageBackoff = new Backoff(100, 5000);
+  #storageRetry: NodeJS.Timeout | null = null;
 
   constructor(opts: CommandProcessorOptions) {
     this.#o = opts;
@@ -100,17 +108,19 @@ export class CommandProcessor {
     }
     events.emit("command", { message_id: id, command_type: command.command_type, redelivery: false });
     const now = Date.now();
-    const rejection = rejectionFor(command, this.#o.settings, this.#o.hostId(), now);
+    // expires_at is the relay's time: compared with the relay's clock, so a host clock that runs ahead does not expire it early.
+    const rejection = rejectionFor(command, this.#o.settings, this.#o.hostId(), this.#o.relayNow?.() ?? now);
     if (rejection !== null) {
       const response = responseFrame(id, "rejected", { reason: rejection }, now);
-      journal.recordAnswered(id, raw, now, response);
+      if (this.#write("record", id, () => journal.recordAnswered(id, raw, now, response)) === null) return;
       this.#ack(id);
       send(response);
       events.emit("response", { message_id: id, status: "rejected", replay: false });
       logger.info("command rejected", { message_id: id, reason: rejection });
       return;
     }
-    journal.record(id, raw, now);
+    // Not journaled, not acked: the relay redelivers it, and it runs once the journal takes it.
+    if (this.#write("record", id, () => journal.record(id, raw, now)) === null) return;
     this.#ack(id);
     this.#queue.push(id);
     logger.debug("command recorded", { message_id: id, command_type: command.command_type, queued: this.#queue.length });
@@ -143,7 +153,9 @@ export class CommandProcessor {
 
     if (known === null) {
       const response = responseFrame(id, "cancelled", { reason: CANCELLED_UNKNOWN_REASON, exit_code: null }, now);
-      if (journal.recordTombstone(id, raw, cancelId, now, response)) {
+      const tombstoned = this.#write("cancel", cancelId, () => journal.recordTombstone(id, raw, cancelId, now, response));
+      if (tombstoned === null) return;
+      if (tombstoned) {
         answerCancelled(response, "tombstoned");
         logger.info("cancel for an unknown command: tombstoned", { message_id: cancelId, command_id: id });
         return;
@@ -151,7 +163,9 @@ export class CommandProcessor {
     }
     if (known?.state === "received") {
       const response = responseFrame(id, "cancelled", { reason: CANCELLED_BEFORE_START_REASON, exit_code: null }, now);
-      if (journal.cancelWaiting(id, cancelId, now, response)) {
+      const cancelled = this.#write("cancel", cancelId, () => journal.cancelWaiting(id, cancelId, now, response));
+      if (cancelled === null) return;
+      if (cancelled) {
         const queued = this.#queue.indexOf(id);
         if (queued >= 0) this.#queue.splice(queued, 1);
         answerCancelled(response, "not_started");
@@ -161,7 +175,7 @@ export class CommandProcessor {
     }
     const running = this.#running;
     if (running !== null && running.messageId === id && journal.get(id)?.state === "started") {
-      journal.noteCancel(id, cancelId);
+      if (this.#write("cancel", cancelId, () => journal.noteCancel(id, cancelId)) === null) return;
       this.#ack(cancelId);
       // The response follows once the group is dead (SIGTERM, SIGKILL after the grace).
       const first = running.cancelledBy === null;
@@ -177,10 +191,10 @@ export class CommandProcessor {
       return;
     }
     // Answered already (finished, rejected, cancelled, tombstoned): the stored response is the truth.
-    this.#ack(cancelId);
     const entry = journal.get(id);
+    if (entry?.response && this.#write("cancel", cancelId, () => journal.requeueResponse(id, now)) === null) return;
+    this.#ack(cancelId);
     if (entry?.response) {
-      journal.requeueResponse(id, now);
       const stored = JSON.parse(entry.response) as { status: AgentEventMap["response"][0]["status"] };
       send(stored);
       events.emit("cancel", { message_id: cancelId, command_id: id, outcome: "answered" });
@@ -205,6 +219,8 @@ export class CommandProcessor {
   async stop(graceMs: number): Promise<void> {
     this.#accepting = false;
     this.#queue.length = 0;
+    if (this.#storageRetry) clearTimeout(this.#storageRetry);
+    this.#storageRetry = null;
     const running = this.#running;
     if (!running) return;
     let timer: NodeJS.Timeout | undefined;
@@ -250,8 +266,45 @@ export class CommandProcessor {
     this.#o.events.emit("ack_sent", { message_id: id });
   }
 
+  /**
+   * One journal write. On failure (disk full, read-only state directory, I/O error) nothing it
+   * guards may happen — no ack, no start — so it says so in the log and to the relay (an
+   * ERR_AGENT_STORAGE error frame naming the frame) and returns null; the relay redelivers what
+   * was not acked. The first success after a failure logs the recovery.
+   */
+  #write<T>(operation: string, frameId: string | null, fn: () => T): T | null {
+    try {
+      const out = fn();
+      if (this.#storageFaulted) {
+        this.#storageFaulted = false;
+        this.#storageBackoff.reset();
+        this.#o.logger.info("journal writable again; taking commands", { operation });
+        this.#o.events.emit("storage_recovered", { operation });
+      }
+      return out;
+    } catch (err) {
+      const detail = `agent journal write failed (${operation}): ${(err as Error).message}; not acked, not run`;
+      const fields = { operation, message_id: frameId, error: err, code: FrameErrorCode.AGENT_STORAGE };
+      if (this.#storageFaulted) this.#o.logger.warn("journal still not writable", fields);
+      else this.#o.logger.error("journal write failed (disk full or read-only?): commands are not acked or run until it can be written", fields);
+      this.#storageFaulted = true;
+      this.#o.send(errorFrame(FrameErrorCode.AGENT_STORAGE, detail, frameId ?? undefined));
+      this.#o.events.emit("storage_fault", { operation, message_id: frameId, error: (err as Error).message });
+      return null;
+    }
+  }
+
+  /** Runs the queue again after a storage fault held it, with backoff while the journal stays unwritable. */
+  #retryAfterStorageFault(): void {
+    if (this.#storageRetry || !this.#accepting) return;
+    this.#storageRetry = setTimeout(() => {
+      this.#storageRetry = null;
+      this.#pump();
+    }, this.#storageBackoff.next());
+  }
+
   #pump(): void {
-    if (this.#running) return;
+    if (this.#running || this.#storageRetry) return;
     const next = this.#queue.shift();
     if (next === undefined) {
       for (const resolve of this.#idleWaiters.splice(0)) resolve();
@@ -286,7 +339,13 @@ export class CommandProcessor {
       return;
     }
     const runningStatus = statusFrame(id, "running");
-    const executionId = journal.start(id, Date.now(), runningStatus);
+    const executionId = this.#write("start", id, () => journal.start(id, Date.now(), runningStatus));
+    if (executionId === null) {
+      // Still journaled as waiting: it starts once the journal can record that it did.
+      this.#queue.unshift(id);
+      this.#retryAfterStorageFault();
+      return;
+    }
     send(runningStatus);
     let pid: number | null = null;
     events.emit("execution_started", { message_id: id, execution_id: executionId });
@@ -299,11 +358,13 @@ export class CommandProcessor {
         // The process waits at its start gate until this returns: its group is durable first.
         onSpawn: (p) => {
           pid = p;
-          journal.setPid(executionId, p, processStartTime(p));
+          // Unrecorded (storage fault), a restart cannot kill this group; the execution still goes on.
+          this.#write("pid", id, () => journal.setPid(executionId, p, processStartTime(p)));
         },
         onProgress: (chunk) => {
           const frame = statusFrame(id, "progress", { output: chunk, seq: seq++ });
-          journal.enqueueStatus(frame, id, Date.now());
+          // Progress is best effort: sent even when it could not be queued for resending.
+          this.#write("status", id, () => journal.enqueueStatus(frame, id, Date.now()));
           send(frame);
         },
       });
@@ -317,7 +378,15 @@ export class CommandProcessor {
       outcome = { status: "failure", result: { ...outcome.result, reason: AGENT_STOPPED_REASON } };
     }
     const response = responseFrame(id, outcome.status, outcome.result);
-    journal.finish(id, executionId, Date.now(), response);
+    // The response goes out only once it is stored: until then a restart answers "outcome unknown",
+    // never two different answers. Retried with backoff while the journal cannot be written.
+    while (this.#write("finish", id, () => journal.finish(id, executionId, Date.now(), response)) === null) {
+      if (!this.#accepting) {
+        logger.error("stopping with a response the journal could not store; the next start answers it as unknown outcome", { message_id: id });
+        return;
+      }
+      await new Promise((resolve) => setTimeout(resolve, this.#storageBackoff.next()));
+    }
     send(response);
     events.emit("response", { message_id: id, status: outcome.status, replay: false });
     logger.info("command finished", {

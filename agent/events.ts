@@ -9,8 +9,13 @@ export interface AgentEventMap {
   connecting: [{ url: string; attempt: number }];
   /** TLS and WebSocket are up and `hello` was sent. */
   connected: [{ url: string }];
-  /** The relay answered `hello`; the outbox has just been resent. */
-  welcome: [{ host_id: string; heartbeat_interval_ms: number; resent: number }];
+  /**
+   * The relay answered `hello`; the outbox has just been resent. `clock_offset_ms`: the relay's
+   * clock minus this host's, measured from `welcome.server_time`.
+   */
+  welcome: [{ host_id: string; heartbeat_interval_ms: number; resent: number; clock_offset_ms: number }];
+  /** The measured clock offset exceeds the bound (MAX_CLOCK_SKEW_MS); the relay's clock is used anyway. */
+  clock_skew: [{ clock_offset_ms: number; bound_ms: number }];
   /** The connection ended (code 1006 when it was dropped or never opened). */
   disconnected: [{ code: number; reason: string; error: string | null; up_ms: number; http_status: number | null }];
   /** Waiting this long before the next attempt. */
@@ -35,8 +40,20 @@ export interface AgentEventMap {
   frame_invalid: [{ code: string; detail: string }];
   /** The certificate was renewed; the next connection uses it. */
   renewed: [{ not_after: string }];
-  /** Renewal was due but failed; the current certificate stays in use. */
-  renewal_failed: [{ error: string }];
+  /**
+   * Renewal was due but failed; the current certificate stays in use. Transient failures (relay
+   * unreachable, 5xx, 429) are retried after `retry_in_ms` (backoff); others at the next check.
+   */
+  renewal_failed: [{ error: string; transient: boolean; retry_in_ms: number | null }];
+  /** The certificate has expired (by the relay's clock, or the relay refused it so): the agent stops with exit code 4. */
+  cert_expired: [{ not_after: string; reason: string }];
+  /**
+   * The journal could not be written (disk full, read-only): the frame `message_id` names was
+   * neither acked nor acted on, and an ERR_AGENT_STORAGE error frame went to the relay.
+   */
+  storage_fault: [{ operation: string; message_id: string | null; error: string }];
+  /** The journal is writable again after a storage fault. */
+  storage_recovered: [{ operation: string }];
   /** The relay says this host is revoked; the agent stops for good. */
   revoked: [{ reason: string }];
   /** The agent has stopped; nothing runs any more. */

@@ -370,7 +370,13 @@ export class Journal {
       this.#db.exec("COMMIT");
       return out;
     } catch (err) {
-      this.#db.exec("ROLLBACK");
+      // A failed write (SQLITE_FULL, I/O error) may have ended the transaction already; the original
+      // error is the one to report, never "no transaction is active".
+      try {
+        this.#db.exec("ROLLBACK");
+      } catch {
+        // nothing left to roll back
+      }
       throw err;
     }
   }

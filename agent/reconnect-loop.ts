@@ -19,6 +19,32 @@ export interface ReconnectLoopOptions {
   takeReconnectNow(): boolean;
 }
 
+/** Why the loop ended for good: reconnecting could never succeed. */
+export type LoopEnd = { kind: "revoked"; reason: string } | { kind: "cert_expired"; reason: string };
+
+/**
+ * Thrown by `connectOnce` when the agent's own certificate has expired by the relay's clock (as
+ * best known) beyond the clock-skew bound: dialing would only be refused.
+ */
+export class CertificateExpiredError extends Error {
+  override name = "CertificateExpiredError";
+}
+
+/**
+ * The relay's edge refused this agent's certificate as expired: the upgrade answered 403
+ * ERR_AGENT_CERT_UNVERIFIED naming the expiry (the local edge: "CERT_HAS_EXPIRED"; Cloudflare:
+ * "FAILED:certificate has expired"), or the handshake itself failed with the TLS alert
+ * certificate_expired (an edge that refuses at the TLS layer). The relay's own certificate having
+ * expired is a different error on this side ("certificate has expired", CERT_HAS_EXPIRED from
+ * our verification, not an alert) and is retried like any transport failure.
+ */
+export function isCertificateExpiry(closed: SocketClosed): boolean {
+  const text = closed.error ?? "";
+  if (closed.problemCode === "ERR_AGENT_CERT_EXPIRED") return true;
+  if (closed.problemCode === "ERR_AGENT_CERT_UNVERIFIED" && /expired/i.test(text)) return true;
+  return /alert certificate expired|SSL alert number 45\b/i.test(text);
+}
+
 /** The relay says this host is revoked: a 4003 close, or an upgrade refused with ERR_AGENT_REVOKED. */
 export function isRevocation(closed: SocketClosed): boolean {
   return closed.code === CloseCode.REVOKED || closed.problemCode === "ERR_AGENT_REVOKED";
@@ -26,10 +52,10 @@ export function isRevocation(closed: SocketClosed): boolean {
 
 /**
  * Keeps a connection to the relay until stopped: exponential backoff with full jitter between
- * attempts, reset after a stable connection. Returns the reason when the host was revoked
- * (reconnecting could never succeed), null when stopped.
+ * attempts, reset after a stable connection. Returns why when reconnecting could never succeed
+ * (the host was revoked, its certificate expired), null when stopped.
  */
-export async function reconnectLoop(o: ReconnectLoopOptions): Promise<string | null> {
+export async function reconnectLoop(o: ReconnectLoopOptions): Promise<LoopEnd | null> {
   let attempt = 0;
   while (!o.signal.aborted) {
     attempt++;
@@ -37,6 +63,7 @@ export async function reconnectLoop(o: ReconnectLoopOptions): Promise<string | n
     try {
       closed = await o.connectOnce(attempt);
     } catch (err) {
+      if (err instanceof CertificateExpiredError) return { kind: "cert_expired", reason: err.message };
       closed = { code: ABNORMAL_CLOSURE, reason: "", error: (err as Error).message, welcomed: false, upMs: 0, httpStatus: null, problemCode: null };
     }
     const fields = { code: closed.code, reason: closed.reason, error: closed.error, up_ms: closed.upMs, http_status: closed.httpStatus };
@@ -45,7 +72,10 @@ export async function reconnectLoop(o: ReconnectLoopOptions): Promise<string | n
       const why = closed.reason || closed.error || "certificate revoked";
       o.logger.error("this host was revoked by the relay; stopping for good (re-enrol to return)", fields);
       o.events.emit("revoked", { reason: why });
-      return why;
+      return { kind: "revoked", reason: why };
+    }
+    if (isCertificateExpiry(closed)) {
+      return { kind: "cert_expired", reason: closed.error ?? "the relay refused the certificate as expired" };
     }
     if (o.signal.aborted) break;
     // 4001 (replaced) lands here too: another connection of this host won; back off rather than fight it.

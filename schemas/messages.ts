@@ -150,6 +150,11 @@ export const FrameErrorCode = {
   HELLO_REPEATED: "ERR_HELLO_REPEATED",
   /** The connection sent frames faster than its budget; they are dropped. */
   RATE_LIMITED: "ERR_FRAME_RATE_LIMITED",
+  /**
+   * Agent → relay: the agent could not write its journal (disk full, read-only state directory), so
+   * it neither acked nor ran the command named by `original_message_id`; the relay redelivers it.
+   */
+  AGENT_STORAGE: "ERR_AGENT_STORAGE",
 } as const;
 
 export function nowRfc3339(ms: number = Date.now()): string {

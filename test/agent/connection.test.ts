@@ -300,4 +300,35 @@ describe("agent connection", () => {
       expect(conn.clientFingerprint).toBe(fingerprint);
     }
   });
+
+  test("a renewal answered 503/502 is retried with backoff until it succeeds", async () => {
+    const { relay, events } = await setup({
+      certDays: 0.001,
+      agent: { renewRetryBaseMs: 40, renewRetryCapMs: 100 },
+      beforeStart: (r) => r.renewRefusals.push({ status: 503, code: "ERR_RELAY_UNAVAILABLE" }, { status: 503, code: "ERR_RELAY_UNAVAILABLE" }, { status: 502, code: "ERR_UPSTREAM" }),
+    });
+    await events.waitFor("renewed");
+    // random() = 0.5: half of min(cap, base·2ⁿ).
+    expect(events.all("renewal_failed")).toEqual([
+      { error: expect.stringMatching(/HTTP 503 ERR_RELAY_UNAVAILABLE/), transient: true, retry_in_ms: 20 },
+      { error: expect.stringMatching(/HTTP 503/), transient: true, retry_in_ms: 40 },
+      { error: expect.stringMatching(/HTTP 502 ERR_UPSTREAM/), transient: true, retry_in_ms: 50 },
+    ]);
+    expect(relay.renewAttempts).toBe(4);
+    expect(relay.renewals).toHaveLength(1);
+  });
+
+  test("a renewal refused with 403 is not retried before the next check", async () => {
+    const { relay, events, agent } = await setup({
+      certDays: 0.001,
+      agent: { renewRetryBaseMs: 10, renewRetryCapMs: 20 },
+      beforeStart: (r) => r.renewRefusals.push({ status: 403, code: "ERR_AGENT_REVOKED" }),
+    });
+    const failed = await events.waitFor("renewal_failed");
+    expect(failed).toMatchObject({ transient: false, retry_in_ms: null });
+    // A check on demand is what retries it (the periodic one is 12 h away).
+    await relay.connection(1);
+    expect(await agent.checkRenewal()).toBe(true);
+    expect(relay.renewAttempts).toBe(2);
+  });
 });

@@ -6,6 +6,7 @@ type Payload<N extends Name> = AgentEventMap[N][0];
 const NAMES: Name[] = [
   "connecting", "connected", "welcome", "disconnected", "reconnect_scheduled", "command", "ack_sent",
   "execution_started", "cancel", "response", "outbox_acked", "frame_invalid", "renewed", "renewal_failed", "revoked", "stopped",
+  "clock_skew", "cert_expired", "storage_fault", "storage_recovered",
 ];
 
 /** Records an agent's events from now on, and waits on past or future ones with a deadline. */

@@ -140,6 +140,10 @@ export class FakeRelay {
   /** Called for each new connection (e.g. to drop it at once). */
   onConnection: ((c: FakeConnection) => void) | null = null;
   readonly renewals: string[] = [];
+  /** Answers for the next /agent/renew requests, in order, before renewals succeed again (e.g. 503s). */
+  readonly renewRefusals: { status: number; code: string }[] = [];
+  /** Renewal requests seen, refused or not. */
+  renewAttempts = 0;
   url = "";
   readonly #server: https.Server;
   readonly #wss = new WebSocketServer({ noServer: true });
@@ -250,6 +254,9 @@ export class FakeRelay {
     }
     if (req.method === "POST" && req.url === "/agent/renew") {
       if (!(req.socket as TLSSocket).authorized) return problem(401, "ERR_AGENT_CERT_MISSING", "client certificate required");
+      this.renewAttempts++;
+      const refusal = this.renewRefusals.shift();
+      if (refusal) return problem(refusal.status, refusal.code, "refused by the test");
       const issued = await issue(body.csr ?? "");
       if (!issued) return problem(400, "ERR_CSR_INVALID", "bad CSR");
       this.renewals.push(issued.fingerprintSha256);
