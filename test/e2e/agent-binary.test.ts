@@ -69,11 +69,16 @@ function isolation(): { prefix: string[]; isolated: boolean } {
 
 let iso: { prefix: string[]; isolated: boolean };
 
-function spawnBinary(args: string[]): AgentChild {
-  const env = { PATH: SYSTEM_PATH, HOME: workDir, LANG: "C.UTF-8", HIDE: runtimesOnThisMachine().join(" ") };
-  const [cmd, ...rest] = [...iso.prefix, binary, ...args];
-  return spawnAgentProcess(cmd!, rest, env);
+/** `command args…` on a host without Node.js or Deno (see isolation()). */
+function spawnIsolated(command: string, args: string[], env: Record<string, string> = {}): AgentChild {
+  const full = { PATH: SYSTEM_PATH, HOME: workDir, LANG: "C.UTF-8", HIDE: runtimesOnThisMachine().join(" "), ...env };
+  const [cmd, ...rest] = [...iso.prefix, command, ...args];
+  return spawnAgentProcess(cmd!, rest, full);
 }
+
+/** The installed executable (install.sh put it into the scratch root). */
+const spawnBinary = (args: string[]) => spawnIsolated(path.join(hostRoot(), "usr/local/bin/fleet-agent"), args);
+const hostRoot = () => path.join(workDir, "host");
 
 beforeAll(async () => {
   workDir = await mkdtemp(path.join(os.tmpdir(), "fleet-agent-binary-"));
@@ -108,12 +113,13 @@ afterAll(async () => {
 });
 
 describe("the single executable (dist/fleet-agent-linux-x64)", () => {
-  const agentDir = () => path.join(workDir, "state");
+  const agentDir = () => path.join(hostRoot(), "var/lib/fleet-agent");
   let hostId: string;
   let agent: AgentChild | undefined;
 
   it("is one self-contained ELF executable", async (ctx) => {
     const st = await stat(binary);
+    expect(path.basename(binary)).toBe(`fleet-agent-linux-${process.arch}`);
     expect(st.mode & 0o111).toBe(0o111);
     const head = Buffer.from((await readFile(binary)).subarray(0, 4));
     expect(head.toString("latin1")).toBe("\x7fELF");
@@ -124,19 +130,24 @@ describe("the single executable (dist/fleet-agent-linux-x64)", () => {
       const libs = ldd.stdout.split("\n").map((l) => l.trim().split(" ")[0]).filter(Boolean);
       for (const lib of libs) expect(lib, ldd.stdout).toMatch(/^(linux-vdso|\/lib64\/ld-linux|lib(c|m|dl|pthread|rt|stdc\+\+|gcc_s)\.so)/);
     }
-    const version = spawnBinary(["--version"]);
+    const version = spawnIsolated(binary, ["--version"]);
     expect(await version.exit(), version.stderr()).toEqual({ code: 0, signal: null });
     expect(version.stdout()).toMatch(/^fleet-agent \d+\.\d+\.\d+ \(node \d+\.\d+\.\d+\)\n$/);
     if (!iso.isolated) ctx.annotate("unshare not allowed here: ran with the system PATH only, Node.js still installed");
   });
 
-  it("enrols", async () => {
+  it("installs with agent/packaging/install.sh, which enrols it", async () => {
+    // What an operator runs on the host (here into a scratch root, so no systemctl), token in the environment.
     const token = await rest.enrollmentToken(["sea"]);
-    const enroll = spawnBinary([
-      "enroll", "--relay", relay.edgeUrl!, "--ca-file", relay.caCertPath, "--token", token, "--state-dir", agentDir(), "--hostname", "sea-1",
-    ]);
-    expect(await enroll.exit(), enroll.stderr()).toEqual({ code: 0, signal: null });
-    hostId = /enrolled as host ([0-9a-f-]{36})/.exec(enroll.stdout())![1]!;
+    const install = spawnIsolated(
+      "sh",
+      [path.join(ROOT, "agent/packaging/install.sh"), "--root", hostRoot(), "--binary", binary, "--relay", relay.edgeUrl!, "--ca-file", relay.caCertPath],
+      { FLEET_AGENT_TOKEN: token, FLEET_AGENT_HOSTNAME: "sea-1" },
+    );
+    expect(await install.exit(), install.stdout() + install.stderr()).toEqual({ code: 0, signal: null });
+    expect(install.stdout()).toMatch(/installed fleet-agent \d+\.\d+\.\d+ \(node [\d.]+\) as \/usr\/local\/bin\/fleet-agent/);
+    hostId = /enrolled as host ([0-9a-f-]{36})/.exec(install.stdout())![1]!;
+    expect((await stat(agentDir())).mode & 0o777).toBe(0o700);
     expect((await stat(path.join(agentDir(), "agent.key"))).mode & 0o777).toBe(0o600);
     expect(await rest.host(hostId)).toMatchObject({ hostname: "sea-1", tags: ["sea"], status: "offline" });
   });
