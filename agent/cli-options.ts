@@ -246,6 +246,7 @@ export function helpText(command: CliCommand | null): string {
       "Commands:",
       "  enroll   Enrol this host with an enrolment token (once).",
       "  run      Connect to the relay and serve commands.",
+      "  version  Print the agent's version (also --version).",
       "",
       "`fleet-agent <command> --help` lists each command's options.",
       "Precedence: flags > environment variables > config file > defaults.",

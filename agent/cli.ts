@@ -9,12 +9,17 @@ import { ExitCode, startAgent } from "./agent.ts";
 import { enrollOptions, helpText, parseCli, runOptions, type CliCommand } from "./cli-options.ts";
 import { AlreadyEnrolledError, enroll, EnrollRefusedError } from "./enroll.ts";
 import { createLogger } from "./log.ts";
+import { AGENT_VERSION } from "./version.ts";
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   if (command === undefined || command === "--help" || command === "-h" || command === "help") {
     process.stdout.write(helpText(null));
     return command === undefined ? ExitCode.USAGE : ExitCode.OK;
+  }
+  if (command === "--version" || command === "version") {
+    process.stdout.write(`fleet-agent ${AGENT_VERSION} (${runtimeName()})\n`);
+    return ExitCode.OK;
   }
   if (command !== "enroll" && command !== "run") {
     process.stderr.write(`fleet-agent: unknown command "${command}"\n\n${helpText(null)}`);
@@ -26,6 +31,13 @@ async function main(argv: string[]): Promise<number> {
     return ExitCode.OK;
   }
   return command === "enroll" ? runEnroll(parsed) : runAgent(parsed);
+}
+
+/** Which runtime runs the agent: Node.js (also inside the single executable) or Deno. */
+function runtimeName(): string {
+  const versions = process.versions as Record<string, string | undefined>;
+  if (versions.deno !== undefined) return `deno ${versions.deno}`;
+  return `node ${process.versions.node}`;
 }
 
 async function runEnroll(parsed: ReturnType<typeof parseCli>): Promise<number> {

@@ -4,60 +4,14 @@
  * processes over mutual TLS, the product page's package install, and the CLI's refusals and
  * clean stop.
  */
-import { execFile } from "node:child_process";
 import { mkdtemp, readFile, rm, stat } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
-import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type LocalRelay, startLocalRelay } from "../../scripts/local-relay.ts";
 import { type AgentChild, killAllAgents, spawnAgentCli } from "../helpers/agent-cli.ts";
+import { choosePackages, expectInstallDryRun } from "../helpers/apt-dry-run.ts";
 import { RelayRest, waitUntil } from "../helpers/relay-rest.ts";
-
-const execFileP = promisify(execFile);
-
-/**
- * Which packages the install request names. The product page's are nginx and curl; their dry run
- * needs Debian's package lists, which `.ci/run` fetches (apt-get update) on a machine that has
- * none. If nginx or curl still has no candidate here, fall back to packages every Debian system
- * has installed (bash, coreutils): the dry run then succeeds with nothing to install.
- * `expectPlanned` are the packages the dry run must list as installed (candidate newer than the
- * installed version, or not installed at all).
- */
-async function choosePackages(): Promise<{ packages: string[]; expectPlanned: string[]; installed: () => Promise<string[]>; note: string } | null> {
-  const policy = (names: string[]) =>
-    execFileP("apt-cache", ["policy", ...names], { timeout: 15_000, env: { ...process.env, LC_ALL: "C" } }).then((r) => r.stdout);
-  let text: string;
-  try {
-    text = await policy(["nginx", "curl"]);
-  } catch {
-    return null; // no apt on this machine
-  }
-  const parse = (out: string) => {
-    const info = new Map<string, { installed: string; candidate: string }>();
-    for (const block of out.split(/^(?=\S)/m)) {
-      const name = /^(\S+):/.exec(block)?.[1];
-      const installed = /Installed: (\S+)/.exec(block)?.[1];
-      const candidate = /Candidate: (\S+)/.exec(block)?.[1];
-      if (name && installed && candidate) info.set(name, { installed, candidate });
-    }
-    return info;
-  };
-  let info = parse(text);
-  let packages = ["nginx", "curl"];
-  let note = "the product page's packages";
-  if (!packages.every((p) => info.get(p) && info.get(p)!.candidate !== "(none)")) {
-    packages = ["bash", "coreutils"];
-    note = "nginx/curl are not in this machine's apt lists; using bash and coreutils";
-    info = parse(await policy(packages));
-  }
-  const expectPlanned = packages.filter((p) => info.get(p)!.installed !== info.get(p)!.candidate);
-  const installed = async () => {
-    const now = parse(await policy(packages));
-    return packages.map((p) => `${p} ${now.get(p)?.installed}`);
-  };
-  return { packages, expectPlanned, installed, note };
-}
 
 let relay: LocalRelay;
 let relayDir: string;
@@ -123,37 +77,8 @@ describe("agent CLI against the local relay (README flow)", () => {
   it("the product page's request: install as a dry run, read back over REST", async (ctx) => {
     const choice = await choosePackages();
     if (choice === null) ctx.skip(); // not a Debian-family machine: no apt-get to dry-run with
-    const { packages, expectPlanned, installed, note } = choice!;
-    ctx.annotate(note);
-    const installedBefore = await installed();
-
-    const res = await rest.request("POST", `/api/hosts/${hostId}/packages/install`, {
-      packages,
-      options: { yes: true, simulate: true },
-      timeout: 300,
-    });
-    expect(res.status, JSON.stringify(res.body)).toBe(202);
-    expect(res.body.status).toBe("queued");
-    const messageId: string = res.body.message_id;
-    expect(res.headers.get("location")).toBe(`/api/hosts/${hostId}/commands/${messageId}`);
-
-    const done = await rest.waitForCommand(hostId, messageId, undefined, 60_000);
-    expect(done.state, JSON.stringify(done)).toBe("succeeded");
-    expect(done.response_status).toBe("success");
-    expect(done.command_type).toBe("package_operation");
-    expect(done.history.map((h: { state: string }) => h.state)).toEqual(["queued", "delivered", "running", "succeeded"]);
-    expect(done.result).toMatchObject({ exit_code: 0, simulated: true, package_manager: "apt-get", operation: "install" });
-    expect(typeof done.result.execution_time).toBe("number");
-    expect(done.result.execution_time).toBeGreaterThanOrEqual(0);
-    expect(typeof done.result.output).toBe("string");
-    expect(done.result.output.length).toBeGreaterThan(0);
-    expect(Array.isArray(done.result.installed_packages)).toBe(true);
-    for (const p of expectPlanned) {
-      expect(done.result.installed_packages).toContain(p);
-      expect(done.result.output).toMatch(new RegExp(`^Inst ${p} `, "m"));
-    }
-    // Nothing was really installed or upgraded: it was a dry run.
-    expect(await installed()).toEqual(installedBefore);
+    ctx.annotate(choice!.note);
+    await expectInstallDryRun(rest, hostId, choice!);
   });
 
   it("reusing the token exits 2 naming ERR_ENROLLMENT_TOKEN_USED; a wrong token exits 2", async () => {

@@ -1,10 +1,13 @@
 /**
  * The agent CLI as a real child process, the way an operator runs it:
- * `node --experimental-strip-types --experimental-sqlite agent/cli.ts enroll|run …`.
- * Output is captured; JSON log lines on stderr can be awaited with a deadline.
+ * `node --experimental-strip-types --experimental-sqlite agent/cli.ts enroll|run …`, the same
+ * sources under `deno run` (spawnAgentDeno), or any other command line, such as the single
+ * executable (spawnAgentProcess). Output is captured; JSON log lines on stderr can be awaited
+ * with a deadline.
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import path from "node:path";
+import { denoBinary, denoEnv } from "../../scripts/deno.ts";
 
 export const AGENT_CLI = path.resolve(import.meta.dirname, "../../agent/cli.ts");
 const NODE_FLAGS = ["--experimental-strip-types", "--experimental-sqlite", "--no-warnings=ExperimentalWarning"];
@@ -39,8 +42,24 @@ export async function killAllAgents(): Promise<void> {
 }
 
 export function spawnAgentCli(args: string[], env: NodeJS.ProcessEnv = {}): AgentChild {
-  const child = spawn(process.execPath, [...NODE_FLAGS, AGENT_CLI, ...args], {
-    env: { ...process.env, ...env },
+  return spawnAgentProcess(process.execPath, [...NODE_FLAGS, AGENT_CLI, ...args], { ...process.env, ...env });
+}
+
+/**
+ * Permissions the agent needs under Deno: its state directory and CA file (read, write), the relay
+ * (net), its FLEET_AGENT_* settings (env), package managers (run), and host facts (sys).
+ */
+export const DENO_AGENT_FLAGS = ["--allow-read", "--allow-write", "--allow-net", "--allow-env", "--allow-run", "--allow-sys", "--cached-only", "--no-prompt"];
+
+/** The agent's TypeScript sources under `deno run` (Deno from node_modules, offline). */
+export function spawnAgentDeno(args: string[], env: NodeJS.ProcessEnv = {}): AgentChild {
+  return spawnAgentProcess(denoBinary(), ["run", ...DENO_AGENT_FLAGS, AGENT_CLI, ...args], denoEnv({ ...process.env, ...env }));
+}
+
+/** Any agent command line (the full environment is the caller's). */
+export function spawnAgentProcess(command: string, argv: string[], env: NodeJS.ProcessEnv): AgentChild {
+  const child = spawn(command, argv, {
+    env,
     stdio: ["ignore", "pipe", "pipe"],
   });
   let out = "";
