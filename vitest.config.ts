@@ -32,6 +32,9 @@ export default defineConfig({
                 ENROLL_RATE_LIMIT: "50",
                 // Test-only fault hooks (worker/test-faults.ts); inert without this binding.
                 TEST_FAULTS: "1",
+                // Replays a fuzz run (test/worker/fuzz/): the seed each run prints, and how many inputs it generates.
+                FUZZ_SEED: process.env.FUZZ_SEED ?? "",
+                FUZZ_RUNS: process.env.FUZZ_RUNS ?? "",
               },
             },
           }),

@@ -35,6 +35,8 @@ export const Limits = {
   MAX_FRAME_BYTES: 1024 * 1024,
   /** Largest REST request body, in bytes. */
   MAX_BODY_BYTES: 64 * 1024,
+  /** Longest `detail` of an `error` frame, in characters. */
+  MAX_ERROR_DETAIL_CHARS: 4096,
   /** Largest `output` carried by one `status` chunk or one `response`, in characters. */
   MAX_OUTPUT_CHARS: 256 * 1024,
   /** Packages in one package operation. */

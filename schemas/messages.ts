@@ -79,7 +79,7 @@ export const ErrorMessage = z.object({
   message_type: z.literal("error"),
   original_message_id: Uuid.optional(),
   code: z.string().min(1).max(100),
-  detail: z.string().max(4096),
+  detail: z.string().max(Limits.MAX_ERROR_DETAIL_CHARS),
 });
 export type ErrorMessage = z.infer<typeof ErrorMessage>;
 

@@ -8,6 +8,8 @@ declare namespace Cloudflare {
     FLEET_CA_CERT: string;
     FLEET_CA_KEY: string;
     TEST_FAULTS: string;
+    FUZZ_SEED: string;
+    FUZZ_RUNS: string;
     TEST_MIGRATIONS: import("cloudflare:test").D1Migration[];
   }
 }

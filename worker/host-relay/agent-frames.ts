@@ -1,5 +1,5 @@
 import type { AckMessage, AgentFrame, ErrorMessage, ResponseMessage, StatusMessage } from "../../schemas/index.ts";
-import { AgentFrame as AgentFrameSchema, CloseCode, FrameErrorCode, decodeFrame, nowRfc3339 } from "../../schemas/index.ts";
+import { AgentFrame as AgentFrameSchema, CloseCode, FrameErrorCode, Limits, decodeFrame, nowRfc3339 } from "../../schemas/index.ts";
 import { fieldErrors } from "../errors.ts";
 import { type FrameBudget, type RelayContext, attachment, sendFrame } from "./context.ts";
 import { closeAgent, onHello, touch } from "./connection.ts";
@@ -117,7 +117,8 @@ function rejectFrame(rc: RelayContext, ws: WebSocket, code: string, detail: stri
     message_type: "error",
     ...(originalId && /^[0-9a-f-]{36}$/i.test(originalId) ? { original_message_id: originalId } : {}),
     code,
-    detail,
+    // A frame failing many fields would otherwise give a detail longer than the schema allows the agent to read.
+    detail: detail.slice(0, Limits.MAX_ERROR_DETAIL_CHARS),
   });
 }
 

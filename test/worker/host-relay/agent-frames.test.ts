@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { FrameErrorCode, nowRfc3339 } from "../../../schemas/index.ts";
+import { ErrorMessage, FrameErrorCode, Limits, nowRfc3339 } from "../../../schemas/index.ts";
 import { TestAgent, getCommand, helloFrame, registerHost, relayStub, waitFor } from "../helpers.ts";
 import { connectedHost, enqueue, responseFrame, sendAndAwaitAck, states, statusFrame } from "./relay-helpers.ts";
 
@@ -151,6 +151,18 @@ describe("malformed frames", () => {
     agent.ack(id);
     const view = await waitFor(() => getCommand(host_id, id), (v) => v.state === "delivered");
     expect(view.state).toBe("delivered");
+    expect(agent.closed).toBeNull();
+  });
+
+  it("an error frame fits the wire schema even when the refused frame has hundreds of failing fields (found by the frame fuzz)", async () => {
+    const { agent } = await connectedHost();
+    const frame = { ...responseFrame(crypto.randomUUID()), result: { installed_packages: Array.from({ length: 500 }, (_, i) => i) } };
+    const error = await rejected(agent, JSON.stringify(frame));
+    expect(error.code).toBe(FrameErrorCode.INVALID);
+    expect(error.original_message_id).toBe(frame.message_id);
+    expect(error.detail.length).toBeLessThanOrEqual(Limits.MAX_ERROR_DETAIL_CHARS);
+    expect(error.detail).toContain("result.installed_packages.0");
+    expect(ErrorMessage.safeParse(error).success).toBe(true);
     expect(agent.closed).toBeNull();
   });
 
