@@ -2,7 +2,9 @@
  * Child process of the benchmark: runs the local relay (workerd via Miniflare + the TLS edge) so
  * that its memory is measured apart from the benchmark's clients. Talks to the parent over IPC:
  * `ready` once listening; answers `sample` (RSS and CPU time of this process and of workerd) and `stop`.
- * Started by bench/run.ts with `--expose-gc`; not meant to be run by hand.
+ * Started by bench/run.ts with `--expose-gc`, and by bench/soak.ts (which SIGKILLs it and workerd, and
+ * starts it again on the same state directory and ports); not meant to be run by hand.
+ * Arguments: the state directory, then optionally a JSON object `{ port, edgePort, bindings }`.
  */
 import { readdirSync, readFileSync } from "node:fs";
 import { startLocalRelay } from "../scripts/local-relay.ts";
@@ -11,7 +13,7 @@ export type RelayRequest = { type: "sample"; id: number; gc: boolean } | { type:
 export type RelayReply =
   | { type: "ready"; url: string; edgeUrl: string; caCertPem: string; caCertPath: string; edgeSecret: string; workerdPids: number[]; workerdComm: string[] }
   | { type: "sample"; id: number; edgeRss: number; workerdRss: number; edgeCpuMs: number; workerdCpuMs: number }
-  | { type: "error"; message: string };
+  | { type: "error"; message: string; code?: string };
 
 const stateDir = process.argv[2];
 if (!stateDir || !process.send) {
@@ -19,6 +21,7 @@ if (!stateDir || !process.send) {
   process.exit(2);
 }
 const send = (m: RelayReply) => process.send!(m);
+const extra = JSON.parse(process.argv[3] ?? "{}") as { port?: number; edgePort?: number; bindings?: Record<string, string> };
 
 /** Every descendant of `root`, from /proc (Miniflare spawns workerd; it may sit behind a wrapper). */
 function descendants(root: number): number[] {
@@ -79,7 +82,7 @@ function cpuMsOf(pid: number): number {
 }
 
 try {
-  const relay = await startLocalRelay({ port: 0, edgePort: 0, stateDir, quiet: true });
+  const relay = await startLocalRelay({ port: extra.port ?? 0, edgePort: extra.edgePort ?? 0, stateDir, quiet: true, bindings: extra.bindings });
   // workerd is the runtime; anything else below us (none expected) is counted with it.
   const below = descendants(process.pid);
   // esbuild leaves its service process running after bundling; it is not part of the relay.
@@ -126,6 +129,7 @@ try {
   process.on("SIGTERM", () => void stop());
   process.on("SIGINT", () => void stop());
 } catch (err) {
-  send({ type: "error", message: (err as Error).stack ?? String(err) });
+  // code EADDRINUSE (PortInUseError): the caller may try the same ports again.
+  send({ type: "error", message: (err as Error).stack ?? String(err), code: (err as { code?: string }).code });
   process.exit(1);
 }

@@ -18,7 +18,7 @@ export class RestClient {
     this.#agent = new http.Agent({ keepAlive: true, maxSockets, maxFreeSockets: maxSockets, noDelay: true } as http.AgentOptions);
   }
 
-  request(method: string, path: string, body?: unknown, token = this.#token): Promise<Reply> {
+  request(method: string, path: string, body?: unknown, token = this.#token, extraHeaders: Record<string, string> = {}): Promise<Reply> {
     const payload = body === undefined ? undefined : JSON.stringify(body);
     return new Promise((resolve, reject) => {
       const req = http.request(
@@ -30,6 +30,7 @@ export class RestClient {
           agent: this.#agent,
           headers: {
             authorization: `Bearer ${token}`,
+            ...extraHeaders,
             ...(payload === undefined ? {} : { "content-type": "application/json", "content-length": Buffer.byteLength(payload) }),
           },
         },

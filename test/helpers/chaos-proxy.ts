@@ -6,7 +6,8 @@
  * comes first — mid-record, with a FIN or an RST at random.
  *
  * Cutting is bounded: it stops by itself after `cutForMs`, or when `stopCutting()` is called;
- * from then on connections (old and new) are left alone.
+ * from then on connections (old and new) are left alone. `cutFor(ms)` starts another bounded
+ * spell of cutting, on open connections and new ones alike (the soak's fault windows).
  *
  * It can also hold one direction (`hold("up")`: client → target bytes are buffered, not sent)
  * and `release()` them later, intact: a link that stalls one way without breaking TLS.
@@ -60,6 +61,8 @@ export interface ChaosProxy {
   stats(): ChaosStats;
   /** No more cuts, on open or new connections. */
   stopCutting(): void;
+  /** Cuts again, open connections and new ones, for `ms` (then stops by itself, as at the start). */
+  cutFor(ms: number): void;
   /** Buffers every byte going `up` (client → target) or `down` from now on, on every connection. */
   hold(direction: "up" | "down"): void;
   /** Sends what was held, in order, and stops holding. */
@@ -92,7 +95,7 @@ export async function startChaosProxy(opts: ChaosProxyOptions): Promise<ChaosPro
   const stats: ChaosStats = { connections: 0, cuts: 0, cutsByTime: 0, cutsByBytes: 0, resets: 0, bytes: 0 };
   let cutting = (opts.cutForMs ?? 60_000) > 0;
   let holding: "up" | "down" | null = null;
-  const pairs = new Set<{ disarm(): void; destroy(): void; flush(): void }>();
+  const pairs = new Set<{ arm(): void; disarm(): void; destroy(): void; flush(): void }>();
 
   const server = net.createServer({ noDelay: true }, (client) => {
     stats.connections++;
@@ -141,6 +144,12 @@ export async function startChaosProxy(opts: ChaosProxyOptions): Promise<ChaosPro
     };
     const held: Record<"up" | "down", Buffer[]> = { up: [], down: [] };
     const pair = {
+      arm() {
+        if (dead) return;
+        budget = between(minBytes, maxBytes);
+        clearTimeout(timer);
+        timer = setTimeout(() => cut("time"), between(minLife, maxLife));
+      },
       disarm() {
         budget = Infinity;
         clearTimeout(timer);
@@ -202,8 +211,16 @@ export async function startChaosProxy(opts: ChaosProxyOptions): Promise<ChaosPro
     clearTimeout(selfStop);
     for (const p of pairs) p.disarm();
   };
-  const selfStop = setTimeout(stopCutting, opts.cutForMs ?? 60_000);
+  let selfStop = setTimeout(stopCutting, opts.cutForMs ?? 60_000);
   selfStop.unref();
+  const cutFor = (ms: number) => {
+    clearTimeout(selfStop);
+    cutting = ms > 0;
+    if (!cutting) return;
+    for (const p of pairs) p.arm();
+    selfStop = setTimeout(stopCutting, ms);
+    selfStop.unref();
+  };
   const release = () => {
     holding = null;
     for (const p of pairs) p.flush();
@@ -218,6 +235,7 @@ export async function startChaosProxy(opts: ChaosProxyOptions): Promise<ChaosPro
     },
     stats: () => ({ ...stats }),
     stopCutting,
+    cutFor,
     hold: (direction) => {
       holding = direction;
     },
