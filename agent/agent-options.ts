@@ -106,7 +106,9 @@ export function resolveAgentOptions(opts: AgentOptions): ResolvedAgentOptions {
   nonNegative("stableAfterMs", o.stableAfterMs);
   positive("maxOutputBytes", o.maxOutputBytes);
   if (o.maxOutputBytes > Limits.MAX_OUTPUT_CHARS) {
-    throw new ConfigError(`max output must be at most ${Limits.MAX_OUTPUT_CHARS} bytes (the protocol's output limit), got ${o.maxOutputBytes}`);
+    throw new ConfigError(
+      `max output must be at most ${Limits.MAX_OUTPUT_CHARS} bytes (the protocol's output limit), got ${o.maxOutputBytes}`,
+    );
   }
   nonNegative("shutdownGraceMs", o.shutdownGraceMs);
   nonNegative("journalRetentionMs", o.journalRetentionMs);

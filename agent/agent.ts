@@ -1,16 +1,16 @@
 import { EventEmitter } from "node:events";
 import path from "node:path";
-import { CloseCode, PROTOCOL_VERSION } from "../schemas/index.ts";
 import type { WelcomeMessage } from "../schemas/index.ts";
+import { CloseCode, PROTOCOL_VERSION } from "../schemas/index.ts";
 import { type AgentOptions, ConfigError, resolveAgentOptions } from "./agent-options.ts";
 import { Backoff } from "./backoff.ts";
 import { MAX_CLOCK_SKEW_MS, RelayClock } from "./clock.ts";
-import { certificateTimes } from "./csr.ts";
 import { CommandProcessor } from "./command-processor.ts";
+import { certificateTimes } from "./csr.ts";
 import type { AgentEventMap } from "./events.ts";
-import { detectPackageManager } from "./executors/package-managers.ts";
-import { supportedCommands } from "./executors/index.ts";
 import type { ExecutorSettings } from "./executors/index.ts";
+import { supportedCommands } from "./executors/index.ts";
+import { detectPackageManager } from "./executors/package-managers.ts";
 import { helloFrame, type RelayMessage } from "./frames.ts";
 import { dnsHostname, helloOs } from "./host-facts.ts";
 import { openJournal } from "./journal.ts";
@@ -165,19 +165,33 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
   const onWelcome = (s: RelaySocket, welcome: WelcomeMessage, heartbeatMs: number, helloSentAt: number) => {
     const offset = clock.measure(welcome.server_time, helloSentAt, clock.localNow());
     if (clock.beyondBound()) {
-      logger.warn("this host's clock is off from the relay's by more than the bound; using the relay's clock for its times (fix the host's time sync)", {
-        clock_offset_ms: offset,
-        bound_ms: MAX_CLOCK_SKEW_MS,
-      });
+      logger.warn(
+        "this host's clock is off from the relay's by more than the bound; using the relay's clock for its times (fix the host's time sync)",
+        {
+          clock_offset_ms: offset,
+          bound_ms: MAX_CLOCK_SKEW_MS,
+        },
+      );
       events.emit("clock_skew", { clock_offset_ms: offset, bound_ms: MAX_CLOCK_SKEW_MS });
     }
     if (hostId === null) hostId = welcome.host_id;
-    else if (hostId !== welcome.host_id) logger.warn("relay knows this certificate as another host", { host_id: hostId, relay_host_id: welcome.host_id });
+    else if (hostId !== welcome.host_id)
+      logger.warn("relay knows this certificate as another host", { host_id: hostId, relay_host_id: welcome.host_id });
     // Everything unacked, oldest first, before any newer frame can go out.
     const pending = journal.outbox();
     for (const entry of pending) s.send(entry.frame);
-    logger.info("connected", { host_id: welcome.host_id, heartbeat_interval_ms: heartbeatMs, resent: pending.length, clock_offset_ms: offset });
-    events.emit("welcome", { host_id: welcome.host_id, heartbeat_interval_ms: heartbeatMs, resent: pending.length, clock_offset_ms: offset });
+    logger.info("connected", {
+      host_id: welcome.host_id,
+      heartbeat_interval_ms: heartbeatMs,
+      resent: pending.length,
+      clock_offset_ms: offset,
+    });
+    events.emit("welcome", {
+      host_id: welcome.host_id,
+      heartbeat_interval_ms: heartbeatMs,
+      resent: pending.length,
+      clock_offset_ms: offset,
+    });
   };
 
   /** What an operator types to bring an expired host back: a new enrolment into the same state directory. */
@@ -203,7 +217,11 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
     const { notAfter } = certificateTimes(certPem);
     const expiredMs = expiredForMs(certPem, clock.now());
     if (expiredMs < 0) return;
-    const fields = { not_after: new Date(notAfter).toISOString(), expired_for_s: Math.round(expiredMs / 1000), clock_offset_ms: clock.offsetMs };
+    const fields = {
+      not_after: new Date(notAfter).toISOString(),
+      expired_for_s: Math.round(expiredMs / 1000),
+      clock_offset_ms: clock.offsetMs,
+    };
     if (clock.offsetMs === null && expiredMs <= MAX_CLOCK_SKEW_MS) {
       logger.warn("the client certificate has expired by this host's clock, within the clock-skew bound; letting the relay decide", fields);
       return;
@@ -285,9 +303,16 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
         renewRetry = setTimeout(() => void checkRenewal(), retryInMs);
       }
       if (transient) {
-        logger.warn("certificate renewal failed; keeping the current certificate and retrying", { error: err, retry_in_ms: retryInMs, attempt: renewBackoff.attempt });
+        logger.warn("certificate renewal failed; keeping the current certificate and retrying", {
+          error: err,
+          retry_in_ms: retryInMs,
+          attempt: renewBackoff.attempt,
+        });
       } else {
-        logger.error("certificate renewal refused; keeping the current certificate until the next check", { error: err, next_check_ms: o.renewCheckIntervalMs });
+        logger.error("certificate renewal refused; keeping the current certificate until the next check", {
+          error: err,
+          next_check_ms: o.renewCheckIntervalMs,
+        });
       }
       events.emit("renewal_failed", { error: (err as Error).message, transient, retry_in_ms: retryInMs });
       return false;

@@ -1,8 +1,8 @@
 import { readFileSync } from "node:fs";
 import path from "node:path";
 import { parseArgs } from "node:util";
-import { ConfigError } from "./agent-options.ts";
 import type { AgentOptions } from "./agent-options.ts";
+import { ConfigError } from "./agent-options.ts";
 import { parseBytes, parseDuration } from "./durations.ts";
 import type { EnrollOptions } from "./enroll.ts";
 import { isPackageManagerName, PACKAGE_MANAGERS } from "./executors/package-managers.ts";
@@ -35,46 +35,193 @@ const RUN = ["run"] as const;
 
 /** Every option of the CLI; --help is generated from this table. */
 export const OPTION_SPECS: readonly OptionSpec[] = [
-  { flag: "relay", kind: "string", env: "FLEET_AGENT_RELAY", key: "relay", placeholder: "<url>", commands: BOTH,
-    default: { enroll: "required", run: "the relay recorded at enrolment (agent.json)" }, help: "Relay base URL, e.g. https://127.0.0.1:8443 (https only)." },
-  { flag: "token", kind: "string", env: "FLEET_AGENT_TOKEN", placeholder: "<token>", commands: ["enroll"],
-    default: "required", help: "Enrolment token from an admin (POST /api/enrollment-tokens). The environment keeps it out of `ps`." },
-  { flag: "state-dir", kind: "string", env: "FLEET_AGENT_STATE_DIR", key: "state_dir", placeholder: "<dir>", commands: BOTH,
-    default: DEFAULT_STATE_DIR, help: "Holds the key (agent.key, 0600), certificates, agent.json, config.json and the journal. In a config file only when that file is given with --config." },
-  { flag: "config", kind: "string", env: "FLEET_AGENT_CONFIG", placeholder: "<file>", commands: BOTH,
-    default: `<state-dir>/${STATE_FILES.config} (if present)`, help: "JSON config file; keys are the snake_case option names listed here." },
-  { flag: "ca-file", kind: "string", env: "FLEET_AGENT_CA_FILE", key: "ca_file", placeholder: "<pem>", commands: BOTH,
+  {
+    flag: "relay",
+    kind: "string",
+    env: "FLEET_AGENT_RELAY",
+    key: "relay",
+    placeholder: "<url>",
+    commands: BOTH,
+    default: { enroll: "required", run: "the relay recorded at enrolment (agent.json)" },
+    help: "Relay base URL, e.g. https://127.0.0.1:8443 (https only).",
+  },
+  {
+    flag: "token",
+    kind: "string",
+    env: "FLEET_AGENT_TOKEN",
+    placeholder: "<token>",
+    commands: ["enroll"],
+    default: "required",
+    help: "Enrolment token from an admin (POST /api/enrollment-tokens). The environment keeps it out of `ps`.",
+  },
+  {
+    flag: "state-dir",
+    kind: "string",
+    env: "FLEET_AGENT_STATE_DIR",
+    key: "state_dir",
+    placeholder: "<dir>",
+    commands: BOTH,
+    default: DEFAULT_STATE_DIR,
+    help: "Holds the key (agent.key, 0600), certificates, agent.json, config.json and the journal. In a config file only when that file is given with --config.",
+  },
+  {
+    flag: "config",
+    kind: "string",
+    env: "FLEET_AGENT_CONFIG",
+    placeholder: "<file>",
+    commands: BOTH,
+    default: `<state-dir>/${STATE_FILES.config} (if present)`,
+    help: "JSON config file; keys are the snake_case option names listed here.",
+  },
+  {
+    flag: "ca-file",
+    kind: "string",
+    env: "FLEET_AGENT_CA_FILE",
+    key: "ca_file",
+    placeholder: "<pem>",
+    commands: BOTH,
     default: { enroll: "the system CA store", run: "the file used at enrolment, else <state-dir>/ca.crt" },
-    help: "PEM CA pinned as the only trust anchor for the relay's TLS certificate." },
-  { flag: "system-ca", kind: "boolean", env: "FLEET_AGENT_SYSTEM_CA", key: "system_ca", commands: RUN,
-    default: "false (true when enrolled without --ca-file)", help: "Trust the system CA store instead of a pinned CA (relay behind Cloudflare)." },
-  { flag: "hostname", kind: "string", env: "FLEET_AGENT_HOSTNAME", key: "hostname", placeholder: "<name>", commands: BOTH,
-    default: { enroll: "this machine's host name", run: "the one given at enrolment, else this machine's" }, help: "Host name sent at enrolment and in hello." },
+    help: "PEM CA pinned as the only trust anchor for the relay's TLS certificate.",
+  },
+  {
+    flag: "system-ca",
+    kind: "boolean",
+    env: "FLEET_AGENT_SYSTEM_CA",
+    key: "system_ca",
+    commands: RUN,
+    default: "false (true when enrolled without --ca-file)",
+    help: "Trust the system CA store instead of a pinned CA (relay behind Cloudflare).",
+  },
+  {
+    flag: "hostname",
+    kind: "string",
+    env: "FLEET_AGENT_HOSTNAME",
+    key: "hostname",
+    placeholder: "<name>",
+    commands: BOTH,
+    default: { enroll: "this machine's host name", run: "the one given at enrolment, else this machine's" },
+    help: "Host name sent at enrolment and in hello.",
+  },
   { flag: "force", kind: "boolean", commands: ["enroll"], default: "false", help: "Replace an existing enrolment in the state directory." },
-  { flag: "allow-shell", kind: "boolean", env: "FLEET_AGENT_ALLOW_SHELL", key: "allow_shell", commands: RUN,
-    default: "false", help: "Run `shell` commands (/bin/sh -c) as this agent's user. Off: they are rejected." },
-  { flag: "reconnect-base", kind: "duration", env: "FLEET_AGENT_RECONNECT_BASE", key: "reconnect_base", placeholder: "<duration>", commands: RUN,
-    default: "1s", help: "First reconnect wait; doubles per failed attempt, with full jitter." },
-  { flag: "reconnect-cap", kind: "duration", env: "FLEET_AGENT_RECONNECT_CAP", key: "reconnect_cap", placeholder: "<duration>", commands: RUN,
-    default: "60s", help: "Longest reconnect wait; at most 60s." },
-  { flag: "stable-after", kind: "duration", env: "FLEET_AGENT_STABLE_AFTER", key: "stable_after", placeholder: "<duration>", commands: RUN,
-    default: "60s", help: "A connection up this long resets the reconnect backoff." },
-  { flag: "max-output", kind: "bytes", env: "FLEET_AGENT_MAX_OUTPUT", key: "max_output", placeholder: "<size>", commands: RUN,
-    default: "256KiB", help: "Output kept per command for its response (the last part); at most 256KiB." },
-  { flag: "shutdown-grace", kind: "duration", env: "FLEET_AGENT_SHUTDOWN_GRACE", key: "shutdown_grace", placeholder: "<duration>", commands: RUN,
-    default: "30s", help: "On SIGTERM/SIGINT, time a running command gets before its process group is killed." },
-  { flag: "journal-retention", kind: "duration", env: "FLEET_AGENT_JOURNAL_RETENTION", key: "journal_retention", placeholder: "<duration>", commands: RUN,
-    default: "35d", help: "Answered, acked commands are forgotten after this long (longer than the relay's 30-day delivery window)." },
-  { flag: "renew-retry-base", kind: "duration", env: "FLEET_AGENT_RENEW_RETRY_BASE", key: "renew_retry_base", placeholder: "<duration>", commands: RUN,
-    default: "10s", help: "First wait before retrying a certificate renewal that failed transiently (relay unreachable, 5xx); doubles, full jitter." },
-  { flag: "renew-retry-cap", kind: "duration", env: "FLEET_AGENT_RENEW_RETRY_CAP", key: "renew_retry_cap", placeholder: "<duration>", commands: RUN,
-    default: "15m", help: "Longest wait between renewal retries." },
-  { flag: "heartbeat", kind: "duration", env: "FLEET_AGENT_HEARTBEAT", key: "heartbeat", placeholder: "<duration>", commands: RUN,
-    default: "the relay's (welcome.heartbeat_interval)", help: "Ping interval; no pong within one interval drops and redials the connection." },
-  { flag: "package-manager", kind: "string", env: "FLEET_AGENT_PACKAGE_MANAGER", key: "package_manager", placeholder: "<name>", commands: RUN,
-    default: `first on PATH of ${PACKAGE_MANAGERS.join(", ")}`, help: "Package manager for package_operation." },
-  { flag: "log-level", kind: "string", env: "FLEET_AGENT_LOG_LEVEL", key: "log_level", placeholder: "<level>", commands: BOTH,
-    default: "info", help: "debug, info, warn or error. Logs are JSON lines on stderr." },
+  {
+    flag: "allow-shell",
+    kind: "boolean",
+    env: "FLEET_AGENT_ALLOW_SHELL",
+    key: "allow_shell",
+    commands: RUN,
+    default: "false",
+    help: "Run `shell` commands (/bin/sh -c) as this agent's user. Off: they are rejected.",
+  },
+  {
+    flag: "reconnect-base",
+    kind: "duration",
+    env: "FLEET_AGENT_RECONNECT_BASE",
+    key: "reconnect_base",
+    placeholder: "<duration>",
+    commands: RUN,
+    default: "1s",
+    help: "First reconnect wait; doubles per failed attempt, with full jitter.",
+  },
+  {
+    flag: "reconnect-cap",
+    kind: "duration",
+    env: "FLEET_AGENT_RECONNECT_CAP",
+    key: "reconnect_cap",
+    placeholder: "<duration>",
+    commands: RUN,
+    default: "60s",
+    help: "Longest reconnect wait; at most 60s.",
+  },
+  {
+    flag: "stable-after",
+    kind: "duration",
+    env: "FLEET_AGENT_STABLE_AFTER",
+    key: "stable_after",
+    placeholder: "<duration>",
+    commands: RUN,
+    default: "60s",
+    help: "A connection up this long resets the reconnect backoff.",
+  },
+  {
+    flag: "max-output",
+    kind: "bytes",
+    env: "FLEET_AGENT_MAX_OUTPUT",
+    key: "max_output",
+    placeholder: "<size>",
+    commands: RUN,
+    default: "256KiB",
+    help: "Output kept per command for its response (the last part); at most 256KiB.",
+  },
+  {
+    flag: "shutdown-grace",
+    kind: "duration",
+    env: "FLEET_AGENT_SHUTDOWN_GRACE",
+    key: "shutdown_grace",
+    placeholder: "<duration>",
+    commands: RUN,
+    default: "30s",
+    help: "On SIGTERM/SIGINT, time a running command gets before its process group is killed.",
+  },
+  {
+    flag: "journal-retention",
+    kind: "duration",
+    env: "FLEET_AGENT_JOURNAL_RETENTION",
+    key: "journal_retention",
+    placeholder: "<duration>",
+    commands: RUN,
+    default: "35d",
+    help: "Answered, acked commands are forgotten after this long (longer than the relay's 30-day delivery window).",
+  },
+  {
+    flag: "renew-retry-base",
+    kind: "duration",
+    env: "FLEET_AGENT_RENEW_RETRY_BASE",
+    key: "renew_retry_base",
+    placeholder: "<duration>",
+    commands: RUN,
+    default: "10s",
+    help: "First wait before retrying a certificate renewal that failed transiently (relay unreachable, 5xx); doubles, full jitter.",
+  },
+  {
+    flag: "renew-retry-cap",
+    kind: "duration",
+    env: "FLEET_AGENT_RENEW_RETRY_CAP",
+    key: "renew_retry_cap",
+    placeholder: "<duration>",
+    commands: RUN,
+    default: "15m",
+    help: "Longest wait between renewal retries.",
+  },
+  {
+    flag: "heartbeat",
+    kind: "duration",
+    env: "FLEET_AGENT_HEARTBEAT",
+    key: "heartbeat",
+    placeholder: "<duration>",
+    commands: RUN,
+    default: "the relay's (welcome.heartbeat_interval)",
+    help: "Ping interval; no pong within one interval drops and redials the connection.",
+  },
+  {
+    flag: "package-manager",
+    kind: "string",
+    env: "FLEET_AGENT_PACKAGE_MANAGER",
+    key: "package_manager",
+    placeholder: "<name>",
+    commands: RUN,
+    default: `first on PATH of ${PACKAGE_MANAGERS.join(", ")}`,
+    help: "Package manager for package_operation.",
+  },
+  {
+    flag: "log-level",
+    kind: "string",
+    env: "FLEET_AGENT_LOG_LEVEL",
+    key: "log_level",
+    placeholder: "<level>",
+    commands: BOTH,
+    default: "info",
+    help: "debug, info, warn or error. Logs are JSON lines on stderr.",
+  },
 ];
 
 type Source = "flag" | "env" | "config";
@@ -157,7 +304,8 @@ function readConfigFile(file: string, required: boolean): Record<string, unknown
   } catch (err) {
     throw new ConfigError(`config file ${file} is not JSON: ${(err as Error).message}`);
   }
-  if (typeof json !== "object" || json === null || Array.isArray(json)) throw new ConfigError(`config file ${file} must hold a JSON object`);
+  if (typeof json !== "object" || json === null || Array.isArray(json))
+    throw new ConfigError(`config file ${file} must hold a JSON object`);
   return json as Record<string, unknown>;
 }
 
@@ -191,7 +339,8 @@ function getter(values: Map<string, Raw>) {
 export function runOptions(parsed: ParsedCli): AgentOptions {
   const g = getter(parsed.values);
   const pm = g.str("package-manager");
-  if (pm !== undefined && !isPackageManagerName(pm)) throw new ConfigError(`--package-manager must be one of ${PACKAGE_MANAGERS.join(", ")}, got ${pm}`);
+  if (pm !== undefined && !isPackageManagerName(pm))
+    throw new ConfigError(`--package-manager must be one of ${PACKAGE_MANAGERS.join(", ")}, got ${pm}`);
   return {
     stateDir: path.resolve(g.str("state-dir") ?? DEFAULT_STATE_DIR),
     relay: g.str("relay"),

@@ -1,13 +1,13 @@
 #!/usr/bin/env -S node --experimental-strip-types --experimental-sqlite --no-warnings=ExperimentalWarning
+import { ExitCode, startAgent } from "./agent.ts";
 /**
  * fleet-agent: `enroll` once, then `run`. See `node agent/cli.ts --help`.
  * Exit codes: 0 stopped cleanly, 1 failure, 2 bad usage/configuration or enrolment refused, 3 revoked,
  * 4 certificate expired (re-enrol the host; the log and stderr give the command).
  */
 import { ConfigError } from "./agent-options.ts";
-import { ExitCode, startAgent } from "./agent.ts";
-import { enrollOptions, helpText, parseCli, runOptions, type CliCommand } from "./cli-options.ts";
-import { AlreadyEnrolledError, enroll, EnrollRefusedError } from "./enroll.ts";
+import { type CliCommand, enrollOptions, helpText, parseCli, runOptions } from "./cli-options.ts";
+import { AlreadyEnrolledError, EnrollRefusedError, enroll } from "./enroll.ts";
 import { createLogger } from "./log.ts";
 import { AGENT_VERSION } from "./version.ts";
 
@@ -51,7 +51,9 @@ async function runEnroll(parsed: ReturnType<typeof parseCli>): Promise<number> {
     return ExitCode.OK;
   } catch (err) {
     if (err instanceof EnrollRefusedError) {
-      process.stderr.write(`fleet-agent: enrolment refused by the relay: ${err.code ?? `HTTP ${err.status}`}${err.detail ? `: ${err.detail}` : ""}\n`);
+      process.stderr.write(
+        `fleet-agent: enrolment refused by the relay: ${err.code ?? `HTTP ${err.status}`}${err.detail ? `: ${err.detail}` : ""}\n`,
+      );
       return ExitCode.USAGE;
     }
     if (err instanceof AlreadyEnrolledError || err instanceof ConfigError) {

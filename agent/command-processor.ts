@@ -1,10 +1,10 @@
 import type { EventEmitter } from "node:events";
-import { CommandMessage, FrameErrorCode } from "../schemas/index.ts";
 import type { CancelMessage } from "../schemas/index.ts";
+import { CommandMessage, FrameErrorCode } from "../schemas/index.ts";
 import { Backoff } from "./backoff.ts";
 import type { AgentEventMap } from "./events.ts";
-import { AGENT_STOPPED_REASON, executeCommand, rejectionFor } from "./executors/index.ts";
 import type { ExecutionOutcome, ExecutorSettings } from "./executors/index.ts";
+import { AGENT_STOPPED_REASON, executeCommand, rejectionFor } from "./executors/index.ts";
 import { ackFrame, errorFrame, responseFrame, statusFrame } from "./frames.ts";
 import type { Journal, JournalCommand } from "./journal.ts";
 import type { Logger } from "./log.ts";
@@ -199,11 +199,19 @@ export class CommandProcessor {
       send(stored);
       events.emit("cancel", { message_id: cancelId, command_id: id, outcome: "answered" });
       events.emit("response", { message_id: id, status: stored.status, replay: true });
-      logger.info("cancel for an answered command: stored response resent", { message_id: cancelId, command_id: id, status: stored.status });
+      logger.info("cancel for an answered command: stored response resent", {
+        message_id: cancelId,
+        command_id: id,
+        status: stored.status,
+      });
       return;
     }
     // Started but not running in this process: only before resume(), which answers it.
-    logger.warn("cancel for a command in an unexpected state; acked only", { message_id: cancelId, command_id: id, state: entry?.state ?? null });
+    logger.warn("cancel for a command in an unexpected state; acked only", {
+      message_id: cancelId,
+      command_id: id,
+      state: entry?.state ?? null,
+    });
   }
 
   /** Resolves when nothing is running or queued. */
@@ -286,7 +294,11 @@ export class CommandProcessor {
       const detail = `agent journal write failed (${operation}): ${(err as Error).message}; not acked, not run`;
       const fields = { operation, message_id: frameId, error: err, code: FrameErrorCode.AGENT_STORAGE };
       if (this.#storageFaulted) this.#o.logger.warn("journal still not writable", fields);
-      else this.#o.logger.error("journal write failed (disk full or read-only?): commands are not acked or run until it can be written", fields);
+      else
+        this.#o.logger.error(
+          "journal write failed (disk full or read-only?): commands are not acked or run until it can be written",
+          fields,
+        );
       this.#storageFaulted = true;
       this.#o.send(errorFrame(FrameErrorCode.AGENT_STORAGE, detail, frameId ?? undefined));
       this.#o.events.emit("storage_fault", { operation, message_id: frameId, error: (err as Error).message });
@@ -330,7 +342,7 @@ export class CommandProcessor {
     // Stopped between scheduling and starting: it stays journaled and runs on the next start.
     if (!this.#accepting) return;
     const entry = journal.get(id);
-    if (!entry || entry.state !== "received") return;
+    if (entry?.state !== "received") return;
     const command = parseJournaled(entry);
     if (!command) {
       const response = responseFrame(id, "failure", { reason: "journaled command frame is unreadable by this agent", exit_code: null });
@@ -382,7 +394,9 @@ export class CommandProcessor {
     // never two different answers. Retried with backoff while the journal cannot be written.
     while (this.#write("finish", id, () => journal.finish(id, executionId, Date.now(), response)) === null) {
       if (!this.#accepting) {
-        logger.error("stopping with a response the journal could not store; the next start answers it as unknown outcome", { message_id: id });
+        logger.error("stopping with a response the journal could not store; the next start answers it as unknown outcome", {
+          message_id: id,
+        });
         return;
       }
       await new Promise((resolve) => setTimeout(resolve, this.#storageBackoff.next()));

@@ -1,7 +1,7 @@
 // @peculiar/x509 resolves its ASN.1 codecs through tsyringe, which needs the Reflect metadata API first.
 import "reflect-metadata";
+import { createPrivateKey, X509Certificate } from "node:crypto";
 import * as x509 from "@peculiar/x509";
-import { X509Certificate, createPrivateKey } from "node:crypto";
 
 /** Agent keys are ECDSA P-256 signed with SHA-256, as the fleet CA expects. */
 const KEY_ALGORITHM = { name: "ECDSA", namedCurve: "P-256" } as const;
@@ -27,7 +27,10 @@ export async function newKeyAndCsr(commonName: string): Promise<KeyAndCsr> {
 }
 
 export function toPem(der: ArrayBuffer, label: string): string {
-  const b64 = Buffer.from(der).toString("base64").replace(/(.{64})/g, "$1\n").trimEnd();
+  const b64 = Buffer.from(der)
+    .toString("base64")
+    .replace(/(.{64})/g, "$1\n")
+    .trimEnd();
   return `-----BEGIN ${label}-----\n${b64}\n-----END ${label}-----\n`;
 }
 

@@ -31,7 +31,9 @@ export interface AgentEventMap {
    * is being killed (its cancelled response follows), was already being killed, had been answered
    * (stored response resent) or was unknown (tombstoned and answered cancelled).
    */
-  cancel: [{ message_id: string; command_id: string; outcome: "not_started" | "killing" | "already_cancelling" | "answered" | "tombstoned" }];
+  cancel: [
+    { message_id: string; command_id: string; outcome: "not_started" | "killing" | "already_cancelling" | "answered" | "tombstoned" },
+  ];
   /** A response was stored (replay: resent from the journal for a redelivery). */
   response: [{ message_id: string; status: ResponseStatus; replay: boolean }];
   /** The relay acked a frame from the outbox. */

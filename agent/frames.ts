@@ -1,15 +1,15 @@
+import type { CommandResult, HelloMessage, ResponseMessage, ResponseStatus, StatusMessage } from "../schemas/index.ts";
 import {
   AckMessage,
   CancelMessage,
   CommandMessage,
+  decodeFrame,
   ErrorMessage,
   FrameErrorCode,
   Limits,
-  WelcomeMessage,
-  decodeFrame,
   nowRfc3339,
+  WelcomeMessage,
 } from "../schemas/index.ts";
-import type { CommandResult, HelloMessage, ResponseStatus, StatusMessage, ResponseMessage } from "../schemas/index.ts";
 import { utf8Suffix } from "./executors/output-tail.ts";
 
 export type RelayMessage = CommandMessage | AckMessage | ErrorMessage | WelcomeMessage | CancelMessage;
@@ -31,7 +31,12 @@ export function parseRelayFrame(raw: string): ParsedRelayFrame {
   const type = obj.message_type;
   const schema = typeof type === "string" && Object.hasOwn(SCHEMAS, type) ? SCHEMAS[type as keyof typeof SCHEMAS] : undefined;
   if (!schema) {
-    return { ok: false, code: FrameErrorCode.INVALID, detail: `message_type ${JSON.stringify(type)} is not one an agent accepts`, originalId };
+    return {
+      ok: false,
+      code: FrameErrorCode.INVALID,
+      detail: `message_type ${JSON.stringify(type)} is not one an agent accepts`,
+      originalId,
+    };
   }
   const parsed = schema.safeParse(json);
   if (!parsed.success) {
@@ -59,7 +64,12 @@ export function errorFrame(code: string, detail: string, originalId?: string, no
   };
 }
 
-export function statusFrame(commandId: string, state: StatusMessage["state"], extra: { output?: string; seq?: number } = {}, now = Date.now()): StatusMessage {
+export function statusFrame(
+  commandId: string,
+  state: StatusMessage["state"],
+  extra: { output?: string; seq?: number } = {},
+  now = Date.now(),
+): StatusMessage {
   return { ...envelope(now), message_type: "status", original_message_id: commandId, state, ...extra };
 }
 
@@ -73,7 +83,11 @@ export function responseFrame(commandId: string, status: ResponseStatus, result:
   let size = Buffer.byteLength(JSON.stringify(frame));
   while (size > budget && typeof frame.result.output === "string" && frame.result.output.length > 0) {
     const out: string = frame.result.output;
-    frame.result = { ...frame.result, output: utf8Suffix(out, Math.max(0, Buffer.byteLength(out) - (size - budget) - 64)), output_cut_to_fit_frame: true };
+    frame.result = {
+      ...frame.result,
+      output: utf8Suffix(out, Math.max(0, Buffer.byteLength(out) - (size - budget) - 64)),
+      output_cut_to_fit_frame: true,
+    };
     size = Buffer.byteLength(JSON.stringify(frame));
   }
   return frame;

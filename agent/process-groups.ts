@@ -45,7 +45,8 @@ export function killOrphanGroup(pgid: number, recordedStartTime: number | null):
   if (!Number.isSafeInteger(pgid) || pgid <= 1) return { killed: false, pgid, why: "no usable process group id" };
   const now = processStartTime(pgid);
   if (now !== null) {
-    if (recordedStartTime === null) return { killed: false, pgid, why: "pid is in use but no start time was recorded: cannot tell it from a recycled pid" };
+    if (recordedStartTime === null)
+      return { killed: false, pgid, why: "pid is in use but no start time was recorded: cannot tell it from a recycled pid" };
     if (now !== recordedStartTime) return { killed: false, pgid, why: "pid was recycled (start time differs)" };
     return signalGroup(pgid, "start time matches");
   }

@@ -64,7 +64,15 @@ export async function reconnectLoop(o: ReconnectLoopOptions): Promise<LoopEnd | 
       closed = await o.connectOnce(attempt);
     } catch (err) {
       if (err instanceof CertificateExpiredError) return { kind: "cert_expired", reason: err.message };
-      closed = { code: ABNORMAL_CLOSURE, reason: "", error: (err as Error).message, welcomed: false, upMs: 0, httpStatus: null, problemCode: null };
+      closed = {
+        code: ABNORMAL_CLOSURE,
+        reason: "",
+        error: (err as Error).message,
+        welcomed: false,
+        upMs: 0,
+        httpStatus: null,
+        problemCode: null,
+      };
     }
     const fields = { code: closed.code, reason: closed.reason, error: closed.error, up_ms: closed.upMs, http_status: closed.httpStatus };
     o.events.emit("disconnected", fields);

@@ -1,6 +1,6 @@
 import WebSocket from "ws";
-import { FrameErrorCode, HEARTBEAT_PING, HEARTBEAT_PONG, Limits } from "../schemas/index.ts";
 import type { HelloMessage, WelcomeMessage } from "../schemas/index.ts";
+import { FrameErrorCode, HEARTBEAT_PING, HEARTBEAT_PONG, Limits } from "../schemas/index.ts";
 import { errorFrame, parseRelayFrame, type RelayMessage } from "./frames.ts";
 import { problemOf } from "./https-json.ts";
 import type { Logger } from "./log.ts";

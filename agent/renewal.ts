@@ -1,8 +1,8 @@
 import { RenewResponse } from "../schemas/index.ts";
 import { certificateMatchesKey, certificateTimes, newKeyAndCsr } from "./csr.ts";
+import { dnsHostname } from "./host-facts.ts";
 import { postJson, problemOf } from "./https-json.ts";
 import { relayEndpoints } from "./relay-url.ts";
-import { dnsHostname } from "./host-facts.ts";
 import { type Credentials, readCredentials, replaceCredentials } from "./state-files.ts";
 
 /** Renew once less than this fraction of the certificate's lifetime is left. */
@@ -72,7 +72,8 @@ export async function renewCertificate(opts: RenewOptions): Promise<{ notAfter: 
   }
   const parsed = RenewResponse.safeParse(reply.body);
   if (!parsed.success) throw new RenewalReplyError(`the relay's renewal reply is not the expected shape: ${parsed.error.message}`);
-  if (!certificateMatchesKey(parsed.data.certificate, next.keyPem)) throw new RenewalReplyError("the relay returned a certificate for a different key");
+  if (!certificateMatchesKey(parsed.data.certificate, next.keyPem))
+    throw new RenewalReplyError("the relay returned a certificate for a different key");
   // ca.crt is left alone: it anchors trust in the relay's TLS certificate, which a CA change
   // on the relay's side does not by itself move.
   await replaceCredentials(opts.stateDir, { certPem: parsed.data.certificate, keyPem: next.keyPem });

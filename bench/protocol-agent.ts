@@ -39,7 +39,14 @@ export class ProtocolAgent {
   /** Opens the socket through the edge and resolves once `welcome` arrived. */
   static connect(o: ProtocolAgentOptions): Promise<ProtocolAgent> {
     return new Promise((resolve, reject) => {
-      const ws = new WebSocket(o.url, { ca: o.ca, cert: o.cert, key: o.key, minVersion: "TLSv1.3", perMessageDeflate: false, servername: "localhost" } as WebSocket.ClientOptions);
+      const ws = new WebSocket(o.url, {
+        ca: o.ca,
+        cert: o.cert,
+        key: o.key,
+        minVersion: "TLSv1.3",
+        perMessageDeflate: false,
+        servername: "localhost",
+      } as WebSocket.ClientOptions);
       let agent: ProtocolAgent | null = null;
       const timer = setTimeout(() => {
         ws.terminate();
@@ -74,7 +81,13 @@ export class ProtocolAgent {
         const t = now();
         const text = String(data);
         if (text === "pong" || text === "ping") return;
-        const frame = JSON.parse(text) as { message_type: string; message_id: string; original_message_id?: string; host_id?: string; heartbeat_interval?: number };
+        const frame = JSON.parse(text) as {
+          message_type: string;
+          message_id: string;
+          original_message_id?: string;
+          host_id?: string;
+          heartbeat_interval?: number;
+        };
         if (agent === null) {
           if (frame.message_type !== "welcome") return;
           clearTimeout(timer);
@@ -90,16 +103,23 @@ export class ProtocolAgent {
         agent.#onFrame(frame, t, o.tracker);
       });
       ws.on("close", () => {
-        if (agent !== null && agent.#heartbeat) clearInterval(agent.#heartbeat);
+        // biome-ignore lint/complexity/useOptionalChain: an optional chain cannot reach a private field
+        if (agent && agent.#heartbeat) clearInterval(agent.#heartbeat);
       });
     });
   }
 
-  #onFrame(frame: { message_type: string; message_id: string; original_message_id?: string }, t: number, tracker: Tracker | undefined): void {
+  #onFrame(
+    frame: { message_type: string; message_id: string; original_message_id?: string },
+    t: number,
+    tracker: Tracker | undefined,
+  ): void {
     if (frame.message_type === "command") {
       tracker?.onReceived(frame.message_id, t);
       const ts = iso();
-      this.ws.send(JSON.stringify({ message_id: crypto.randomUUID(), timestamp: ts, message_type: "ack", original_message_id: frame.message_id }));
+      this.ws.send(
+        JSON.stringify({ message_id: crypto.randomUUID(), timestamp: ts, message_type: "ack", original_message_id: frame.message_id }),
+      );
       const responseId = crypto.randomUUID();
       this.#pending.set(responseId, frame.message_id);
       this.ws.send(

@@ -11,7 +11,7 @@
 import path from "node:path";
 import { DatabaseSync, type StatementSync } from "node:sqlite";
 import WebSocket from "ws";
-import { type Agent, JOURNAL_FILE, createLogger, enroll, startAgent } from "../agent/index.ts";
+import { type Agent, createLogger, enroll, JOURNAL_FILE, startAgent } from "../agent/index.ts";
 import type { RestClient } from "./rest.ts";
 import type { Tracker } from "./tracker.ts";
 

@@ -11,7 +11,16 @@ import { startLocalRelay } from "../scripts/local-relay.ts";
 
 export type RelayRequest = { type: "sample"; id: number; gc: boolean } | { type: "stop" };
 export type RelayReply =
-  | { type: "ready"; url: string; edgeUrl: string; caCertPem: string; caCertPath: string; edgeSecret: string; workerdPids: number[]; workerdComm: string[] }
+  | {
+      type: "ready";
+      url: string;
+      edgeUrl: string;
+      caCertPem: string;
+      caCertPath: string;
+      edgeSecret: string;
+      workerdPids: number[];
+      workerdComm: string[];
+    }
   | { type: "sample"; id: number; edgeRss: number; workerdRss: number; edgeCpuMs: number; workerdCpuMs: number }
   | { type: "error"; message: string; code?: string };
 
@@ -82,7 +91,13 @@ function cpuMsOf(pid: number): number {
 }
 
 try {
-  const relay = await startLocalRelay({ port: extra.port ?? 0, edgePort: extra.edgePort ?? 0, stateDir, quiet: true, bindings: extra.bindings });
+  const relay = await startLocalRelay({
+    port: extra.port ?? 0,
+    edgePort: extra.edgePort ?? 0,
+    stateDir,
+    quiet: true,
+    bindings: extra.bindings,
+  });
   // workerd is the runtime; anything else below us (none expected) is counted with it.
   const below = descendants(process.pid);
   // esbuild leaves its service process running after bundling; it is not part of the relay.

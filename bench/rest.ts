@@ -50,7 +50,8 @@ export class RestClient {
 
   async json<T>(method: string, path: string, body: unknown, expect: number, token?: string): Promise<T> {
     const reply = await this.request(method, path, body, token);
-    if (reply.status !== expect) throw new Error(`${method} ${path}: HTTP ${reply.status} (expected ${expect}): ${reply.body.slice(0, 500)}`);
+    if (reply.status !== expect)
+      throw new Error(`${method} ${path}: HTTP ${reply.status} (expected ${expect}): ${reply.body.slice(0, 500)}`);
     return JSON.parse(reply.body) as T;
   }
 

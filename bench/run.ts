@@ -20,13 +20,13 @@ import os from "node:os";
 import path from "node:path";
 import { signDevToken } from "../scripts/dev-token.ts";
 import { readJwtSecret } from "../scripts/jwt-secret.ts";
-import { MOSQUITTO_PATHS, type MqttResult, findMosquitto, runMosquitto } from "./mqtt-peer.ts";
+import { findMosquitto, MOSQUITTO_PATHS, type MqttResult, runMosquitto } from "./mqtt-peer.ts";
 import { clientCertFactory } from "./pki.ts";
 import { ProtocolAgent } from "./protocol-agent.ts";
 import { type RealAgentHandle, startRealAgent } from "./real-agent.ts";
 import type { RelayReply, RelayRequest } from "./relay-process.ts";
 import { RestClient } from "./rest.ts";
-import { type Summary, bytes, ms, ratio, summarize, table } from "./stats.ts";
+import { bytes, ms, ratio, type Summary, summarize, table } from "./stats.ts";
 import { Tracker } from "./tracker.ts";
 
 const BENCH_DIR = import.meta.dirname;
@@ -209,16 +209,26 @@ async function expectOk(rest: RestClient, path: string): Promise<void> {
 
 async function baselines(relay: RelayChild, rest: RestClient, dir: string) {
   const direct = await timeLoop("GET /healthz", COMMANDS, WARMUP, () => expectOk(rest, "/healthz"), relay);
-  const edgeAgent = new https.Agent({ keepAlive: true, maxSockets: 1, ca: relay.caCertPem, servername: "localhost", minVersion: "TLSv1.3" });
-  const viaEdge = await timeLoop("GET /healthz via edge", COMMANDS, WARMUP, () =>
-    new Promise<void>((resolve, reject) => {
-      const req = https.get(`${relay.edgeUrl}/healthz`, { agent: edgeAgent }, (res) => {
-        res.resume();
-        res.on("end", () => (res.statusCode === 200 ? resolve() : reject(new Error(`edge GET /healthz: HTTP ${res.statusCode}`))));
-      });
-      req.on("socket", (s) => s.setNoDelay(true));
-      req.on("error", reject);
-    }),
+  const edgeAgent = new https.Agent({
+    keepAlive: true,
+    maxSockets: 1,
+    ca: relay.caCertPem,
+    servername: "localhost",
+    minVersion: "TLSv1.3",
+  });
+  const viaEdge = await timeLoop(
+    "GET /healthz via edge",
+    COMMANDS,
+    WARMUP,
+    () =>
+      new Promise<void>((resolve, reject) => {
+        const req = https.get(`${relay.edgeUrl}/healthz`, { agent: edgeAgent }, (res) => {
+          res.resume();
+          res.on("end", () => (res.statusCode === 200 ? resolve() : reject(new Error(`edge GET /healthz: HTTP ${res.statusCode}`))));
+        });
+        req.on("socket", (s) => s.setNoDelay(true));
+        req.on("error", reject);
+      }),
     relay,
   );
   edgeAgent.destroy();
@@ -289,7 +299,14 @@ async function latencyRun(name: string, rest: RestClient, tracker: Tracker, host
     lastId = id;
   }
   if (restT.length < COMMANDS) cutShort.push(`${name}: ${restT.length} of ${COMMANDS} commands (budget ${LATENCY_BUDGET_MS / 1000} s)`);
-  return { lastId, count: restT.length, rest: summarize(restT), received: summarize(recvT), stored: summarize(storedT), visible: summarize(visibleT) };
+  return {
+    lastId,
+    count: restT.length,
+    rest: summarize(restT),
+    received: summarize(recvT),
+    stored: summarize(storedT),
+    visible: summarize(visibleT),
+  };
 }
 
 interface ThroughputResult {
@@ -305,7 +322,13 @@ interface ThroughputResult {
 }
 
 /** `concurrency` callers, each sending its next command as soon as its previous one is stored. */
-async function throughputRun(name: string, relay: RelayChild, rest: RestClient, tracker: Tracker, hostIds: string[]): Promise<ThroughputResult> {
+async function throughputRun(
+  name: string,
+  relay: RelayChild,
+  rest: RestClient,
+  tracker: Tracker,
+  hostIds: string[],
+): Promise<ThroughputResult> {
   const restT: number[] = [];
   const recvT: number[] = [];
   const storedT: number[] = [];
@@ -356,7 +379,13 @@ type CertFactory = Awaited<ReturnType<typeof clientCertFactory>>;
 
 async function registerHost(rest: RestClient, admin: string, certs: CertFactory, hostname: string) {
   const issued = await certs.issue(hostname);
-  const host = await rest.json<{ host_id: string }>("POST", "/api/hosts", { hostname, cert_fingerprint_sha256: issued.fingerprint }, 201, admin);
+  const host = await rest.json<{ host_id: string }>(
+    "POST",
+    "/api/hosts",
+    { hostname, cert_fingerprint_sha256: issued.fingerprint },
+    201,
+    admin,
+  );
   return { hostId: host.host_id, certPem: issued.certPem };
 }
 
@@ -373,11 +402,11 @@ async function memoryRun(relay: RelayChild, rest: RestClient, admin: string, cer
   const issued = [];
   for (let i = 0; i < CONNECTIONS; i++) issued.push(await certs.issue(`idle-${i}`));
   const tCerts = now();
-  await pool(issued, 16, (c) =>
-    rest.json("POST", "/api/hosts", { hostname: c.cn, cert_fingerprint_sha256: c.fingerprint }, 201, admin),
-  );
+  await pool(issued, 16, (c) => rest.json("POST", "/api/hosts", { hostname: c.cn, cert_fingerprint_sha256: c.fingerprint }, 201, admin));
   const tRegistered = now();
-  out(`  ${CONNECTIONS} certificates in ${((tCerts - t0) / 1000).toFixed(1)} s, registered in ${((tRegistered - tCerts) / 1000).toFixed(1)} s`);
+  out(
+    `  ${CONNECTIONS} certificates in ${((tCerts - t0) / 1000).toFixed(1)} s, registered in ${((tRegistered - tCerts) / 1000).toFixed(1)} s`,
+  );
   await sleep(1000);
   const before = await relay.sample(true);
   const url = `${relay.edgeUrl.replace("https:", "wss:")}/agent/connect`;
@@ -448,7 +477,9 @@ async function main(): Promise<void> {
   out(`fleet-relay benchmark — ${startedAt.toISOString()}`);
   out(`machine: ${m.cpu}, ${m.cores} cores, ${bytes(m.memory_bytes)} RAM, ${m.os}, node ${m.node}`);
   out(`relay code: ${m.code}`);
-  out(`sizes: ${COMMANDS} commands per run (+${WARMUP} warm-up), ${AGENTS} agents × ${CONCURRENCY} callers for throughput, ${CONNECTIONS} idle connections`);
+  out(
+    `sizes: ${COMMANDS} commands per run (+${WARMUP} warm-up), ${AGENTS} agents × ${CONCURRENCY} callers for throughput, ${CONNECTIONS} idle connections`,
+  );
   out();
 
   const work = await mkdtemp(path.join(os.tmpdir(), "fleet-bench-"));
@@ -487,7 +518,9 @@ async function main(): Promise<void> {
     // ---- start
     let t = now();
     relay = await startRelayChild(stateDir);
-    out(`relay up in ${((now() - t) / 1000).toFixed(1)} s: REST ${relay.url}, edge ${relay.edgeUrl}, workerd pid ${relay.workerdPids.join(",")} (${relay.workerdComm.join(",")})`);
+    out(
+      `relay up in ${((now() - t) / 1000).toFixed(1)} s: REST ${relay.url}, edge ${relay.edgeUrl}, workerd pid ${relay.workerdPids.join(",")} (${relay.workerdComm.join(",")})`,
+    );
     const secret = (await readJwtSecret(stateDir))!;
     const admin = await signDevToken({ secret, role: "admin", ttlSeconds: 7200, sub: "bench-admin" });
     const operator = await signDevToken({ secret, role: "operator", ttlSeconds: 7200, sub: "bench" });
@@ -517,7 +550,16 @@ async function main(): Promise<void> {
     const connectUrl = `${relay.edgeUrl.replace("https:", "wss:")}/agent/connect`;
     for (let i = 0; i < AGENTS; i++) {
       const h = await registerHost(rest, admin, certs, `bench-proto-${i}`);
-      protoAgents.push(await ProtocolAgent.connect({ url: connectUrl, ca: relay.caCertPem, cert: h.certPem, key: certs.keyPem, hostname: `bench-proto-${i}`, tracker }));
+      protoAgents.push(
+        await ProtocolAgent.connect({
+          url: connectUrl,
+          ca: relay.caCertPem,
+          cert: h.certPem,
+          key: certs.keyPem,
+          hostname: `bench-proto-${i}`,
+          tracker,
+        }),
+      );
     }
     out(`${AGENTS} real agents enrolled and ${AGENTS} protocol-only agents connected in ${((now() - t) / 1000).toFixed(1)} s`);
 
@@ -536,7 +578,13 @@ async function main(): Promise<void> {
     const protoHost = protoAgents[0]!.hostId;
     const r0 = rest;
     const readHosts = await timeLoop("GET /api/hosts", COMMANDS, WARMUP, () => expectOk(r0, "/api/hosts?limit=1"), relay);
-    const readCommand = await timeLoop("GET a command", COMMANDS, WARMUP, () => expectOk(r0, `/api/hosts/${protoHost}/commands/${latProto.lastId}`), relay);
+    const readCommand = await timeLoop(
+      "GET a command",
+      COMMANDS,
+      WARMUP,
+      () => expectOk(r0, `/api/hosts/${protoHost}/commands/${latProto.lastId}`),
+      relay,
+    );
     const offline = await registerHost(rest, admin, certs, "bench-offline");
     const enqueueOffline = await timeLoop(
       "POST a command, host offline",
@@ -550,10 +598,22 @@ async function main(): Promise<void> {
 
     // ---- 2. throughput
     out(`throughput, ${AGENTS} protocol-only agents, ${CONCURRENCY} callers …`);
-    const tpProto = await throughputRun("throughput, protocol-only agents", relay, rest, tracker, protoAgents.map((a) => a.hostId));
+    const tpProto = await throughputRun(
+      "throughput, protocol-only agents",
+      relay,
+      rest,
+      tracker,
+      protoAgents.map((a) => a.hostId),
+    );
     out(`  ${tpProto.perSecond} cmds/s`);
     out(`throughput, ${AGENTS} real agents, ${CONCURRENCY} callers …`);
-    const tpReal = await throughputRun("throughput, real agents", relay, rest, tracker, realAgents.map((a) => a.hostId));
+    const tpReal = await throughputRun(
+      "throughput, real agents",
+      relay,
+      rest,
+      tracker,
+      realAgents.map((a) => a.hostId),
+    );
     out(`  ${tpReal.perSecond} cmds/s`);
 
     // Only idle connections from here on.
@@ -578,7 +638,10 @@ async function main(): Promise<void> {
     out("=".repeat(96));
     out();
     out(`1. Command latency, one at a time (+${WARMUP} warm-up), REST over HTTP → workerd → TLS 1.3 edge → agent`);
-    const lat: string[][] = [...latencyRows("relay, real agent (system_info)", latReal), ...latencyRows("relay, protocol-only agent", latProto)];
+    const lat: string[][] = [
+      ...latencyRows("relay, real agent (system_info)", latReal),
+      ...latencyRows("relay, protocol-only agent", latProto),
+    ];
     if (mqtt) {
       const row = pRow;
       lat.push(
@@ -607,39 +670,74 @@ async function main(): Promise<void> {
       ms(r.cpu.bench),
     ];
     out(
-      table(["", "n", "agents", "cmds/s", "rt p50", "rt p99", "REST p50", "REST p99", "CPU/cmd: workerd", "edge", "bench"], [
-        tpRow("protocol-only agents", tpProto),
-        tpRow("real agents (system_info)", tpReal),
-      ]),
+      table(
+        ["", "n", "agents", "cmds/s", "rt p50", "rt p99", "REST p50", "REST p99", "CPU/cmd: workerd", "edge", "bench"],
+        [tpRow("protocol-only agents", tpProto), tpRow("real agents (system_info)", tpReal)],
+      ),
     );
     out("  CPU/cmd: CPU time per command in ms of workerd, of the edge process, and of this process (REST callers + agents)");
     out();
     if (mem) {
-      out(`3. Memory per idle connected agent (${mem.connections} agents through the edge, hello → welcome, RSS 3 s after the last welcome)`);
       out(
-        table(["", "before", "after", "per connection"], [
-          ["workerd (Worker + Durable Objects)", bytes(mem.before.workerdRss), bytes(mem.after.workerdRss), bytes(mem.perConnection.workerd)],
-          ["edge process (TLS edge + Miniflare host)", bytes(mem.before.edgeRss), bytes(mem.after.edgeRss), bytes(mem.perConnection.edge)],
-          ["both", bytes(mem.before.workerdRss + mem.before.edgeRss), bytes(mem.after.workerdRss + mem.after.edgeRss), bytes(mem.perConnection.total)],
-        ]),
+        `3. Memory per idle connected agent (${mem.connections} agents through the edge, hello → welcome, RSS 3 s after the last welcome)`,
       );
-      out(`  connecting ${mem.connections} agents took ${mem.connectSeconds} s (${Math.round(mem.connections / mem.connectSeconds)} connections/s, 32 at a time)`);
+      out(
+        table(
+          ["", "before", "after", "per connection"],
+          [
+            [
+              "workerd (Worker + Durable Objects)",
+              bytes(mem.before.workerdRss),
+              bytes(mem.after.workerdRss),
+              bytes(mem.perConnection.workerd),
+            ],
+            [
+              "edge process (TLS edge + Miniflare host)",
+              bytes(mem.before.edgeRss),
+              bytes(mem.after.edgeRss),
+              bytes(mem.perConnection.edge),
+            ],
+            [
+              "both",
+              bytes(mem.before.workerdRss + mem.before.edgeRss),
+              bytes(mem.after.workerdRss + mem.after.edgeRss),
+              bytes(mem.perConnection.total),
+            ],
+          ],
+        ),
+      );
+      out(
+        `  connecting ${mem.connections} agents took ${mem.connectSeconds} s (${Math.round(mem.connections / mem.connectSeconds)} connections/s, 32 at a time)`,
+      );
       out();
     } else {
       out("3. Memory per idle connected agent: skipped (BENCH_CONNECTIONS=0)");
       out();
     }
     out("4. Baselines: where the time goes (sequential operations; CPU in ms per operation)");
-    const bRow = (name: string, s: Timed) => [name, String(s.n), ms(s.p50), ms(s.p90), ms(s.p99), ms(s.max), ms(s.cpu?.workerd), ms(s.cpu?.edge), ms(s.cpu?.bench)];
+    const bRow = (name: string, s: Timed) => [
+      name,
+      String(s.n),
+      ms(s.p50),
+      ms(s.p90),
+      ms(s.p99),
+      ms(s.max),
+      ms(s.cpu?.workerd),
+      ms(s.cpu?.edge),
+      ms(s.cpu?.bench),
+    ];
     out(
-      table(["", "n", "p50", "p90", "p99", "max", "CPU: workerd", "edge", "bench"], [
-        bRow("GET /healthz, straight to workerd (Miniflare)", base.healthzDirect),
-        bRow("GET /healthz through the TLS edge", base.healthzViaEdge),
-        bRow("GET /api/hosts?limit=1 (JWT + D1 read)", readHosts),
-        bRow("GET a command (JWT + Durable Object read)", readCommand),
-        bRow("POST a command, host offline (JWT + DO write)", enqueueOffline),
-        bRow("append 100 B + fdatasync (tmpdir)", base.fdatasyncAppend),
-      ]),
+      table(
+        ["", "n", "p50", "p90", "p99", "max", "CPU: workerd", "edge", "bench"],
+        [
+          bRow("GET /healthz, straight to workerd (Miniflare)", base.healthzDirect),
+          bRow("GET /healthz through the TLS edge", base.healthzViaEdge),
+          bRow("GET /api/hosts?limit=1 (JWT + D1 read)", readHosts),
+          bRow("GET a command (JWT + Durable Object read)", readCommand),
+          bRow("POST a command, host offline (JWT + DO write)", enqueueOffline),
+          bRow("append 100 B + fdatasync (tmpdir)", base.fdatasyncAppend),
+        ],
+      ),
     );
     out();
     out("5. Relay / Mosquitto, round trip (relay: REST call → response stored; mosquitto: publish → operator received response)");
@@ -651,10 +749,29 @@ async function main(): Promise<void> {
       : null;
     if (mqtt) {
       out(
-        table(["", "relay p50", "mqtt p50", "ratio p50", "relay p99", "mqtt p99", "ratio p99"], [
-          ["real agent (system_info)", ms(latReal.stored.p50), ms(mqtt.roundTrip.p50), ratio(latReal.stored.p50, mqtt.roundTrip.p50), ms(latReal.stored.p99), ms(mqtt.roundTrip.p99), ratio(latReal.stored.p99, mqtt.roundTrip.p99)],
-          ["protocol-only agent", ms(latProto.stored.p50), ms(mqtt.roundTrip.p50), ratio(latProto.stored.p50, mqtt.roundTrip.p50), ms(latProto.stored.p99), ms(mqtt.roundTrip.p99), ratio(latProto.stored.p99, mqtt.roundTrip.p99)],
-        ]),
+        table(
+          ["", "relay p50", "mqtt p50", "ratio p50", "relay p99", "mqtt p99", "ratio p99"],
+          [
+            [
+              "real agent (system_info)",
+              ms(latReal.stored.p50),
+              ms(mqtt.roundTrip.p50),
+              ratio(latReal.stored.p50, mqtt.roundTrip.p50),
+              ms(latReal.stored.p99),
+              ms(mqtt.roundTrip.p99),
+              ratio(latReal.stored.p99, mqtt.roundTrip.p99),
+            ],
+            [
+              "protocol-only agent",
+              ms(latProto.stored.p50),
+              ms(mqtt.roundTrip.p50),
+              ratio(latProto.stored.p50, mqtt.roundTrip.p50),
+              ms(latProto.stored.p99),
+              ms(mqtt.roundTrip.p99),
+              ratio(latProto.stored.p99, mqtt.roundTrip.p99),
+            ],
+          ],
+        ),
       );
     } else {
       out(`  skipped: ${mqttSkipped}`);

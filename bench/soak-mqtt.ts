@@ -248,7 +248,13 @@ export async function runMqttSoak(o: MqttSoakOptions): Promise<MqttSoakResult> {
   const publishOne = (i: number) => {
     const id = crypto.randomUUID();
     const agent = i % o.agents;
-    const frame = JSON.stringify({ message_id: id, message_type: "command", command_type: "system_info", target_host: `soak-${agent}`, attempt: 1 });
+    const frame = JSON.stringify({
+      message_id: id,
+      message_type: "command",
+      command_type: "system_info",
+      target_host: `soak-${agent}`,
+      attempt: 1,
+    });
     inFlight++;
     let settled = false;
     const timer = setTimeout(() => {
@@ -308,7 +314,11 @@ export async function runMqttSoak(o: MqttSoakOptions): Promise<MqttSoakResult> {
     while (next < o.commands && !failure) {
       await changed.until(() => inFlight < o.window || failure !== null, o.stallMs * 2, "a free publish slot");
       // Never ahead of the fault schedule: every fault due by this point has been started.
-      await changed.until(() => injected >= schedule.length || schedule[injected]!.at > accepted || failure !== null, o.stallMs * 2, "the fault due");
+      await changed.until(
+        () => injected >= schedule.length || schedule[injected]!.at > accepted || failure !== null,
+        o.stallMs * 2,
+        "the fault due",
+      );
       if (failure) break;
       publishOne(next++);
     }

@@ -105,7 +105,11 @@ interface RelayChild {
 }
 
 /** Forks the relay process; on a port still held by the one just killed, tries again (bounded). */
-async function startRelay(stateDir: string, ports: { port: number; edgePort: number } | null, cleanups: RelaySoakOptions["cleanups"]): Promise<RelayChild> {
+async function startRelay(
+  stateDir: string,
+  ports: { port: number; edgePort: number } | null,
+  cleanups: RelaySoakOptions["cleanups"],
+): Promise<RelayChild> {
   const deadline = Date.now() + 60_000;
   for (;;) {
     try {
@@ -117,7 +121,11 @@ async function startRelay(stateDir: string, ports: { port: number; edgePort: num
   }
 }
 
-function forkRelay(stateDir: string, ports: { port: number; edgePort: number } | null, cleanups: RelaySoakOptions["cleanups"]): Promise<RelayChild> {
+function forkRelay(
+  stateDir: string,
+  ports: { port: number; edgePort: number } | null,
+  cleanups: RelaySoakOptions["cleanups"],
+): Promise<RelayChild> {
   const proc = fork(path.join(BENCH_DIR, "relay-process.ts"), [stateDir, JSON.stringify(ports ?? {})], {
     execArgv: ["--experimental-strip-types", "--no-warnings=ExperimentalWarning"],
     stdio: ["ignore", "inherit", "inherit", "ipc"],
@@ -182,7 +190,23 @@ class SoakAgent {
     this.#expectExit = false;
     const child = spawn(
       process.execPath,
-      [...NODE_FLAGS, AGENT_CLI, "run", "--state-dir", this.dir, "--relay", this.relayUrl, "--reconnect-base", "50ms", "--reconnect-cap", "1s", "--stable-after", "10s", "--log-level", "warn"],
+      [
+        ...NODE_FLAGS,
+        AGENT_CLI,
+        "run",
+        "--state-dir",
+        this.dir,
+        "--relay",
+        this.relayUrl,
+        "--reconnect-base",
+        "50ms",
+        "--reconnect-cap",
+        "1s",
+        "--stable-after",
+        "10s",
+        "--log-level",
+        "warn",
+      ],
       { stdio: ["ignore", "ignore", "pipe"], cwd: REPO_ROOT },
     );
     this.child = child;
@@ -207,7 +231,10 @@ class SoakAgent {
 
   async #waitExit(timeoutMs: number): Promise<boolean> {
     let timer: NodeJS.Timeout | undefined;
-    const ok = await Promise.race([this.#exited.then(() => true), new Promise<boolean>((r) => (timer = setTimeout(() => r(false), timeoutMs)))]);
+    const ok = await Promise.race([
+      this.#exited.then(() => true),
+      new Promise<boolean>((r) => (timer = setTimeout(() => r(false), timeoutMs))),
+    ]);
     clearTimeout(timer);
     return ok;
   }
@@ -331,7 +358,9 @@ export async function runRelaySoak(o: RelaySoakOptions): Promise<RelaySoakResult
     let delay = 50;
     for (;;) {
       try {
-        const r = await rest.request("POST", `/api/hosts/${hostId}/commands`, { command_type: "system_info" }, operator, { "idempotency-key": key });
+        const r = await rest.request("POST", `/api/hosts/${hostId}/commands`, { command_type: "system_info" }, operator, {
+          "idempotency-key": key,
+        });
         if (r.status === 202) return (JSON.parse(r.body) as { message_id: string }).message_id;
         if (r.status < 500 && r.status !== 429) throw new Error(`POST command: HTTP ${r.status}: ${r.body.slice(0, 300)}`);
       } catch (err) {
@@ -348,7 +377,11 @@ export async function runRelaySoak(o: RelaySoakOptions): Promise<RelaySoakResult
     while (next < o.commands && !failure) {
       await changed.until(() => openEstimate() < o.maxOpen || failure !== null, o.stallMs, `fewer than ${o.maxOpen} open commands`);
       // Never ahead of the fault schedule: every fault due by this point has been started.
-      await changed.until(() => injected >= schedule.length || schedule[injected]!.at > accepted || failure !== null, o.stallMs, "the fault due");
+      await changed.until(
+        () => injected >= schedule.length || schedule[injected]!.at > accepted || failure !== null,
+        o.stallMs,
+        "the fault due",
+      );
       if (failure || next >= o.commands) return;
       const i = next++;
       const id = await post(i);
@@ -370,7 +403,9 @@ export async function runRelaySoak(o: RelaySoakOptions): Promise<RelaySoakResult
       relayUp = false;
       await waitGone(killed, 10_000, "the killed relay");
       counters.serverKills++;
-      o.log(`  [${elapsed()} s] relay SIGKILL #${counters.serverKills} (pids ${killed.join(", ")}) at ${fmt(accepted)} accepted; down ${downMs} ms`);
+      o.log(
+        `  [${elapsed()} s] relay SIGKILL #${counters.serverKills} (pids ${killed.join(", ")}) at ${fmt(accepted)} accepted; down ${downMs} ms`,
+      );
       await pause(downMs);
       const t = performance.now();
       relay = await startRelay(stateDir, ports, o.cleanups);
@@ -445,12 +480,10 @@ export async function runRelaySoak(o: RelaySoakOptions): Promise<RelaySoakResult
     do {
       const q = new URLSearchParams({ limit: "500" });
       if (cursor) q.set("cursor", cursor);
-      const page = await rest.json<{ items: { message_id: string; state: string; response_status: string | null }[]; next_cursor: string | null }>(
-        "GET",
-        `/api/hosts/${a.hostId}/commands?${q}`,
-        undefined,
-        200,
-      );
+      const page = await rest.json<{
+        items: { message_id: string; state: string; response_status: string | null }[];
+        next_cursor: string | null;
+      }>("GET", `/api/hosts/${a.hostId}/commands?${q}`, undefined, 200);
       for (const c of page.items) relayView.set(c.message_id, { state: c.state, response_status: c.response_status, host: a.hostId });
       cursor = page.next_cursor;
     } while (cursor);

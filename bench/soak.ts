@@ -70,9 +70,13 @@ function printOurs(r: RelaySoakResult): void {
       r.faults.relayRestartMs.length ? `${Math.min(...r.faults.relayRestartMs)}–${Math.max(...r.faults.relayRestartMs)} ms` : "–"
     }), agent SIGKILL + restart ×${r.faults.agentKills}, cut spells ×${r.faults.cutSpells} (${fmt(r.faults.chaos.cuts)} connections cut of ${fmt(r.faults.chaos.connections)}, ${fmt(r.faults.chaos.resets)} by RST)`,
   );
-  log(`  accepted:    ${fmt(r.accepted)} (202; ${fmt(r.postRetries)} POST retries with the same Idempotency-Key, ${fmt(r.abandoned)} abandoned)`);
+  log(
+    `  accepted:    ${fmt(r.accepted)} (202; ${fmt(r.postRetries)} POST retries with the same Idempotency-Key, ${fmt(r.abandoned)} abandoned)`,
+  );
   log(`  final:       succeeded ${fmt(r.states.succeeded ?? 0)}${other ? `, ${other}` : ""}${r.drained ? "" : "  (drain did NOT finish)"}`);
-  log(`  LOST:        ${fmt(r.lost)}${r.lost ? `  ${JSON.stringify(r.lostByState)}` : ""}   (accepted, and no answer from the agent after a ${drainS} s-bounded drain)`);
+  log(
+    `  LOST:        ${fmt(r.lost)}${r.lost ? `  ${JSON.stringify(r.lostByState)}` : ""}   (accepted, and no answer from the agent after a ${drainS} s-bounded drain)`,
+  );
   log(`  DUPLICATED:  ${fmt(r.duplicated)}   (executions beyond the first per message_id, from the agents' journals)`);
   log(`  outcome unknown: ${fmt(r.outcomeUnknown)}   (agent killed mid-command: answered failure "outcome unknown", never re-run)`);
   log(

@@ -38,9 +38,7 @@ export type SystemInfoParameters = z.infer<typeof SystemInfoParameters>;
 export const ShellParameters = z.strictObject({
   script: z.string().min(1).max(Limits.MAX_SCRIPT_CHARS),
   cwd: z.string().startsWith("/").max(4096).optional(),
-  env: z
-    .record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]{0,127}$/), z.string().max(4096))
-    .optional(),
+  env: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]{0,127}$/), z.string().max(4096)).optional(),
 });
 export type ShellParameters = z.infer<typeof ShellParameters>;
 

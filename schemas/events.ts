@@ -119,15 +119,11 @@ function csv<T extends z.ZodType<string, string>>(item: T, max: number, lowerCas
 /** Query of `GET /api/events`. */
 export const EventStreamQuery = z
   .strictObject({
-    hosts: csv(Uuid, EventFilterLimits.hosts, true)
-      .optional()
-      .describe(`Comma-separated host ids (at most ${EventFilterLimits.hosts})`),
+    hosts: csv(Uuid, EventFilterLimits.hosts, true).optional().describe(`Comma-separated host ids (at most ${EventFilterLimits.hosts})`),
     tags: csv(Tag, EventFilterLimits.tags)
       .optional()
       .describe(`Comma-separated host tags; an event matches if its host has any of them (at most ${EventFilterLimits.tags})`),
-    jobs: csv(Uuid, EventFilterLimits.jobs, true)
-      .optional()
-      .describe(`Comma-separated job ids (at most ${EventFilterLimits.jobs})`),
+    jobs: csv(Uuid, EventFilterLimits.jobs, true).optional().describe(`Comma-separated job ids (at most ${EventFilterLimits.jobs})`),
     types: csv(FleetEventType, FleetEventType.options.length)
       .optional()
       .describe(`Comma-separated event types: ${FleetEventType.options.join(", ")}`),

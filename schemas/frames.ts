@@ -18,5 +18,9 @@ export function decodeFrame(raw: string): DecodedFrame {
   }
   const parsed = parseStrictJson(raw);
   if (parsed.ok) return { ok: true, json: parsed.value };
-  return { ok: false, code: FrameErrorCode.MALFORMED_JSON, detail: parsed.reason === "syntax" ? `not JSON: ${parsed.detail}` : parsed.detail };
+  return {
+    ok: false,
+    code: FrameErrorCode.MALFORMED_JSON,
+    detail: parsed.reason === "syntax" ? `not JSON: ${parsed.detail}` : parsed.detail,
+  };
 }

@@ -1,8 +1,8 @@
 import { z } from "zod";
-import { Limits } from "./constants.ts";
 import { PackageOperationParameters, ShellParameters, SystemInfoParameters } from "./commands.ts";
+import { Limits } from "./constants.ts";
 import { Rfc3339, Tag, Uuid } from "./primitives.ts";
-import { CommandState, PageQuery, TERMINAL_STATES, commaList } from "./rest.ts";
+import { CommandState, commaList, PageQuery, TERMINAL_STATES } from "./rest.ts";
 
 const COUNT_OR_PERCENT = 'expected a whole number or a percentage such as "25%"';
 
@@ -110,15 +110,14 @@ export const JobAccepted = z.object({ job_id: Uuid, state: JobState, hosts: z.in
 export type JobAccepted = z.infer<typeof JobAccepted>;
 
 /** `POST /api/jobs/{job_id}/cancel` body (optional). */
-export const JobCancelRequest = z
-  .strictObject({
-    /**
-     * Also cancel commands already delivered or running, through the same cancel the host command
-     * route uses (the agent kills the process group and reports). Default false: delivered commands
-     * run to their end, because killing a package manager mid-install can break a host.
-     */
-    abort_running: z.boolean().default(false),
-  });
+export const JobCancelRequest = z.strictObject({
+  /**
+   * Also cancel commands already delivered or running, through the same cancel the host command
+   * route uses (the agent kills the process group and reports). Default false: delivered commands
+   * run to their end, because killing a package manager mid-install can break a host.
+   */
+  abort_running: z.boolean().default(false),
+});
 export type JobCancelRequest = z.infer<typeof JobCancelRequest>;
 
 export const JobView = z.object({

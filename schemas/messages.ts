@@ -1,6 +1,6 @@
 import { z } from "zod";
-import { Defaults, Limits, PROTOCOL_VERSION } from "./constants.ts";
 import { CommandSpec, CommandType } from "./commands.ts";
+import { Defaults, Limits, PROTOCOL_VERSION } from "./constants.ts";
 import { Hostname, Rfc3339, Uuid } from "./primitives.ts";
 
 /**
@@ -125,13 +125,7 @@ export const WelcomeMessage = z.object({
 export type WelcomeMessage = z.infer<typeof WelcomeMessage>;
 
 /** Frames an agent may send to the relay. */
-export const AgentFrame = z.discriminatedUnion("message_type", [
-  HelloMessage,
-  AckMessage,
-  StatusMessage,
-  ResponseMessage,
-  ErrorMessage,
-]);
+export const AgentFrame = z.discriminatedUnion("message_type", [HelloMessage, AckMessage, StatusMessage, ResponseMessage, ErrorMessage]);
 export type AgentFrame = z.infer<typeof AgentFrame>;
 
 /** Frames the relay may send to an agent (`command` is an intersection, so it is parsed on its own). */

@@ -29,11 +29,9 @@ export const CertFingerprint = z
   .transform((s) => s.replaceAll(":", "").toLowerCase())
   .pipe(z.string().regex(/^[0-9a-f]{64}$/, { message: "expected a SHA-256 fingerprint (64 hex digits)" }));
 
-export const Tag = z
-  .string()
-  .regex(/^[a-z0-9][a-z0-9_.:-]{0,62}$/, {
-    message: "tags are 1-63 lower-case letters, digits and _ . : - starting with a letter or digit",
-  });
+export const Tag = z.string().regex(/^[a-z0-9][a-z0-9_.:-]{0,62}$/, {
+  message: "tags are 1-63 lower-case letters, digits and _ . : - starting with a letter or digit",
+});
 
 /** One DNS label (RFC 1123 §2.1): 1-63 letters, digits and hyphens, not starting or ending with a hyphen. */
 const LABEL = /^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/;
@@ -56,4 +54,6 @@ export const Hostname = z
     const problem = hostnameProblem(name);
     if (problem) ctx.addIssue({ code: "custom", message: `expected a DNS host name: ${problem}` });
   })
-  .meta({ description: "RFC 1123 host name: dot-separated labels of 1-63 letters, digits and '-' (not at either end), at most 253 characters." });
+  .meta({
+    description: "RFC 1123 host name: dot-separated labels of 1-63 letters, digits and '-' (not at either end), at most 253 characters.",
+  });

@@ -1,15 +1,15 @@
 import { z } from "zod";
-import { Defaults, Limits } from "./constants.ts";
 import {
+  CommandType,
   PackageOperation,
-  PackageOptions,
   PackageOperationParameters,
+  PackageOptions,
   ShellParameters,
   SystemInfoParameters,
-  CommandType,
 } from "./commands.ts";
-import { CertFingerprint, Hostname, PackageName, Rfc3339, Tag, Uuid } from "./primitives.ts";
+import { Defaults, Limits } from "./constants.ts";
 import { CommandResult, ResponseStatus } from "./messages.ts";
+import { CertFingerprint, Hostname, PackageName, Rfc3339, Tag, Uuid } from "./primitives.ts";
 
 /** Delivery controls every command request may carry. */
 const delivery = {
@@ -74,14 +74,7 @@ export const CommandState = z.enum([
   "dead_lettered",
 ]);
 export type CommandState = z.infer<typeof CommandState>;
-export const TERMINAL_STATES: readonly CommandState[] = [
-  "succeeded",
-  "failed",
-  "timed_out",
-  "expired",
-  "cancelled",
-  "dead_lettered",
-];
+export const TERMINAL_STATES: readonly CommandState[] = ["succeeded", "failed", "timed_out", "expired", "cancelled", "dead_lettered"];
 
 export const CommandAccepted = z.object({
   message_id: Uuid,
@@ -122,8 +115,7 @@ export const CommandView = CommandSummary.extend({
 });
 export type CommandView = z.infer<typeof CommandView>;
 
-export const Page = <T extends z.ZodType>(item: T) =>
-  z.object({ items: z.array(item), next_cursor: z.string().nullable() });
+export const Page = <T extends z.ZodType>(item: T) => z.object({ items: z.array(item), next_cursor: z.string().nullable() });
 
 export const PageQuery = {
   limit: z.coerce.number().int().min(1).max(Limits.MAX_PAGE_SIZE).default(Defaults.PAGE_SIZE),
@@ -217,7 +209,11 @@ export type Problem = z.infer<typeof Problem>;
 /** Body of `POST /api/enrollment-tokens`. */
 export const EnrollmentTokenCreate = z.strictObject({
   /** Lifetime in seconds. Default 3600 (1 h), at most 7 days. */
-  ttl_seconds: z.int().min(60).max(7 * 24 * 3600).default(3600),
+  ttl_seconds: z
+    .int()
+    .min(60)
+    .max(7 * 24 * 3600)
+    .default(3600),
   /** Tags the enrolled host receives. */
   tags: z.array(Tag).max(64).default([]),
 });

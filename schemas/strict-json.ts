@@ -37,7 +37,8 @@ export function parseStrictJson(text: string, maxDepth: number = MAX_JSON_DEPTH)
   } catch (err) {
     return { ok: false, reason: "syntax", detail: (err as Error).message };
   }
-  if (scan) return { ok: false, reason: "duplicate_key", path: scan.path, detail: `duplicate key ${JSON.stringify(scan.key)} at ${scan.path}` };
+  if (scan)
+    return { ok: false, reason: "duplicate_key", path: scan.path, detail: `duplicate key ${JSON.stringify(scan.key)} at ${scan.path}` };
   return { ok: true, value };
 }
 

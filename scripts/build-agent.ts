@@ -50,7 +50,8 @@ const started = performance.now();
 
 const nodeVersion = spawnSync(nodeBin, ["-p", "process.versions.node"], { encoding: "utf8" }).stdout?.trim() ?? "";
 const [major = 0, minor = 0] = nodeVersion.split(".").map(Number);
-if (!(major > 22 || (major === 22 && minor >= 13))) fail(`${nodeBin} is Node.js ${nodeVersion || "?"}; the executable needs ≥ 22.13 (node:sqlite without a flag)`);
+if (!(major > 22 || (major === 22 && minor >= 13)))
+  fail(`${nodeBin} is Node.js ${nodeVersion || "?"}; the executable needs ≥ 22.13 (node:sqlite without a flag)`);
 
 const pkg = JSON.parse(readFileSync(path.join(ROOT, "package.json"), "utf8")) as { version: string };
 rmSync(work, { recursive: true, force: true });
@@ -97,7 +98,8 @@ copyFileSync(nodeBin, partial);
 chmodSync(partial, 0o755);
 const strip = spawnSync("strip", [partial], { encoding: "utf8" });
 const stripped = strip.status === 0;
-if (!stripped) process.stderr.write(`build:agent: not stripped (${strip.error?.message ?? strip.stderr.trim()}); the file is ~20 MB larger\n`);
+if (!stripped)
+  process.stderr.write(`build:agent: not stripped (${strip.error?.message ?? strip.stderr.trim()}); the file is ~20 MB larger\n`);
 
 // postject's CLI in a child process: its ELF library warns about note sections it does not name
 // ("Can't find string offset for section name '.note.100'"), harmlessly; shown only if it fails.

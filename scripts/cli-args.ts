@@ -14,7 +14,7 @@ export function cliFail(command: string, message: string, code = 2): never {
  */
 export function parseCli<O extends Options>(command: string, options: O, help: string) {
   const all = { ...options, help: { type: "boolean", short: "h", default: false } } as const;
-  let parsed;
+  let parsed: ReturnType<typeof parseArgs<{ options: typeof all; strict: true; allowPositionals: false }>>;
   try {
     parsed = parseArgs({ options: all, strict: true, allowPositionals: false });
   } catch (err) {

@@ -49,11 +49,13 @@ type Verdict = { forward: true; cf: object } | { forward: false; status: number;
 function tlsVerdict(socket: TLSSocket, path: string): Verdict {
   const cert = socket.getPeerX509Certificate();
   if (!cert) {
-    if (OPEN_PATHS.has(path)) return { forward: true, cf: { tlsClientAuth: { certPresented: "0", certVerified: "NONE", certRevoked: "0" } } };
+    if (OPEN_PATHS.has(path))
+      return { forward: true, cf: { tlsClientAuth: { certPresented: "0", certVerified: "NONE", certRevoked: "0" } } };
     return { forward: false, status: 401, code: "ERR_AGENT_CERT_MISSING", detail: "agents must present a client certificate" };
   }
   if (!socket.authorized) {
-    if (OPEN_PATHS.has(path)) return { forward: true, cf: { tlsClientAuth: { certPresented: "1", certVerified: "FAILED", certRevoked: "0" } } };
+    if (OPEN_PATHS.has(path))
+      return { forward: true, cf: { tlsClientAuth: { certPresented: "1", certVerified: "FAILED", certRevoked: "0" } } };
     return {
       forward: false,
       status: 403,
@@ -92,7 +94,8 @@ function forwardedHeaders(req: http.IncomingMessage, cf: object, secret: string)
   const out: Record<string, string> = {};
   for (const [name, value] of Object.entries(req.headers)) {
     const lower = name.toLowerCase();
-    if (value === undefined || HOP_BY_HOP.has(lower) || lower.startsWith("mf-") || lower.startsWith("cf-") || lower === EDGE_SECRET_HEADER) continue;
+    if (value === undefined || HOP_BY_HOP.has(lower) || lower.startsWith("mf-") || lower.startsWith("cf-") || lower === EDGE_SECRET_HEADER)
+      continue;
     out[lower] = Array.isArray(value) ? value.join(", ") : value;
   }
   out[CF_BLOB_HEADER] = JSON.stringify(cf);

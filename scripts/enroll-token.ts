@@ -5,9 +5,9 @@
  *   TOKEN=$(npm run -s enroll-token -- --tag web)
  */
 import path from "node:path";
+import { cliFail, parseCli } from "./cli-args.ts";
 import { parseTtl, readJwtClaimsConfig, signDevToken } from "./dev-token.ts";
 import { readJwtSecret } from "./jwt-secret.ts";
-import { cliFail, parseCli } from "./cli-args.ts";
 
 const HELP = `Usage: npm run enroll-token -- [options]
 

@@ -9,14 +9,14 @@ import { mkdir, readdir, readFile } from "node:fs/promises";
 import net from "node:net";
 import path from "node:path";
 import { build } from "esbuild";
-import { convertV4MiniflareOptions, Log, LogLevel, Miniflare, NoOpLog } from "miniflare";
 import type { Json, V4MiniflareOptions, V4WorkerOptions } from "miniflare";
+import { convertV4MiniflareOptions, Log, LogLevel, Miniflare, NoOpLog } from "miniflare";
 import { unstable_getMiniflareWorkerOptions, unstable_readConfig, unstable_splitSqlQuery } from "wrangler";
 import { type Edge, startEdge } from "./edge.ts";
 import { ensureJwtSecret } from "./jwt-secret.ts";
 import { ensureLocalPki } from "./local-pki.ts";
 
-export { ensureJwtSecret, readJwtSecret, JWT_SECRET_FILE } from "./jwt-secret.ts";
+export { ensureJwtSecret, JWT_SECRET_FILE, readJwtSecret } from "./jwt-secret.ts";
 
 export const REPO_ROOT = path.resolve(import.meta.dirname, "..");
 export const DEFAULT_HOST = "127.0.0.1";
@@ -186,10 +186,11 @@ export async function startLocalRelay(opts: LocalRelayOptions = {}): Promise<Loc
     edgeUrl: edge?.url ?? null,
     caCertPem: pki.caCertPem,
     caCertPath: pki.caCertPath,
-    stop: () => (stopped ??= (async () => {
-      await edge?.close();
-      await mf.dispose();
-    })()),
+    stop: () =>
+      (stopped ??= (async () => {
+        await edge?.close();
+        await mf.dispose();
+      })()),
   };
 }
 
@@ -232,11 +233,7 @@ interface D1StatementLike {
  * like `wrangler d1 migrations apply` does, so restarts skip the ones already applied.
  * Each migration and its bookkeeping row run in one D1 batch (one transaction).
  */
-export async function applyMigrations(
-  mf: Miniflare,
-  migrationsDir: string,
-  log?: (message: string) => void,
-): Promise<string[]> {
+export async function applyMigrations(mf: Miniflare, migrationsDir: string, log?: (message: string) => void): Promise<string[]> {
   const db = (await mf.getD1Database("DB")) as unknown as D1Like;
   await db.exec(
     "CREATE TABLE IF NOT EXISTS d1_migrations (id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT UNIQUE, applied_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP);",
@@ -256,10 +253,7 @@ export async function applyMigrations(
       .map((s) => s.trim())
       .filter((s) => s !== "");
     try {
-      await db.batch([
-        ...statements.map((s) => db.prepare(s)),
-        db.prepare("INSERT INTO d1_migrations (name) VALUES (?)").bind(name),
-      ]);
+      await db.batch([...statements.map((s) => db.prepare(s)), db.prepare("INSERT INTO d1_migrations (name) VALUES (?)").bind(name)]);
     } catch (err) {
       throw new Error(`D1 migration ${name} failed: ${(err as Error).message}`, { cause: err });
     }

@@ -3,9 +3,10 @@
  *
  *   npm start -- --port 9000 --state-dir /tmp/relay
  */
-import { DEFAULT_EDGE_PORT, DEFAULT_HOST, DEFAULT_PORT, PortInUseError, startLocalRelay } from "./local-relay.ts";
-import type { LocalRelay } from "./local-relay.ts";
+
 import { cliFail, parseCli } from "./cli-args.ts";
+import type { LocalRelay } from "./local-relay.ts";
+import { DEFAULT_EDGE_PORT, DEFAULT_HOST, DEFAULT_PORT, PortInUseError, startLocalRelay } from "./local-relay.ts";
 
 const DEFAULT_STATE_DIR = ".relay";
 
@@ -95,7 +96,10 @@ try {
 } catch (err) {
   if (stopping) await new Promise(() => {}); // shutdown() exits
   if (err instanceof PortInUseError) {
-    fail(`${host}:${err.port} is already in use; stop whatever listens there or pick other ports with --port and --edge-port (0 = any free port)`, 1);
+    fail(
+      `${host}:${err.port} is already in use; stop whatever listens there or pick other ports with --port and --edge-port (0 = any free port)`,
+      1,
+    );
   }
   const e = err as Error;
   fail(`could not start the relay: ${e.message}${e.cause instanceof Error ? ` (${e.cause.message})` : ""}`, 1);

@@ -5,9 +5,9 @@
  *   TOKEN=$(npm run -s token -- --role admin)
  */
 import path from "node:path";
-import { isRole, parseTtl, readJwtClaimsConfig, ROLES, signDevToken } from "./dev-token.ts";
-import { readJwtSecret } from "./jwt-secret.ts";
 import { cliFail, parseCli } from "./cli-args.ts";
+import { isRole, parseTtl, ROLES, readJwtClaimsConfig, signDevToken } from "./dev-token.ts";
+import { readJwtSecret } from "./jwt-secret.ts";
 
 const HELP = `Usage: npm run token -- --role <role> [options]
 

@@ -2,10 +2,8 @@ import { swaggerUI } from "@hono/swagger-ui";
 import { bodyLimit } from "hono/body-limit";
 import { HTTPException } from "hono/http-exception";
 import { Limits } from "../schemas/index.ts";
-import { ErrorCode, RelayError, problemResponse } from "./errors.ts";
+import { ErrorCode, problemResponse, RelayError } from "./errors.ts";
 import { isJsonContentType } from "./media-type.ts";
-import { securityHeaders } from "./security-headers.ts";
-import { strictJsonBodies } from "./strict-body.ts";
 import { agentRoutes } from "./routes/agent.ts";
 import { commandRoutes } from "./routes/commands.ts";
 import { createRouter } from "./routes/common.ts";
@@ -16,7 +14,8 @@ import { healthRoutes } from "./routes/health.ts";
 import { hostRoutes } from "./routes/hosts.ts";
 import { jobRoutes } from "./routes/jobs.ts";
 import { tagRoutes } from "./routes/tags.ts";
-
+import { securityHeaders } from "./security-headers.ts";
+import { strictJsonBodies } from "./strict-body.ts";
 
 export function createApp() {
   const app = createRouter();
@@ -60,8 +59,7 @@ export function createApp() {
     info: {
       title: "Fleet relay",
       version: "1.0.0",
-      description:
-        "Command relay for fleets of machines. Errors are RFC 9457 problem+json documents with a stable `code`.",
+      description: "Command relay for fleets of machines. Errors are RFC 9457 problem+json documents with a stable `code`.",
     },
   });
   app.get("/docs", swaggerUI({ url: "/openapi.json", title: "Fleet relay API" }));
@@ -76,7 +74,10 @@ export function createApp() {
       return problemResponse(new RelayError(ErrorCode.UNSUPPORTED_MEDIA_TYPE, "send the body as application/json"), c.req.path);
     }
     if (err instanceof HTTPException && err.status === 413) {
-      return problemResponse(new RelayError(ErrorCode.BODY_TOO_LARGE, `request bodies are limited to ${Limits.MAX_BODY_BYTES} bytes`), c.req.path);
+      return problemResponse(
+        new RelayError(ErrorCode.BODY_TOO_LARGE, `request bodies are limited to ${Limits.MAX_BODY_BYTES} bytes`),
+        c.req.path,
+      );
     }
     console.error("unhandled error", err);
     return problemResponse(new RelayError(ErrorCode.INTERNAL, "internal error"), c.req.path);

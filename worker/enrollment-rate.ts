@@ -26,7 +26,11 @@ export async function countEnrollmentAttempt(db: D1Database, address: string, ra
   const row = counted?.results[0];
   if (!row || row.attempts <= rate.limit) return;
   const retryAfterS = Math.max(1, Math.ceil((row.window_start + rate.windowMs - now) / 1000));
-  throw new RelayError(ErrorCode.RATE_LIMITED, `more than ${rate.limit} enrolment attempts from this address in ${rate.windowMs / 1000} s; retry in ${retryAfterS} s`, {
-    headers: { "retry-after": String(retryAfterS) },
-  });
+  throw new RelayError(
+    ErrorCode.RATE_LIMITED,
+    `more than ${rate.limit} enrolment attempts from this address in ${rate.windowMs / 1000} s; retry in ${retryAfterS} s`,
+    {
+      headers: { "retry-after": String(retryAfterS) },
+    },
+  );
 }

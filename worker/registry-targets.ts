@@ -62,7 +62,10 @@ export async function replaceHostTags(db: D1Database, hostId: string, tags: stri
 }
 
 /** Tags with the number of non-revoked hosts carrying them, by tag, after `after`. */
-export async function listTags(db: D1Database, opts: { limit: number; after?: string | undefined }): Promise<{ items: TagCount[]; last: string | null }> {
+export async function listTags(
+  db: D1Database,
+  opts: { limit: number; after?: string | undefined },
+): Promise<{ items: TagCount[]; last: string | null }> {
   const { results } = await db
     .prepare(
       `SELECT t.tag, COUNT(*) AS hosts FROM host_tags t JOIN hosts h ON h.host_id = t.host_id
@@ -83,7 +86,9 @@ export async function listTags(db: D1Database, opts: { limit: number; after?: st
  */
 export async function insertJob(db: D1Database, job: JobSummary): Promise<void> {
   await db
-    .prepare("INSERT INTO jobs (job_id, created_at, created_by, command_type, host_count) VALUES (?, ?, ?, ?, ?) ON CONFLICT (job_id) DO NOTHING")
+    .prepare(
+      "INSERT INTO jobs (job_id, created_at, created_by, command_type, host_count) VALUES (?, ?, ?, ?, ?) ON CONFLICT (job_id) DO NOTHING",
+    )
     .bind(job.job_id, job.created_at, job.created_by, job.command_type, job.host_count)
     .run();
 }

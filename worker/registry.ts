@@ -44,9 +44,7 @@ export async function insertHost(
     db
       .prepare("INSERT INTO host_certs (fingerprint, host_id, not_after, created_at) VALUES (?, ?, NULL, ?)")
       .bind(host.cert_fingerprint_sha256, host.host_id, host.created_at),
-    ...[...new Set(host.tags)].map((tag) =>
-      db.prepare("INSERT INTO host_tags (host_id, tag) VALUES (?, ?)").bind(host.host_id, tag),
-    ),
+    ...[...new Set(host.tags)].map((tag) => db.prepare("INSERT INTO host_tags (host_id, tag) VALUES (?, ?)").bind(host.host_id, tag)),
   ];
   try {
     // batch() is one transaction: the host and its tags land together or not at all.
@@ -122,13 +120,7 @@ export async function revokeHost(db: D1Database, hostId: string, at: string): Pr
   return res.meta.changes > 0;
 }
 
-export async function markOnline(
-  db: D1Database,
-  hostId: string,
-  connectionId: string,
-  at: string,
-  agent: AgentInfo,
-): Promise<void> {
+export async function markOnline(db: D1Database, hostId: string, connectionId: string, at: string, agent: AgentInfo): Promise<void> {
   await db
     .prepare(
       "UPDATE hosts SET online = 1, connection_id = ?, connected_at = ?, last_seen_at = ?, agent_info = ? WHERE host_id = ? AND revoked_at IS NULL",
@@ -152,9 +144,7 @@ export async function insertEnrollmentToken(
   t: { token_id: string; token_hash: string; created_at: string; created_by: string; expires_at: string; tags: string[] },
 ): Promise<void> {
   await db
-    .prepare(
-      "INSERT INTO enrollment_tokens (token_id, token_hash, created_at, created_by, expires_at, tags) VALUES (?, ?, ?, ?, ?, ?)",
-    )
+    .prepare("INSERT INTO enrollment_tokens (token_id, token_hash, created_at, created_by, expires_at, tags) VALUES (?, ?, ?, ?, ?, ?)")
     .bind(t.token_id, t.token_hash, t.created_at, t.created_by, t.expires_at, JSON.stringify([...new Set(t.tags)]))
     .run();
 }
@@ -163,10 +153,7 @@ export async function findEnrollmentToken(
   db: D1Database,
   tokenHash: string,
 ): Promise<{ token_id: string; expires_at: string; used_at: string | null; tags: string } | null> {
-  return db
-    .prepare("SELECT token_id, expires_at, used_at, tags FROM enrollment_tokens WHERE token_hash = ?")
-    .bind(tokenHash)
-    .first();
+  return db.prepare("SELECT token_id, expires_at, used_at, tags FROM enrollment_tokens WHERE token_hash = ?").bind(tokenHash).first();
 }
 
 /**

@@ -1,15 +1,15 @@
-import { CommandSpec } from "../../schemas/index.ts";
 import type { CommandMessage } from "../../schemas/index.ts";
-import { runPackageOperation, NO_PACKAGE_MANAGER_REASON } from "./package-operation.ts";
+import { CommandSpec } from "../../schemas/index.ts";
 import { packageArgv } from "./package-managers.ts";
+import { NO_PACKAGE_MANAGER_REASON, runPackageOperation } from "./package-operation.ts";
 import { runShell, SHELL_DISABLED_REASON } from "./shell.ts";
 import { runSystemInfo } from "./system-info.ts";
 import type { ExecutionHooks, ExecutionOutcome, ExecutorSettings } from "./types.ts";
 
-export type { ExecutionHooks, ExecutionOutcome, ExecutorSettings } from "./types.ts";
+export { NO_PACKAGE_MANAGER_REASON } from "./package-operation.ts";
 export { AGENT_STOPPED_REASON } from "./process-outcome.ts";
 export { SHELL_DISABLED_REASON } from "./shell.ts";
-export { NO_PACKAGE_MANAGER_REASON } from "./package-operation.ts";
+export type { ExecutionHooks, ExecutionOutcome, ExecutorSettings } from "./types.ts";
 
 export const EXPIRED_REASON = "expired before delivery";
 
@@ -40,7 +40,11 @@ export function rejectionFor(command: CommandMessage, settings: ExecutorSettings
 }
 
 /** Runs one command with its type's executor. */
-export async function executeCommand(command: CommandMessage, settings: ExecutorSettings, hooks: ExecutionHooks = {}): Promise<ExecutionOutcome> {
+export async function executeCommand(
+  command: CommandMessage,
+  settings: ExecutorSettings,
+  hooks: ExecutionHooks = {},
+): Promise<ExecutionOutcome> {
   switch (command.command_type) {
     case "package_operation":
       return runPackageOperation(command, settings, hooks);

@@ -51,7 +51,10 @@ export function packageArgv(manager: PackageManagerName, params: PackageOperatio
   const simulate = params.options.simulate ?? false;
   const noRecommends = params.options.no_recommends ?? false;
   const names = packages.length > 0 ? ["--", ...packages] : [];
-  const noDryRun = (what: string): PackageArgv => ({ ok: false, reason: `simulate is not supported for ${operation} with ${manager}: ${what}` });
+  const noDryRun = (what: string): PackageArgv => ({
+    ok: false,
+    reason: `simulate is not supported for ${operation} with ${manager}: ${what}`,
+  });
   const argv = (...parts: (string | false)[]): PackageArgv => ({ ok: true, argv: parts.filter((p): p is string => p !== false) });
 
   switch (manager) {

@@ -1,9 +1,9 @@
-import { PackageOperationParameters } from "../../schemas/index.ts";
 import type { CommandMessage } from "../../schemas/index.ts";
+import { PackageOperationParameters } from "../../schemas/index.ts";
 import { packageArgv, parseAptSimulation } from "./package-managers.ts";
 import { processResponse } from "./process-outcome.ts";
 import { runStreamed } from "./streamed-run.ts";
-import { type ExecutionHooks, type ExecutionOutcome, type ExecutorSettings, commandEnv, rejected } from "./types.ts";
+import { commandEnv, type ExecutionHooks, type ExecutionOutcome, type ExecutorSettings, rejected } from "./types.ts";
 
 export const NO_PACKAGE_MANAGER_REASON = "no supported package manager found on this host";
 

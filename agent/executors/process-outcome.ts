@@ -16,7 +16,12 @@ export function processResponse(p: ProcessOutcome, timeoutS: number, extra: Part
   };
   if (p.spawnError) return { status: "failure", result: { ...result, reason: `could not start: ${p.spawnError.message}` } };
   // Aborted (agent stopping, or a cancel from the relay): the caller decides what to call it.
-  if (p.aborted) return { status: "failure", aborted: true, result: { ...result, ...(p.signal ? { signal: p.signal } : {}), reason: AGENT_STOPPED_REASON } };
+  if (p.aborted)
+    return {
+      status: "failure",
+      aborted: true,
+      result: { ...result, ...(p.signal ? { signal: p.signal } : {}), reason: AGENT_STOPPED_REASON },
+    };
   if (p.timedOut) return { status: "timeout", result: { ...result, reason: `timed out after ${timeoutS} s; process group killed` } };
   if (p.exitCode === 0) return { status: "success", result };
   return { status: "failure", result: p.signal ? { ...result, reason: `killed by ${p.signal}` } : result };

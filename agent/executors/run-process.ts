@@ -71,8 +71,15 @@ export function runProcess(opts: RunProcessOptions): Promise<ProcessOutcome> {
     // Found out here, not by the gate's `exec`, so a missing program is still "could not start".
     const err = Object.assign(new Error(`spawn ${file} ENOENT`), { code: "ENOENT" });
     return Promise.resolve({
-      exitCode: null, signal: null, timedOut: false, aborted: false, spawnError: err,
-      output: `${err.message}\n`, outputTruncatedBytes: 0, pid: null, executionTime: (performance.now() - started) / 1000,
+      exitCode: null,
+      signal: null,
+      timedOut: false,
+      aborted: false,
+      spawnError: err,
+      output: `${err.message}\n`,
+      outputTruncatedBytes: 0,
+      pid: null,
+      executionTime: (performance.now() - started) / 1000,
     });
   }
 

@@ -1,8 +1,8 @@
-import { ShellParameters } from "../../schemas/index.ts";
 import type { CommandMessage } from "../../schemas/index.ts";
+import { ShellParameters } from "../../schemas/index.ts";
 import { processResponse } from "./process-outcome.ts";
 import { runStreamed } from "./streamed-run.ts";
-import { type ExecutionHooks, type ExecutionOutcome, type ExecutorSettings, commandEnv, rejected } from "./types.ts";
+import { commandEnv, type ExecutionHooks, type ExecutionOutcome, type ExecutorSettings, rejected } from "./types.ts";
 
 export const SHELL_DISABLED_REASON = "shell commands are disabled on this agent";
 

@@ -1,6 +1,6 @@
 import os from "node:os";
-import { SystemInfoParameters } from "../../schemas/index.ts";
 import type { CommandMessage } from "../../schemas/index.ts";
+import { SystemInfoParameters } from "../../schemas/index.ts";
 import { readOsRelease } from "../host-facts.ts";
 import { type ExecutionOutcome, type ExecutorSettings, rejected } from "./types.ts";
 

@@ -2,16 +2,16 @@ import { mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "vitest";
-import { ConfigError, startAgent } from "../../agent/index.ts";
 import { OPTION_SPECS, parseCli, runOptions } from "../../agent/cli-options.ts";
+import { UNKNOWN_OUTCOME_REASON } from "../../agent/command-processor.ts";
 import { certificateMatchesKey } from "../../agent/csr.ts";
+import { ConfigError, startAgent } from "../../agent/index.ts";
 import { openJournal } from "../../agent/journal.ts";
 import { silentLogger } from "../../agent/log.ts";
-import { UNKNOWN_OUTCOME_REASON } from "../../agent/command-processor.ts";
 import { processGroupExists } from "../../agent/process-groups.ts";
-import { exitOf, spawnAgent, type AgentProcess } from "./helpers/agent-process.ts";
-import { alive, gone } from "./helpers/processes.ts";
+import { type AgentProcess, exitOf, spawnAgent } from "./helpers/agent-process.ts";
 import { FakeRelay } from "./helpers/fake-relay.ts";
+import { alive, gone } from "./helpers/processes.ts";
 import { createTestPki, enrolledStateDir, type TestPki } from "./helpers/test-pki.ts";
 
 let pki: TestPki;
@@ -46,7 +46,11 @@ function track(p: AgentProcess): AgentProcess {
 }
 
 function logLines(p: AgentProcess): Record<string, unknown>[] {
-  return p.stderr().split("\n").filter((l) => l.startsWith("{")).map((l) => JSON.parse(l) as Record<string, unknown>);
+  return p
+    .stderr()
+    .split("\n")
+    .filter((l) => l.startsWith("{"))
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
 }
 
 describe("cli --help", () => {
@@ -72,7 +76,10 @@ describe("cli --help", () => {
 describe("configuration precedence", () => {
   test("flags > environment > config file > defaults", async () => {
     const dir = await tmpDir("cfg-");
-    await writeFile(path.join(dir, "config.json"), JSON.stringify({ reconnect_cap: "30s", allow_shell: true, max_output: "128KiB", heartbeat: 15 }));
+    await writeFile(
+      path.join(dir, "config.json"),
+      JSON.stringify({ reconnect_cap: "30s", allow_shell: true, max_output: "128KiB", heartbeat: 15 }),
+    );
     const env = { FLEET_AGENT_STATE_DIR: dir, FLEET_AGENT_RECONNECT_CAP: "20s" };
     const opts = (argv: string[], e: NodeJS.ProcessEnv) => runOptions(parseCli("run", argv, e));
 
@@ -103,7 +110,10 @@ describe("configuration precedence", () => {
   test("--ca-file and --system-ca: the higher-precedence source wins", async () => {
     const dir = await tmpDir("cfg-");
     await writeFile(path.join(dir, "config.json"), JSON.stringify({ system_ca: true }));
-    expect(runOptions(parseCli("run", ["--state-dir", dir, "--ca-file", "/x/ca.pem"], {}))).toMatchObject({ caFile: "/x/ca.pem", systemCa: undefined });
+    expect(runOptions(parseCli("run", ["--state-dir", dir, "--ca-file", "/x/ca.pem"], {}))).toMatchObject({
+      caFile: "/x/ca.pem",
+      systemCa: undefined,
+    });
     expect(runOptions(parseCli("run", ["--state-dir", dir], {}))).toMatchObject({ caFile: undefined, systemCa: true });
     expect(() => parseCli("run", ["--state-dir", dir, "--ca-file", "/x", "--system-ca"], {})).toThrow(/not both/);
   });
@@ -123,7 +133,11 @@ describe("cli enroll", () => {
   test("writes the key (0600), certificates and agent.json; the key never leaves the host", async () => {
     const relay = await fakeRelay({ tokens: ["good-token"] });
     const stateDir = path.join(await tmpDir("enroll-"), "state");
-    const p = track(spawnAgent(["enroll", "--relay", relay.url, "--state-dir", stateDir, "--ca-file", pki.caFile, "--hostname", "web-1"], { FLEET_AGENT_TOKEN: "good-token" }));
+    const p = track(
+      spawnAgent(["enroll", "--relay", relay.url, "--state-dir", stateDir, "--ca-file", pki.caFile, "--hostname", "web-1"], {
+        FLEET_AGENT_TOKEN: "good-token",
+      }),
+    );
     expect((await exitOf(p)).code).toBe(0);
     expect(p.stdout()).toContain(`enrolled as host ${relay.hostId}`);
 
@@ -157,7 +171,9 @@ describe("cli enroll", () => {
   test("a refused token prints the relay's code and detail and exits 2", async () => {
     const relay = await fakeRelay({ tokens: [] });
     const stateDir = await tmpDir("enroll-");
-    const p = track(spawnAgent(["enroll", "--relay", relay.url, "--token", "used-token", "--state-dir", stateDir, "--ca-file", pki.caFile]));
+    const p = track(
+      spawnAgent(["enroll", "--relay", relay.url, "--token", "used-token", "--state-dir", stateDir, "--ca-file", pki.caFile]),
+    );
     expect((await exitOf(p)).code).toBe(2);
     expect(p.stderr()).toContain("ERR_ENROLLMENT_TOKEN_INVALID: this enrolment token does not exist");
     await expect(stat(path.join(stateDir, "agent.key"))).rejects.toThrow(/ENOENT/);
@@ -194,8 +210,17 @@ describe("cli run", () => {
     p.child.kill("SIGTERM");
     expect(await exitOf(p)).toEqual({ code: 0, signal: null });
     expect((await conn.closed).code).toBe(1000);
-    expect(conn.frames.at(-1)).toMatchObject({ message_type: "response", original_message_id: cmd.message_id, status: "failure", result: { reason: "agent stopped" } });
-    const lines = p.stderr().trim().split("\n").map((l) => JSON.parse(l) as { level: string; msg: string });
+    expect(conn.frames.at(-1)).toMatchObject({
+      message_type: "response",
+      original_message_id: cmd.message_id,
+      status: "failure",
+      result: { reason: "agent stopped" },
+    });
+    const lines = p
+      .stderr()
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l) as { level: string; msg: string });
     expect(lines.every((l) => typeof l.level === "string" && typeof l.msg === "string")).toBe(true);
     expect(lines.map((l) => l.msg)).toEqual(expect.arrayContaining(["agent starting", "connected", "command started", "agent stopped"]));
   });
@@ -206,7 +231,7 @@ describe("cli run", () => {
     const conn1 = await relay.connection(1);
     await conn1.waitForFrame((f) => f.message_type === "hello");
     // A group that ignores nothing and would outlive the agent: the shell and a long `sleep` child.
-    const cmd = relay.command({ command_type: "shell", parameters: { script: "sleep 600 & echo \"child $!\"; wait" } });
+    const cmd = relay.command({ command_type: "shell", parameters: { script: 'sleep 600 & echo "child $!"; wait' } });
     conn1.sendFrame(cmd);
     // Output arrives only once the process exists (and its group is journaled: the start gate).
     const progress = await conn1.waitForFrame((f) => f.state === "progress" && /^child \d+\n$/.test(f.output as string));

@@ -1,9 +1,9 @@
 import { EventEmitter } from "node:events";
+import { existsSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { afterEach, beforeEach, describe, expect, test } from "vitest";
-import { existsSync } from "node:fs";
 import {
   CANCELLED_BEFORE_START_REASON,
   CANCELLED_RUNNING_REASON,
@@ -14,13 +14,13 @@ import {
 import type { AgentEventMap } from "../../agent/events.ts";
 import type { ExecutorSettings } from "../../agent/executors/index.ts";
 import { statusFrame } from "../../agent/frames.ts";
-import { openJournal, type Journal } from "../../agent/journal.ts";
+import { type Journal, openJournal } from "../../agent/journal.ts";
 import { silentLogger } from "../../agent/log.ts";
-import { EventRecorder } from "./helpers/events.ts";
-import { commandFrame } from "./helpers/commands.ts";
-import { alive, gone } from "./helpers/processes.ts";
-import { nowRfc3339 } from "../../schemas/index.ts";
 import type { CancelMessage } from "../../schemas/index.ts";
+import { nowRfc3339 } from "../../schemas/index.ts";
+import { commandFrame } from "./helpers/commands.ts";
+import { EventRecorder } from "./helpers/events.ts";
+import { alive, gone } from "./helpers/processes.ts";
 
 const HOST = "0b0a4a54-54b4-4d5b-9b39-1d2c8b3f6a10";
 type Sent = { frame: Record<string, unknown>; recorded: boolean; executions: number };
@@ -143,7 +143,10 @@ describe("command processor", () => {
   test("long output streams as progress frames with increasing seq, each journaled until acked", async () => {
     const { p, sent } = processor({ progressIntervalMs: 20 });
     // ~120 KiB: more than one 16 KiB chunk, so several progress frames.
-    const cmd = commandFrame(HOST, { command_type: "shell", parameters: { script: "i=0; while [ $i -lt 1200 ]; do printf '%099d\\n' $i; i=$((i+1)); done" } });
+    const cmd = commandFrame(HOST, {
+      command_type: "shell",
+      parameters: { script: "i=0; while [ $i -lt 1200 ]; do printf '%099d\\n' $i; i=$((i+1)); done" },
+    });
     p.onCommand(cmd, JSON.stringify(cmd));
     await p.idle();
     const progress = sent.filter((s) => s.frame.state === "progress").map((s) => s.frame);
@@ -163,12 +166,26 @@ describe("command processor", () => {
     const order = sent
       .filter((s) => s.frame.message_type !== "ack")
       .map((s) => `${s.frame.state ?? s.frame.message_type}:${cmds.findIndex((c) => c.message_id === s.frame.original_message_id)}`);
-    expect(order).toEqual(["running:0", "progress:0", "response:0", "running:1", "progress:1", "response:1", "running:2", "progress:2", "response:2"]);
+    expect(order).toEqual([
+      "running:0",
+      "progress:0",
+      "response:0",
+      "running:1",
+      "progress:1",
+      "response:1",
+      "running:2",
+      "progress:2",
+      "response:2",
+    ]);
   });
 
   test("expired, misaddressed and shell-disabled commands are rejected without executing", async () => {
     const { p, sent } = processor({ allowShell: false });
-    const expired = commandFrame(HOST, { command_type: "system_info", parameters: {}, expires_at: new Date(Date.now() - 1000).toISOString() });
+    const expired = commandFrame(HOST, {
+      command_type: "system_info",
+      parameters: {},
+      expires_at: new Date(Date.now() - 1000).toISOString(),
+    });
     const elsewhere = commandFrame("11111111-2222-4333-8444-555555555555", { command_type: "system_info", parameters: {} });
     const shell = commandFrame(HOST, { command_type: "shell", parameters: { script: "touch /tmp/never" } });
     for (const c of [expired, elsewhere, shell]) p.onCommand(c, JSON.stringify(c));
@@ -201,11 +218,18 @@ describe("command processor", () => {
       status: "failure",
       result: { reason: UNKNOWN_OUTCOME_REASON, exit_code: null },
     });
-    expect(sent.find((s) => s.frame.original_message_id === waiting.message_id && s.frame.message_type === "response")!.frame).toMatchObject({
+    expect(
+      sent.find((s) => s.frame.original_message_id === waiting.message_id && s.frame.message_type === "response")!.frame,
+    ).toMatchObject({
       status: "success",
       result: { output: "resumed\n" },
     });
-    expect(journal.executionCounts()).toEqual(new Map([[interrupted.message_id, 1], [waiting.message_id, 1]]));
+    expect(journal.executionCounts()).toEqual(
+      new Map([
+        [interrupted.message_id, 1],
+        [waiting.message_id, 1],
+      ]),
+    );
 
     // The relay redelivers the interrupted one: the stored failure answers it.
     sent.length = 0;
@@ -262,7 +286,11 @@ describe("command processor", () => {
       ]);
       const response = after[1]!.frame;
       expect(response).toMatchObject({ status: "cancelled", result: { reason: CANCELLED_BEFORE_START_REASON, exit_code: null } });
-      expect(journal.get(victim.message_id)).toMatchObject({ state: "finished", response: JSON.stringify(response), cancel_id: c.message_id });
+      expect(journal.get(victim.message_id)).toMatchObject({
+        state: "finished",
+        response: JSON.stringify(response),
+        cancel_id: c.message_id,
+      });
       expect(journal.outbox().map((e) => e.frame_id)).toContain(response.message_id);
 
       // The busy one is cancelled too, so the queue drains; the victim never ran.
@@ -297,9 +325,16 @@ describe("command processor", () => {
     test("while running: the whole process group is killed (SIGTERM, SIGKILL after the grace); cancelled with the output so far", async () => {
       const { p, sent, waitSent, recorder } = processor({ killGraceMs: 300 });
       // Shell and child both ignore SIGTERM, so only the SIGKILL after the grace ends them.
-      const cmd = commandFrame(HOST, { command_type: "shell", parameters: { script: "trap '' TERM; echo before; sleep 60 & echo \"child $!\"; wait" } });
+      const cmd = commandFrame(HOST, {
+        command_type: "shell",
+        parameters: { script: "trap '' TERM; echo before; sleep 60 & echo \"child $!\"; wait" },
+      });
       p.onCommand(cmd, JSON.stringify(cmd));
-      const progress = () => sent.filter((x) => x.frame.state === "progress").map((x) => x.frame.output as string).join("");
+      const progress = () =>
+        sent
+          .filter((x) => x.frame.state === "progress")
+          .map((x) => x.frame.output as string)
+          .join("");
       await waitSent(() => /child \d+\n/.test(progress()), "the child's pid");
       const child = Number(/child (\d+)/.exec(progress())![1]);
       expect(alive(child)).toBe(true);
@@ -355,7 +390,10 @@ describe("command processor", () => {
         expect.objectContaining({ message_type: "ack", original_message_id: c2.message_id }),
         rejected,
       ]);
-      const queued = journal.outbox().filter((e) => e.kind === "response").map((e) => e.frame_id);
+      const queued = journal
+        .outbox()
+        .filter((e) => e.kind === "response")
+        .map((e) => e.frame_id);
       expect(queued).toEqual(expect.arrayContaining([infoResponse.message_id, rejected.message_id]));
       expect(journal.executionCounts().get(info.message_id)).toBe(1);
     });
@@ -368,7 +406,11 @@ describe("command processor", () => {
       expect(types(sent)).toEqual(["ack", "response"]);
       expect(sent[0]!.frame.original_message_id).toBe(c.message_id);
       const response = sent[1]!.frame;
-      expect(response).toMatchObject({ original_message_id: cmd.message_id, status: "cancelled", result: { reason: CANCELLED_UNKNOWN_REASON, exit_code: null } });
+      expect(response).toMatchObject({
+        original_message_id: cmd.message_id,
+        status: "cancelled",
+        result: { reason: CANCELLED_UNKNOWN_REASON, exit_code: null },
+      });
       expect(journal.get(cmd.message_id)).toMatchObject({ state: "finished", response: JSON.stringify(response), cancel_id: c.message_id });
 
       sent.length = 0;

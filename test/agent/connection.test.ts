@@ -1,11 +1,11 @@
 import { readFile, rm } from "node:fs/promises";
 import path from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "vitest";
-import { HelloMessage } from "../../schemas/index.ts";
-import { startAgent, type Agent, type AgentOptions } from "../../agent/index.ts";
 import { certificateMatchesKey } from "../../agent/csr.ts";
+import { type Agent, type AgentOptions, startAgent } from "../../agent/index.ts";
 import { openJournal } from "../../agent/journal.ts";
 import { silentLogger } from "../../agent/log.ts";
+import { HelloMessage } from "../../schemas/index.ts";
 import { EventRecorder } from "./helpers/events.ts";
 import { FakeRelay, type FakeRelayOptions } from "./helpers/fake-relay.ts";
 import { createTestPki, enrolledStateDir, type TestPki } from "./helpers/test-pki.ts";
@@ -32,7 +32,9 @@ interface Setup {
   fingerprint: string;
 }
 
-async function setup(opts: { agent?: Partial<AgentOptions>; relay?: Partial<FakeRelayOptions>; certDays?: number; beforeStart?: (r: FakeRelay) => void } = {}): Promise<Setup> {
+async function setup(
+  opts: { agent?: Partial<AgentOptions>; relay?: Partial<FakeRelayOptions>; certDays?: number; beforeStart?: (r: FakeRelay) => void } = {},
+): Promise<Setup> {
   const hostId = crypto.randomUUID();
   const relay = await FakeRelay.start({ pki, hostId, ...opts.relay });
   cleanups.push(() => relay.close());
@@ -87,7 +89,9 @@ describe("agent connection", () => {
     const cmd = relay.command({ command_type: "shell", parameters: { script: "echo hi" } });
     conn.sendFrame(cmd);
     const response = await conn.waitForFrame((f) => f.message_type === "response" && f.original_message_id === cmd.message_id);
-    const mine = conn.frames.filter((f) => f.original_message_id === cmd.message_id).map((f) => (f.state as string | undefined) ?? f.message_type);
+    const mine = conn.frames
+      .filter((f) => f.original_message_id === cmd.message_id)
+      .map((f) => (f.state as string | undefined) ?? f.message_type);
     expect(mine).toEqual(["ack", "running", "progress", "response"]);
     expect(response).toMatchObject({ status: "success", result: { output: "hi\n", exit_code: 0 } });
   });
@@ -99,7 +103,12 @@ describe("agent connection", () => {
     const cmd = relay.command({ command_type: "shell", parameters: { script: "echo before; sleep 60" } });
     conn.sendFrame(cmd);
     await conn.waitForFrame((f) => f.state === "progress" && f.original_message_id === cmd.message_id);
-    const cancel = { message_id: crypto.randomUUID(), timestamp: new Date().toISOString(), message_type: "cancel", original_message_id: cmd.message_id };
+    const cancel = {
+      message_id: crypto.randomUUID(),
+      timestamp: new Date().toISOString(),
+      message_type: "cancel",
+      original_message_id: cmd.message_id,
+    };
     conn.sendFrame(cancel);
     const response = await conn.waitForFrame((f) => f.message_type === "response" && f.original_message_id === cmd.message_id);
     expect(response).toMatchObject({ status: "cancelled", result: { output: "before\n", exit_code: null, signal: "SIGTERM" } });
@@ -122,7 +131,10 @@ describe("agent connection", () => {
     const { relay, events, stateDir } = await setup({ agent: { allowShell: true } });
     const conn = await relay.connection(1);
     await events.waitFor("welcome");
-    const bad = { ...relay.command({ command_type: "shell", parameters: { script: "touch /tmp/should-not-exist" } }), target_host: "not-a-uuid" };
+    const bad = {
+      ...relay.command({ command_type: "shell", parameters: { script: "touch /tmp/should-not-exist" } }),
+      target_host: "not-a-uuid",
+    };
     conn.sendFrame(bad);
     const err = await conn.waitForFrame((f) => f.message_type === "error" && f.original_message_id === bad.message_id);
     expect(err).toMatchObject({ code: "ERR_FRAME_INVALID", detail: expect.stringContaining("target_host") });
@@ -290,7 +302,10 @@ describe("agent connection", () => {
     expect(relay.renewals).toHaveLength(1);
     const newFingerprint = relay.renewals[0];
     expect(newFingerprint).not.toBe(fingerprint);
-    const [cert, key] = await Promise.all([readFile(path.join(stateDir, "agent.crt"), "utf8"), readFile(path.join(stateDir, "agent.key"), "utf8")]);
+    const [cert, key] = await Promise.all([
+      readFile(path.join(stateDir, "agent.crt"), "utf8"),
+      readFile(path.join(stateDir, "agent.key"), "utf8"),
+    ]);
     expect(certificateMatchesKey(cert, key)).toBe(true);
     // The next connection presents the new certificate.
     let n = 1;
@@ -305,7 +320,12 @@ describe("agent connection", () => {
     const { relay, events } = await setup({
       certDays: 0.001,
       agent: { renewRetryBaseMs: 40, renewRetryCapMs: 100 },
-      beforeStart: (r) => r.renewRefusals.push({ status: 503, code: "ERR_RELAY_UNAVAILABLE" }, { status: 503, code: "ERR_RELAY_UNAVAILABLE" }, { status: 502, code: "ERR_UPSTREAM" }),
+      beforeStart: (r) =>
+        r.renewRefusals.push(
+          { status: 503, code: "ERR_RELAY_UNAVAILABLE" },
+          { status: 503, code: "ERR_RELAY_UNAVAILABLE" },
+          { status: 502, code: "ERR_UPSTREAM" },
+        ),
     });
     await events.waitFor("renewed");
     // random() = 0.5: half of min(cap, base·2ⁿ).

@@ -1,14 +1,14 @@
+import { spawn } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { describe, expect, test } from "vitest";
-import { executeCommand, rejectionFor, type ExecutorSettings } from "../../agent/executors/index.ts";
+import { type ExecutorSettings, executeCommand, rejectionFor } from "../../agent/executors/index.ts";
 import { detectPackageManager } from "../../agent/executors/package-managers.ts";
 import { PROGRESS_CHUNK_BYTES } from "../../agent/executors/progress-stream.ts";
 import { runProcess } from "../../agent/executors/run-process.ts";
 import { killOrphanGroup, processGroupExists, processStartTime } from "../../agent/process-groups.ts";
-import { spawn } from "node:child_process";
 import { commandFrame } from "./helpers/commands.ts";
 import { gone } from "./helpers/processes.ts";
 
@@ -32,7 +32,14 @@ describe("shell executor", () => {
 
   test("enabled: stdout and stderr captured, cwd and env applied, exit code mapped", async () => {
     const ok = await executeCommand(
-      commandFrame(HOST, { command_type: "shell", parameters: { script: 'echo "$GREETING from $(pwd)"; echo oops >&2; echo "$LC_ALL $DEBIAN_FRONTEND"', cwd: "/tmp", env: { GREETING: "hi" } } }),
+      commandFrame(HOST, {
+        command_type: "shell",
+        parameters: {
+          script: 'echo "$GREETING from $(pwd)"; echo oops >&2; echo "$LC_ALL $DEBIAN_FRONTEND"',
+          cwd: "/tmp",
+          env: { GREETING: "hi" },
+        },
+      }),
       settings(),
     );
     expect(ok.status).toBe("success");
@@ -47,7 +54,11 @@ describe("shell executor", () => {
   });
 
   test("timeout kills the whole process group", async () => {
-    const cmd = commandFrame(HOST, { command_type: "shell", timeout: 1, parameters: { script: "sleep 100 & echo $!; sleep 100 & echo $!; wait" } });
+    const cmd = commandFrame(HOST, {
+      command_type: "shell",
+      timeout: 1,
+      parameters: { script: "sleep 100 & echo $!; sleep 100 & echo $!; wait" },
+    });
     const started = Date.now();
     const out = await executeCommand(cmd, settings());
     expect(Date.now() - started).toBeLessThan(4000);
@@ -182,7 +193,11 @@ describe("package_operation executor", () => {
   test("a real apt-get -s install bash exits 0 with a parsed plan", async (ctx) => {
     if (detectPackageManager() !== "apt-get") ctx.skip("apt-get is not on PATH on this machine");
     const out = await executeCommand(
-      commandFrame(HOST, { command_type: "package_operation", timeout: 120, parameters: { operation: "install", packages: ["bash"], options: { simulate: true } } }),
+      commandFrame(HOST, {
+        command_type: "package_operation",
+        timeout: 120,
+        parameters: { operation: "install", packages: ["bash"], options: { simulate: true } },
+      }),
       settings({ packageManager: "apt-get" }),
     );
     expect(out.status).toBe("success");

@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { describe, expect, it } from "vitest";
-import { FrameErrorCode, Limits, nowRfc3339 } from "../../schemas/index.ts";
 import { parseRelayFrame } from "../../agent/frames.ts";
+import { FrameErrorCode, Limits, nowRfc3339 } from "../../schemas/index.ts";
 
 describe("the agent's relay-frame parsing", () => {
   it("refuses a frame over the byte limit made of multi-byte characters (length under the limit)", () => {

@@ -1,11 +1,11 @@
 import { mkdtemp, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
-import { afterEach, beforeEach, describe, expect, test } from "vitest";
 import { DatabaseSync } from "node:sqlite";
-import { JOURNAL_FILE, openJournal } from "../../agent/journal.ts";
-import type { Journal } from "../../agent/journal.ts";
+import { afterEach, beforeEach, describe, expect, test } from "vitest";
 import { responseFrame, statusFrame } from "../../agent/frames.ts";
+import type { Journal } from "../../agent/journal.ts";
+import { JOURNAL_FILE, openJournal } from "../../agent/journal.ts";
 import { commandFrame } from "./helpers/commands.ts";
 
 const DAY = 86_400_000;
@@ -72,7 +72,9 @@ describe("journal", () => {
     j.setPid(id, 4242);
     expect(() => j.start(a.message_id, 3, statusFrame(a.message_id, "running"))).toThrow(/not waiting to start/);
     expect(j.executionCounts()).toEqual(new Map([[a.message_id, 1]]));
-    expect(j.executions(a.message_id)).toEqual([{ id, message_id: a.message_id, started_at: 2, finished_at: null, pid: 4242, pid_start_time: null }]);
+    expect(j.executions(a.message_id)).toEqual([
+      { id, message_id: a.message_id, started_at: 2, finished_at: null, pid: 4242, pid_start_time: null },
+    ]);
   });
 
   test("prunes only answered, acked entries older than the retention", () => {
@@ -135,14 +137,19 @@ describe("journal", () => {
       PRAGMA user_version = 1;
     `);
     const cmd = commandFrame(HOST, { command_type: "system_info", parameters: {} });
-    db.prepare("INSERT INTO commands (message_id, frame, received_at, state, started_at) VALUES (?, ?, 1, 'started', 2)").run(cmd.message_id, JSON.stringify(cmd));
+    db.prepare("INSERT INTO commands (message_id, frame, received_at, state, started_at) VALUES (?, ?, 1, 'started', 2)").run(
+      cmd.message_id,
+      JSON.stringify(cmd),
+    );
     db.prepare("INSERT INTO executions (message_id, started_at, pid) VALUES (?, 2, 4242)").run(cmd.message_id);
     db.close();
 
     const j = journalAt();
     expect(j.interrupted().map((c) => c.message_id)).toEqual([cmd.message_id]);
     expect(j.get(cmd.message_id)).toMatchObject({ state: "started", cancel_id: null });
-    expect(j.executions(cmd.message_id)).toEqual([{ id: 1, message_id: cmd.message_id, started_at: 2, finished_at: null, pid: 4242, pid_start_time: null }]);
+    expect(j.executions(cmd.message_id)).toEqual([
+      { id: 1, message_id: cmd.message_id, started_at: 2, finished_at: null, pid: 4242, pid_start_time: null },
+    ]);
     j.close();
     const raw = new DatabaseSync(path.join(dir, JOURNAL_FILE));
     expect(raw.prepare("PRAGMA user_version").get()).toEqual({ user_version: 2 });
@@ -168,7 +175,12 @@ describe("journal", () => {
     expect(j.cancelWaiting(waiting.message_id, cancelId, 8, cancelled)).toBe(true);
     expect(j.cancelWaiting(waiting.message_id, cancelId, 9, cancelled)).toBe(false);
     expect(j.waiting()).toEqual([]);
-    expect(j.get(waiting.message_id)).toMatchObject({ state: "finished", finished_at: 8, response: JSON.stringify(cancelled), cancel_id: cancelId });
+    expect(j.get(waiting.message_id)).toMatchObject({
+      state: "finished",
+      finished_at: 8,
+      response: JSON.stringify(cancelled),
+      cancel_id: cancelId,
+    });
     expect(j.outbox().map((e) => e.frame_id)).toEqual([tomb.message_id, cancelled.message_id]);
 
     // A started command is not "waiting": it must be killed, not just marked.

@@ -1,6 +1,6 @@
 import { describe, expect, test } from "vitest";
+import { detectPackageManager, type PackageManagerName, packageArgv, parseAptSimulation } from "../../agent/executors/package-managers.ts";
 import { PackageOperationParameters } from "../../schemas/index.ts";
-import { detectPackageManager, packageArgv, parseAptSimulation, type PackageManagerName } from "../../agent/executors/package-managers.ts";
 
 const p = (input: unknown) => PackageOperationParameters.parse(input);
 const argv = (m: PackageManagerName, input: unknown) => {
@@ -12,33 +12,76 @@ const APT_YES = ["-y", "-o", "Dpkg::Options::=--force-confdef", "-o", "Dpkg::Opt
 
 describe("package manager argv", () => {
   test("apt-get", () => {
-    expect(argv("apt-get", { operation: "install", packages: ["nginx", "curl"] })).toEqual(["apt-get", "install", ...APT_YES, "--", "nginx", "curl"]);
-    expect(argv("apt-get", { operation: "install", packages: ["nginx"], options: { simulate: true, no_recommends: true, yes: false } })).toEqual([
-      "apt-get", "install", "-s", "--no-install-recommends", "--", "nginx",
+    expect(argv("apt-get", { operation: "install", packages: ["nginx", "curl"] })).toEqual([
+      "apt-get",
+      "install",
+      ...APT_YES,
+      "--",
+      "nginx",
+      "curl",
     ]);
-    expect(argv("apt-get", { operation: "remove", packages: ["nginx"], options: { simulate: true } })).toEqual(["apt-get", "remove", ...APT_YES, "-s", "--", "nginx"]);
+    expect(
+      argv("apt-get", { operation: "install", packages: ["nginx"], options: { simulate: true, no_recommends: true, yes: false } }),
+    ).toEqual(["apt-get", "install", "-s", "--no-install-recommends", "--", "nginx"]);
+    expect(argv("apt-get", { operation: "remove", packages: ["nginx"], options: { simulate: true } })).toEqual([
+      "apt-get",
+      "remove",
+      ...APT_YES,
+      "-s",
+      "--",
+      "nginx",
+    ]);
     expect(argv("apt-get", { operation: "update" })).toEqual(["apt-get", "update"]);
     expect(argv("apt-get", { operation: "upgrade" })).toEqual(["apt-get", "upgrade", ...APT_YES]);
     expect(argv("apt-get", { operation: "upgrade", packages: ["bash"], options: { simulate: true } })).toEqual([
-      "apt-get", "install", "--only-upgrade", ...APT_YES, "-s", "--", "bash",
+      "apt-get",
+      "install",
+      "--only-upgrade",
+      ...APT_YES,
+      "-s",
+      "--",
+      "bash",
     ]);
   });
 
   test("dnf and yum", () => {
     expect(argv("dnf", { operation: "install", packages: ["nginx"], options: { no_recommends: true } })).toEqual([
-      "dnf", "install", "-y", "--setopt=install_weak_deps=False", "--", "nginx",
+      "dnf",
+      "install",
+      "-y",
+      "--setopt=install_weak_deps=False",
+      "--",
+      "nginx",
     ]);
-    expect(argv("dnf", { operation: "install", packages: ["nginx"], options: { simulate: true } })).toEqual(["dnf", "install", "--assumeno", "--", "nginx"]);
+    expect(argv("dnf", { operation: "install", packages: ["nginx"], options: { simulate: true } })).toEqual([
+      "dnf",
+      "install",
+      "--assumeno",
+      "--",
+      "nginx",
+    ]);
     expect(argv("dnf", { operation: "remove", packages: ["nginx"] })).toEqual(["dnf", "remove", "-y", "--", "nginx"]);
     expect(argv("dnf", { operation: "update" })).toEqual(["dnf", "makecache"]);
     expect(argv("dnf", { operation: "upgrade" })).toEqual(["dnf", "upgrade", "-y"]);
-    expect(argv("yum", { operation: "install", packages: ["nginx"], options: { no_recommends: true } })).toEqual(["yum", "install", "-y", "--", "nginx"]);
+    expect(argv("yum", { operation: "install", packages: ["nginx"], options: { no_recommends: true } })).toEqual([
+      "yum",
+      "install",
+      "-y",
+      "--",
+      "nginx",
+    ]);
     expect(argv("yum", { operation: "upgrade", packages: ["bash"], options: { yes: false } })).toEqual(["yum", "upgrade", "--", "bash"]);
   });
 
   test("zypper", () => {
     expect(argv("zypper", { operation: "install", packages: ["nginx"], options: { simulate: true, no_recommends: true } })).toEqual([
-      "zypper", "--non-interactive", "install", "--dry-run", "--no-recommends", "--", "nginx",
+      "zypper",
+      "--non-interactive",
+      "install",
+      "--dry-run",
+      "--no-recommends",
+      "--",
+      "nginx",
     ]);
     expect(argv("zypper", { operation: "remove", packages: ["nginx"] })).toEqual(["zypper", "--non-interactive", "remove", "--", "nginx"]);
     expect(argv("zypper", { operation: "update" })).toEqual(["zypper", "--non-interactive", "refresh"]);
@@ -47,13 +90,26 @@ describe("package manager argv", () => {
 
   test("pacman", () => {
     expect(argv("pacman", { operation: "install", packages: ["nginx"] })).toEqual(["pacman", "-S", "--noconfirm", "--", "nginx"]);
-    expect(argv("pacman", { operation: "remove", packages: ["nginx"], options: { simulate: true } })).toEqual(["pacman", "-R", "--noconfirm", "--print", "--", "nginx"]);
+    expect(argv("pacman", { operation: "remove", packages: ["nginx"], options: { simulate: true } })).toEqual([
+      "pacman",
+      "-R",
+      "--noconfirm",
+      "--print",
+      "--",
+      "nginx",
+    ]);
     expect(argv("pacman", { operation: "update" })).toEqual(["pacman", "-Sy", "--noconfirm"]);
     expect(argv("pacman", { operation: "upgrade" })).toEqual(["pacman", "-Syu", "--noconfirm"]);
   });
 
   test("apk", () => {
-    expect(argv("apk", { operation: "install", packages: ["nginx"], options: { simulate: true } })).toEqual(["apk", "add", "--simulate", "--", "nginx"]);
+    expect(argv("apk", { operation: "install", packages: ["nginx"], options: { simulate: true } })).toEqual([
+      "apk",
+      "add",
+      "--simulate",
+      "--",
+      "nginx",
+    ]);
     expect(argv("apk", { operation: "remove", packages: ["nginx"] })).toEqual(["apk", "del", "--", "nginx"]);
     expect(argv("apk", { operation: "update" })).toEqual(["apk", "update"]);
     expect(argv("apk", { operation: "upgrade", packages: ["musl"] })).toEqual(["apk", "upgrade", "--", "musl"]);
@@ -61,7 +117,11 @@ describe("package manager argv", () => {
 
   test("brew", () => {
     expect(argv("brew", { operation: "install", packages: ["python@3.12"], options: { simulate: true } })).toEqual([
-      "brew", "install", "--dry-run", "--", "python@3.12",
+      "brew",
+      "install",
+      "--dry-run",
+      "--",
+      "python@3.12",
     ]);
     expect(argv("brew", { operation: "remove", packages: ["wget"] })).toEqual(["brew", "uninstall", "--", "wget"]);
     expect(argv("brew", { operation: "update" })).toEqual(["brew", "update"]);
@@ -100,7 +160,8 @@ describe("package manager argv", () => {
   });
 
   test("parses apt-get simulation lines", () => {
-    const out = "Reading package lists...\nInst libfoo (1.0 Debian:12/stable [amd64])\nInst bash [5.2-1] (5.2-2 Debian)\nConf bash (5.2-2)\nRemv oldpkg [1.0]\n";
+    const out =
+      "Reading package lists...\nInst libfoo (1.0 Debian:12/stable [amd64])\nInst bash [5.2-1] (5.2-2 Debian)\nConf bash (5.2-2)\nRemv oldpkg [1.0]\n";
     expect(parseAptSimulation(out)).toEqual({ installed: ["libfoo", "bash"], removed: ["oldpkg"] });
   });
 

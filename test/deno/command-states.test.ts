@@ -4,10 +4,21 @@
  * test/worker/host-relay/command-states.test.ts; this is the core of it.
  */
 import assert from "node:assert/strict";
-import { type CommandEvent, type CommandFacts, cancelOutcome, decide, isTerminal, relayGaveUp } from "../../worker/host-relay/command-states.ts";
 import type { CommandState } from "../../schemas/index.ts";
+import {
+  type CommandEvent,
+  type CommandFacts,
+  cancelOutcome,
+  decide,
+  isTerminal,
+  relayGaveUp,
+} from "../../worker/host-relay/command-states.ts";
 
-const f = (state: CommandState, sent = true, responseStatus: CommandFacts["responseStatus"] = null): CommandFacts => ({ state, sent, responseStatus });
+const f = (state: CommandState, sent = true, responseStatus: CommandFacts["responseStatus"] = null): CommandFacts => ({
+  state,
+  sent,
+  responseStatus,
+});
 const target = (facts: CommandFacts, e: CommandEvent): CommandState | null => {
   const d = decide(facts, e);
   return d.move ? d.to : null;

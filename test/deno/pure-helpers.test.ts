@@ -3,26 +3,45 @@
  * cursors, and a wire frame decoded through the zod schemas (zod resolved from node_modules, offline).
  */
 import assert from "node:assert/strict";
-import { backoffMs, OUTBOX_BACKOFF } from "../../worker/backoff.ts";
-import { Cursor } from "../../worker/cursor.ts";
-import { isJsonContentType } from "../../worker/media-type.ts";
-import { parseStrictJson } from "../../schemas/strict-json.ts";
 import { decodeFrame } from "../../schemas/frames.ts";
 import { AgentFrame } from "../../schemas/messages.ts";
 import { managerNameProblem, packageNameProblem } from "../../schemas/package-names.ts";
+import { parseStrictJson } from "../../schemas/strict-json.ts";
+import { backoffMs, OUTBOX_BACKOFF } from "../../worker/backoff.ts";
+import { Cursor } from "../../worker/cursor.ts";
+import { isJsonContentType } from "../../worker/media-type.ts";
 
 Deno.test("backoff: full jitter under an exponential, capped ceiling", () => {
   const policy = { baseMs: 1000, capMs: 8000 };
-  assert.equal(backoffMs(1, policy, () => 0), 0);
-  assert.equal(backoffMs(1, policy, () => 0.999), 999);
-  assert.equal(backoffMs(3, policy, () => 0.5), 2000);
-  assert.equal(backoffMs(30, policy, () => 0.5), 4000); // capped at 8 s
-  assert.equal(backoffMs(0, policy, () => 0.5), 500); // attempt 0 counts as the first
-  assert.equal(backoffMs(10_000, OUTBOX_BACKOFF, () => 0.999_999), 59_999);
+  assert.equal(
+    backoffMs(1, policy, () => 0),
+    0,
+  );
+  assert.equal(
+    backoffMs(1, policy, () => 0.999),
+    999,
+  );
+  assert.equal(
+    backoffMs(3, policy, () => 0.5),
+    2000,
+  );
+  assert.equal(
+    backoffMs(30, policy, () => 0.5),
+    4000,
+  ); // capped at 8 s
+  assert.equal(
+    backoffMs(0, policy, () => 0.5),
+    500,
+  ); // attempt 0 counts as the first
+  assert.equal(
+    backoffMs(10_000, OUTBOX_BACKOFF, () => 0.999_999),
+    59_999,
+  );
 });
 
 Deno.test("media type: application/json and +json, parameters only", () => {
-  for (const ok of ["application/json", "Application/JSON; charset=utf-8", "application/problem+json"]) assert.equal(isJsonContentType(ok), true, ok);
+  for (const ok of ["application/json", "Application/JSON; charset=utf-8", "application/problem+json"])
+    assert.equal(isJsonContentType(ok), true, ok);
   for (const bad of ["text/json", "application/jsonx", "application/+json", "application/json;", "application/json; charset"]) {
     assert.equal(isJsonContentType(bad), false, bad);
   }
@@ -54,7 +73,12 @@ Deno.test("cursors: one codec, foreign cursors refused", () => {
 });
 
 Deno.test("schemas: frames decode through zod; package names follow the grammar", () => {
-  const ack = { message_id: crypto.randomUUID(), timestamp: new Date().toISOString(), message_type: "ack", original_message_id: crypto.randomUUID() };
+  const ack = {
+    message_id: crypto.randomUUID(),
+    timestamp: new Date().toISOString(),
+    message_type: "ack",
+    original_message_id: crypto.randomUUID(),
+  };
   const decoded = decodeFrame(JSON.stringify(ack));
   assert.ok(decoded.ok);
   assert.equal(AgentFrame.safeParse(decoded.json).success, true);

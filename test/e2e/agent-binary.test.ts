@@ -39,7 +39,9 @@ function runtimesOnThisMachine(): string[] {
   const found = new Set<string>([process.execPath, denoBinary()]);
   for (const name of ["node", "nodejs", "deno"]) {
     try {
-      for (const p of execFileSync("which", ["-a", name], { encoding: "utf8", env: { PATH: `${process.env.PATH}:${SYSTEM_PATH}` } }).split("\n")) {
+      for (const p of execFileSync("which", ["-a", name], { encoding: "utf8", env: { PATH: `${process.env.PATH}:${SYSTEM_PATH}` } }).split(
+        "\n",
+      )) {
         if (p) found.add(p);
       }
     } catch {}
@@ -62,7 +64,10 @@ function isolation(): { prefix: string[]; isolated: boolean } {
     'exec "$@"',
   ].join("\n");
   const prefix = ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "fleet-agent"];
-  const probe = spawnSync(prefix[0]!, [...prefix.slice(1), "true"], { env: { PATH: SYSTEM_PATH, HIDE: hidden.join(" ") }, encoding: "utf8" });
+  const probe = spawnSync(prefix[0]!, [...prefix.slice(1), "true"], {
+    env: { PATH: SYSTEM_PATH, HIDE: hidden.join(" ") },
+    encoding: "utf8",
+  });
   if (probe.status === 0) return { prefix, isolated: true };
   return { prefix: [], isolated: false };
 }
@@ -88,7 +93,13 @@ beforeAll(async () => {
   const build = await new Promise<{ code: number | null; out: string }>((resolve) => {
     const child = spawn(
       process.execPath,
-      ["--experimental-strip-types", "--no-warnings=ExperimentalWarning", path.join(ROOT, "scripts/build-agent.ts"), "--out-dir", path.join(workDir, "dist")],
+      [
+        "--experimental-strip-types",
+        "--no-warnings=ExperimentalWarning",
+        path.join(ROOT, "scripts/build-agent.ts"),
+        "--out-dir",
+        path.join(workDir, "dist"),
+      ],
       { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] },
     );
     let out = "";
@@ -127,7 +138,10 @@ describe("the single executable (dist/fleet-agent-linux-x64)", () => {
     // Only the C runtime libraries: nothing from node_modules or a Node.js installation.
     const ldd = spawnSync("ldd", [binary], { encoding: "utf8" });
     if (ldd.status === 0) {
-      const libs = ldd.stdout.split("\n").map((l) => l.trim().split(" ")[0]).filter(Boolean);
+      const libs = ldd.stdout
+        .split("\n")
+        .map((l) => l.trim().split(" ")[0])
+        .filter(Boolean);
       for (const lib of libs) expect(lib, ldd.stdout).toMatch(/^(linux-vdso|\/lib64\/ld-linux|lib(c|m|dl|pthread|rt|stdc\+\+|gcc_s)\.so)/);
     }
     const version = spawnIsolated(binary, ["--version"]);
@@ -141,7 +155,17 @@ describe("the single executable (dist/fleet-agent-linux-x64)", () => {
     const token = await rest.enrollmentToken(["sea"]);
     const install = spawnIsolated(
       "sh",
-      [path.join(ROOT, "agent/packaging/install.sh"), "--root", hostRoot(), "--binary", binary, "--relay", relay.edgeUrl!, "--ca-file", relay.caCertPath],
+      [
+        path.join(ROOT, "agent/packaging/install.sh"),
+        "--root",
+        hostRoot(),
+        "--binary",
+        binary,
+        "--relay",
+        relay.edgeUrl!,
+        "--ca-file",
+        relay.caCertPath,
+      ],
       { FLEET_AGENT_TOKEN: token, FLEET_AGENT_HOSTNAME: "sea-1" },
     );
     expect(await install.exit(), install.stdout() + install.stderr()).toEqual({ code: 0, signal: null });
@@ -167,7 +191,9 @@ describe("the single executable (dist/fleet-agent-linux-x64)", () => {
       const starting = agent.logs().find((l) => l.msg === "agent starting")!;
       expect(starting.version).toMatch(/^\d+\.\d+\.\d+$/);
       const at = (l: Record<string, unknown>) => Date.parse(l.time as string);
-      figures.push(`${run === 1 ? "first" : "restart"}: "agent starting" ${at(starting) - spawnedAt} ms, "connected" ${at(connected) - spawnedAt} ms`);
+      figures.push(
+        `${run === 1 ? "first" : "restart"}: "agent starting" ${at(starting) - spawnedAt} ms, "connected" ${at(connected) - spawnedAt} ms`,
+      );
     }
     const line = `process start → ${figures.join("; ")}`;
     console.log(`fleet-agent-linux-x64 startup: ${line}`);
@@ -190,7 +216,10 @@ describe("the single executable (dist/fleet-agent-linux-x64)", () => {
     expect(await agent.exit(20_000), agent.stderr()).toEqual({ code: 0, signal: null });
     expect(agent.logs().map((l) => l.msg)).toContain("agent stopped");
     await rest.waitForHostStatus(hostId, "offline");
-    const notJson = agent.stderr().split("\n").filter((l) => l !== "" && !l.startsWith("{"));
+    const notJson = agent
+      .stderr()
+      .split("\n")
+      .filter((l) => l !== "" && !l.startsWith("{"));
     expect(notJson).toEqual([]);
   });
 });

@@ -40,7 +40,17 @@ describe("the agent under deno run", () => {
   it("enrols", async () => {
     const token = await rest.enrollmentToken(["deno"]);
     const enroll = spawnAgentDeno([
-      "enroll", "--relay", relay.edgeUrl!, "--ca-file", relay.caCertPath, "--token", token, "--state-dir", agentDir(), "--hostname", "deno-1",
+      "enroll",
+      "--relay",
+      relay.edgeUrl!,
+      "--ca-file",
+      relay.caCertPath,
+      "--token",
+      token,
+      "--state-dir",
+      agentDir(),
+      "--hostname",
+      "deno-1",
     ]);
     expect(await enroll.exit(), enroll.stderr()).toEqual({ code: 0, signal: null });
     hostId = /enrolled as host ([0-9a-f-]{36})/.exec(enroll.stdout())![1]!;

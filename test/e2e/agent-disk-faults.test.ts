@@ -14,8 +14,8 @@ import os from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
 import { afterEach, describe, expect, it } from "vitest";
+import { enroll, type Logger, openJournal, startAgent } from "../../agent/index.ts";
 import { FrameErrorCode } from "../../schemas/index.ts";
-import { enroll, openJournal, startAgent, type Logger } from "../../agent/index.ts";
 import { startLocalRelay } from "../../scripts/local-relay.ts";
 import { EventRecorder } from "../agent/helpers/events.ts";
 import { RelayRest, waitUntil } from "../helpers/relay-rest.ts";
@@ -85,7 +85,10 @@ describe("the journal cannot be written (disk full)", () => {
     const { hostId } = await enroll({ relay: relay.edgeUrl!, token, stateDir, caFile: relay.caCertPath, hostname: "full-disk-1" });
 
     const lines: { level: string; msg: string; fields: Record<string, unknown> }[] = [];
-    const keep = (level: string) => (msg: string, fields: Record<string, unknown> = {}) => void lines.push({ level, msg, fields });
+    const keep =
+      (level: string) =>
+      (msg: string, fields: Record<string, unknown> = {}) =>
+        void lines.push({ level, msg, fields });
     const logger: Logger = { debug: keep("debug"), info: keep("info"), warn: keep("warn"), error: keep("error") };
     const agent = await startAgent({ stateDir, logger, allowShell: true, reconnectBaseMs: 50, reconnectCapMs: 300 });
     cleanups.push(() => agent.stop("test over"));

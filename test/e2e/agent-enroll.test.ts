@@ -41,8 +41,17 @@ describe("agent CLI against the local relay (README flow)", () => {
   it("enrol: the CLI writes a 0600 key and a certificate signed by the fleet CA", async () => {
     token = await rest.enrollmentToken(["web"]);
     const enroll = spawnAgentCli([
-      "enroll", "--relay", relay.edgeUrl!, "--ca-file", relay.caCertPath, "--token", token,
-      "--state-dir", agentDir(), "--hostname", "web-1",
+      "enroll",
+      "--relay",
+      relay.edgeUrl!,
+      "--ca-file",
+      relay.caCertPath,
+      "--token",
+      token,
+      "--state-dir",
+      agentDir(),
+      "--hostname",
+      "web-1",
     ]);
     const exit = await enroll.exit();
     expect(exit, enroll.stderr()).toEqual({ code: 0, signal: null });
@@ -83,11 +92,26 @@ describe("agent CLI against the local relay (README flow)", () => {
 
   it("reusing the token exits 2 naming ERR_ENROLLMENT_TOKEN_USED; a wrong token exits 2", async () => {
     const again = spawnAgentCli([
-      "enroll", "--relay", relay.edgeUrl!, "--ca-file", relay.caCertPath, "--token", token, "--state-dir", path.join(workDir, "again"),
+      "enroll",
+      "--relay",
+      relay.edgeUrl!,
+      "--ca-file",
+      relay.caCertPath,
+      "--token",
+      token,
+      "--state-dir",
+      path.join(workDir, "again"),
     ]);
     const wrong = spawnAgentCli([
-      "enroll", "--relay", relay.edgeUrl!, "--ca-file", relay.caCertPath, "--token", `fet_${"A".repeat(43)}`,
-      "--state-dir", path.join(workDir, "wrong"),
+      "enroll",
+      "--relay",
+      relay.edgeUrl!,
+      "--ca-file",
+      relay.caCertPath,
+      "--token",
+      `fet_${"A".repeat(43)}`,
+      "--state-dir",
+      path.join(workDir, "wrong"),
     ]);
     expect((await again.exit()).code, again.stderr()).toBe(2);
     expect(again.stderr()).toContain("ERR_ENROLLMENT_TOKEN_USED");

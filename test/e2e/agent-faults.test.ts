@@ -8,14 +8,14 @@
  * each message_id executed exactly once) and from REST (every command reached `succeeded`,
  * or the failure the agent reports for a command whose outcome it cannot know).
  */
-import { readFile, mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
-import { enroll, openJournal, startAgent, silentLogger, UNKNOWN_OUTCOME_REASON, type Agent } from "../../agent/index.ts";
+import { type Agent, enroll, openJournal, silentLogger, startAgent, UNKNOWN_OUTCOME_REASON } from "../../agent/index.ts";
 import { type LocalRelay, PortInUseError, startLocalRelay } from "../../scripts/local-relay.ts";
-import { type AgentChild, killAllAgents, spawnAgentCli } from "../helpers/agent-cli.ts";
 import { EventRecorder } from "../agent/helpers/events.ts";
+import { type AgentChild, killAllAgents, spawnAgentCli } from "../helpers/agent-cli.ts";
 import { type ChaosProxy, startChaosProxy } from "../helpers/chaos-proxy.ts";
 import { RelayRest, TERMINAL, waitUntil } from "../helpers/relay-rest.ts";
 
@@ -32,13 +32,22 @@ async function tmp(prefix: string): Promise<string> {
   return dir;
 }
 
-async function relayOn(stateDir: string, opts: { port?: number; edgePort?: number; bindings?: Record<string, string> } = {}): Promise<LocalRelay> {
+async function relayOn(
+  stateDir: string,
+  opts: { port?: number; edgePort?: number; bindings?: Record<string, string> } = {},
+): Promise<LocalRelay> {
   // A port just released by the previous relay on this state dir is normally free at once; if the
   // OS has not let go of it yet, try again for a bounded while.
   const relay = await waitUntil(
     async () => {
       try {
-        return await startLocalRelay({ port: opts.port ?? 0, edgePort: opts.edgePort ?? 0, stateDir, quiet: true, bindings: opts.bindings });
+        return await startLocalRelay({
+          port: opts.port ?? 0,
+          edgePort: opts.edgePort ?? 0,
+          stateDir,
+          quiet: true,
+          bindings: opts.bindings,
+        });
       } catch (err) {
         if (err instanceof PortInUseError) return undefined;
         throw err;
@@ -228,7 +237,11 @@ describe("connections cut again and again", () => {
   const CONCURRENCY = 10;
 
   it(`${COMMANDS} commands through a proxy that keeps cutting the agent's connections: all succeed, each executed once`, async () => {
-    const { relay, rest, hostId, agentDir } = await relayWithEnrolledAgent({ ACK_TIMEOUT_MS: "500", RETRY_BASE_MS: "50", RETRY_CAP_MS: "500" });
+    const { relay, rest, hostId, agentDir } = await relayWithEnrolledAgent({
+      ACK_TIMEOUT_MS: "500",
+      RETRY_BASE_MS: "50",
+      RETRY_CAP_MS: "500",
+    });
     const edge = new URL(relay.edgeUrl!);
     // Each connection dies after 50–400 ms or 32 KiB–1 MiB, whichever comes first. (Budgets of a few
     // KiB starve every connection: the agent's outbox resend and the relay's 64-command window
@@ -320,7 +333,11 @@ describe("acks that arrive too late", () => {
   // ("late response from agent: success") with `result` null. Here the same thing, made
   // deterministic: the link stalls agent → relay until the relay has given up.
   it("a command the agent executed and answered is reported with the agent's outcome, not dead_lettered", async () => {
-    const { relay, rest, hostId, agentDir } = await relayWithEnrolledAgent({ ACK_TIMEOUT_MS: "300", RETRY_BASE_MS: "50", RETRY_CAP_MS: "100" });
+    const { relay, rest, hostId, agentDir } = await relayWithEnrolledAgent({
+      ACK_TIMEOUT_MS: "300",
+      RETRY_BASE_MS: "50",
+      RETRY_CAP_MS: "100",
+    });
     const edge = new URL(relay.edgeUrl!);
     const proxy = await startChaosProxy({ target: { host: edge.hostname, port: Number(edge.port) }, cutForMs: 0 });
     cleanups.push(() => proxy.close());

@@ -11,8 +11,8 @@ import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
-import { enroll, startAgent, type Agent, type AgentOptions, type Logger } from "../../agent/index.ts";
 import { MAX_CLOCK_SKEW_MS } from "../../agent/clock.ts";
+import { type Agent, type AgentOptions, enroll, type Logger, startAgent } from "../../agent/index.ts";
 import { type LocalRelay, PortInUseError, startLocalRelay } from "../../scripts/local-relay.ts";
 import { EventRecorder } from "../agent/helpers/events.ts";
 import { killAllAgents, spawnAgentCli } from "../helpers/agent-cli.ts";
@@ -78,7 +78,14 @@ async function stateDirWithCert(
   await writeFile(path.join(stateDir, "ca.crt"), relay.caCertPem);
   await writeFile(
     path.join(stateDir, "agent.json"),
-    JSON.stringify({ host_id: hostId, relay: relay.edgeUrl, ca_file: relay.caCertPath, system_ca: false, hostname: "lifecycle-1", enrolled_at: new Date().toISOString() }),
+    JSON.stringify({
+      host_id: hostId,
+      relay: relay.edgeUrl,
+      ca_file: relay.caCertPath,
+      system_ca: false,
+      hostname: "lifecycle-1",
+      enrolled_at: new Date().toISOString(),
+    }),
   );
   return { stateDir, hostId, fingerprint: fp };
 }
@@ -107,7 +114,12 @@ describe("an expired client certificate", () => {
   it("expired by more than the skew bound: the agent says so without dialing and exits 4 with the re-enrol command", async () => {
     const { relay, rest } = await relayWithRest();
     const day = 86_400_000;
-    const { stateDir } = await stateDirWithCert(relay, rest, { notBefore: new Date(Date.now() - 30 * day), notAfter: new Date(Date.now() - day) }, false);
+    const { stateDir } = await stateDirWithCert(
+      relay,
+      rest,
+      { notBefore: new Date(Date.now() - 30 * day), notAfter: new Date(Date.now() - day) },
+      false,
+    );
     const agent = runCli(stateDir);
     const exit = await agent.exit();
     expect(exit, agent.stderr()).toEqual({ code: 4, signal: null });
@@ -116,17 +128,26 @@ describe("an expired client certificate", () => {
     expect(msgs).not.toContain("connecting");
     expectReenrolAdvice(await agent.waitForLog("client certificate expired; re-enrol this host (see command)"), stateDir, relay);
     // A plain line for whoever reads the terminal, too.
-    expect(agent.stderr()).toMatch(/^fleet-agent: the client certificate expired at \S+; re-enrol this host: fleet-agent enroll .* --force /m);
+    expect(agent.stderr()).toMatch(
+      /^fleet-agent: the client certificate expired at \S+; re-enrol this host: fleet-agent enroll .* --force /m,
+    );
   });
 
   it("expired by less than the bound: the agent lets the edge decide, is refused once and exits 4 (no reconnect loop)", async () => {
     const { relay, rest } = await relayWithRest();
-    const { stateDir } = await stateDirWithCert(relay, rest, { notBefore: new Date(Date.now() - 3_600_000), notAfter: new Date(Date.now() - 2000) }, true);
+    const { stateDir } = await stateDirWithCert(
+      relay,
+      rest,
+      { notBefore: new Date(Date.now() - 3_600_000), notAfter: new Date(Date.now() - 2000) },
+      true,
+    );
     const agent = runCli(stateDir);
     const exit = await agent.exit();
     expect(exit, agent.stderr()).toEqual({ code: 4, signal: null });
     const logs = agent.logs();
-    expect(logs.map((l) => l.msg)).toContain("the client certificate has expired by this host's clock, within the clock-skew bound; letting the relay decide");
+    expect(logs.map((l) => l.msg)).toContain(
+      "the client certificate has expired by this host's clock, within the clock-skew bound; letting the relay decide",
+    );
     expect(logs.filter((l) => l.msg === "connecting")).toHaveLength(1);
     expect(logs.filter((l) => l.msg === "reconnect scheduled")).toHaveLength(0);
     const line = await agent.waitForLog("client certificate expired; re-enrol this host (see command)");
@@ -164,7 +185,10 @@ describe("an expired client certificate", () => {
 /** An agent run through the library, with its log lines kept. */
 async function libraryAgent(stateDir: string, opts: Partial<AgentOptions> = {}) {
   const lines: { level: string; msg: string; fields: Record<string, unknown> }[] = [];
-  const keep = (level: string) => (msg: string, fields: Record<string, unknown> = {}) => void lines.push({ level, msg, fields });
+  const keep =
+    (level: string) =>
+    (msg: string, fields: Record<string, unknown> = {}) =>
+      void lines.push({ level, msg, fields });
   const logger: Logger = { debug: keep("debug"), info: keep("info"), warn: keep("warn"), error: keep("error") };
   const agent: Agent = await startAgent({ stateDir, logger, reconnectBaseMs: 50, reconnectCapMs: 300, random: () => 0.5, ...opts });
   const events = new EventRecorder(agent);
@@ -177,7 +201,11 @@ describe("certificate renewal while the relay is down", () => {
     const { relay, relayDir, rest } = await relayWithRest();
     const ports = portsOf(relay);
     // 10 minutes left of 70: renewal is due at once.
-    const { stateDir, hostId, fingerprint: oldFp } = await stateDirWithCert(
+    const {
+      stateDir,
+      hostId,
+      fingerprint: oldFp,
+    } = await stateDirWithCert(
       relay,
       rest,
       { notBefore: new Date(Date.now() - 3_600_000), notAfter: new Date(Date.now() + 600_000) },

@@ -5,8 +5,8 @@ import os from "node:os";
 import path from "node:path";
 import tls from "node:tls";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type Edge, EDGE_REFUSAL_HEADER, newEdgeSecret, startEdge } from "../../scripts/edge.ts";
-import { type LocalPki, ensureLocalPki } from "../../scripts/local-pki.ts";
+import { EDGE_REFUSAL_HEADER, type Edge, newEdgeSecret, startEdge } from "../../scripts/edge.ts";
+import { ensureLocalPki, type LocalPki } from "../../scripts/local-pki.ts";
 
 // The edge in front of a recording upstream: what the edge refuses must never reach it.
 let stateDir: string;
@@ -46,7 +46,10 @@ afterAll(async () => {
 /** Writes `raw` on a fresh TLS connection and reads until the edge closes it (every request here ends the connection). */
 function rawExchange(raw: string): Promise<string> {
   return new Promise((resolve, reject) => {
-    const socket = tls.connect({ host: "127.0.0.1", port: edge.port, ca: pki.caCertPem, servername: "localhost", minVersion: "TLSv1.3" }, () => socket.write(raw));
+    const socket = tls.connect(
+      { host: "127.0.0.1", port: edge.port, ca: pki.caCertPem, servername: "localhost", minVersion: "TLSv1.3" },
+      () => socket.write(raw),
+    );
     let text = "";
     socket.setEncoding("utf8");
     socket.on("data", (c) => (text += c));
@@ -73,21 +76,35 @@ const SMUGGLED = "GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n";
 describe("the edge refuses ambiguous request framing (request smuggling)", () => {
   it("passes a well-framed request on (the setup works)", async () => {
     const before = received.length;
-    const reply = parseReply(await rawExchange("POST /healthz HTTP/1.1\r\nHost: localhost\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}"));
+    const reply = parseReply(
+      await rawExchange("POST /healthz HTTP/1.1\r\nHost: localhost\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}"),
+    );
     expect(reply.status).toBe(200);
     expect(received.length).toBe(before + 1);
     expect(received.at(-1)).toMatchObject({ method: "POST", url: "/healthz", body: "{}" });
   });
 
   it.each([
-    ["both Content-Length and Transfer-Encoding", `POST /healthz HTTP/1.1\r\nHost: localhost\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n${SMUGGLED}`],
-    ["Transfer-Encoding then Content-Length", `POST /healthz HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\nContent-Length: 40\r\n\r\n0\r\n\r\n${SMUGGLED}`],
-    ["two different Content-Lengths", `POST /healthz HTTP/1.1\r\nHost: localhost\r\nContent-Length: 2\r\nContent-Length: 40\r\n\r\n{}${SMUGGLED}`],
+    [
+      "both Content-Length and Transfer-Encoding",
+      `POST /healthz HTTP/1.1\r\nHost: localhost\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n${SMUGGLED}`,
+    ],
+    [
+      "Transfer-Encoding then Content-Length",
+      `POST /healthz HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\nContent-Length: 40\r\n\r\n0\r\n\r\n${SMUGGLED}`,
+    ],
+    [
+      "two different Content-Lengths",
+      `POST /healthz HTTP/1.1\r\nHost: localhost\r\nContent-Length: 2\r\nContent-Length: 40\r\n\r\n{}${SMUGGLED}`,
+    ],
     ["two equal Content-Lengths", `POST /healthz HTTP/1.1\r\nHost: localhost\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\n{}`],
     ["a list Content-Length", `POST /healthz HTTP/1.1\r\nHost: localhost\r\nContent-Length: 2, 2\r\n\r\n{}`],
     ["a signed Content-Length", `POST /healthz HTTP/1.1\r\nHost: localhost\r\nContent-Length: +2\r\n\r\n{}`],
     ["a non-numeric Content-Length", `POST /healthz HTTP/1.1\r\nHost: localhost\r\nContent-Length: two\r\n\r\n{}`],
-    ["an upgrade with both framings", `GET /agent/enroll HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n`],
+    [
+      "an upgrade with both framings",
+      `GET /agent/enroll HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n`,
+    ],
   ])("%s → 400 problem+json from the edge, nothing forwarded", async (_what, raw) => {
     const before = received.length;
     const text = await rawExchange(raw);

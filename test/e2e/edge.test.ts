@@ -5,8 +5,8 @@ import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import WebSocket from "ws";
 import { nowRfc3339 } from "../../schemas/index.ts";
-import { EDGE_REFUSAL_HEADER } from "../../scripts/edge.ts";
 import { signDevToken } from "../../scripts/dev-token.ts";
+import { EDGE_REFUSAL_HEADER } from "../../scripts/edge.ts";
 import { readJwtSecret } from "../../scripts/jwt-secret.ts";
 import { type LocalRelay, startLocalRelay } from "../../scripts/local-relay.ts";
 import { clientCert, csrPem, fingerprint, newKey } from "../helpers/certs.ts";
@@ -24,7 +24,15 @@ interface Reply {
 
 function edgeRequest(
   pathName: string,
-  opts: { method?: string; body?: unknown; cert?: string; key?: string; headers?: Record<string, string>; minVersion?: "TLSv1.2" | "TLSv1.3"; maxVersion?: "TLSv1.2" | "TLSv1.3" } = {},
+  opts: {
+    method?: string;
+    body?: unknown;
+    cert?: string;
+    key?: string;
+    headers?: Record<string, string>;
+    minVersion?: "TLSv1.2" | "TLSv1.3";
+    maxVersion?: "TLSv1.2" | "TLSv1.3";
+  } = {},
 ): Promise<Reply> {
   return new Promise((resolve, reject) => {
     const url = new URL(pathName, relay.edgeUrl!);
@@ -56,9 +64,16 @@ function edgeRequest(
 }
 
 /** Opens the agent WebSocket through the edge; resolves with the socket once `welcome` arrived, or the refusal. */
-function connectAgent(cert: string, key: string): Promise<{ ws: WebSocket; welcome: any } | { status: number; refusedBy: string | undefined }> {
+function connectAgent(
+  cert: string,
+  key: string,
+): Promise<{ ws: WebSocket; welcome: any } | { status: number; refusedBy: string | undefined }> {
   return new Promise((resolve, reject) => {
-    const ws = new WebSocket(`${relay.edgeUrl!.replace("https", "wss")}/agent/connect`, { ca: relay.caCertPem, cert, key } as WebSocket.ClientOptions);
+    const ws = new WebSocket(`${relay.edgeUrl!.replace("https", "wss")}/agent/connect`, {
+      ca: relay.caCertPem,
+      cert,
+      key,
+    } as WebSocket.ClientOptions);
     const timer = setTimeout(() => reject(new Error("no answer from the edge")), 10_000);
     ws.on("unexpected-response", (_req, res) => {
       clearTimeout(timer);
@@ -109,7 +124,12 @@ async function enroll(): Promise<{ hostId: string; cert: string; keyPem: string 
 beforeAll(async () => {
   stateDir = await mkdtemp(path.join(os.tmpdir(), "fleet-edge-"));
   relay = await startLocalRelay({ port: 0, edgePort: 0, stateDir, quiet: true });
-  admin = await signDevToken({ secret: (await readJwtSecret(stateDir))!, role: "admin", issuer: "fleet-relay", audience: "fleet-relay-api" });
+  admin = await signDevToken({
+    secret: (await readJwtSecret(stateDir))!,
+    role: "admin",
+    issuer: "fleet-relay",
+    audience: "fleet-relay-api",
+  });
   caKeyPem = await readFile(path.join(stateDir, "pki", "ca.key"), "utf8");
 });
 
@@ -161,7 +181,9 @@ describe("local TLS edge", () => {
       tlsClientAuth: { certPresented: "1", certVerified: "SUCCESS", certRevoked: "0", certFingerprintSHA256: await fingerprint(cert) },
     });
     // Through the edge without a certificate: refused there, whatever the headers say.
-    const viaEdge = await edgeRequest("/agent/connect", { headers: { "mf-cf-blob": forged, "x-fleet-edge-secret": "guess", upgrade: "websocket", connection: "Upgrade" } });
+    const viaEdge = await edgeRequest("/agent/connect", {
+      headers: { "mf-cf-blob": forged, "x-fleet-edge-secret": "guess", upgrade: "websocket", connection: "Upgrade" },
+    });
     expect(viaEdge.status).toBe(401);
     // Straight at the relay's own port, which accepts a cf blob from anyone: the Worker still refuses.
     const direct = await new Promise<number>((resolve, reject) => {

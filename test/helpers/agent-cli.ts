@@ -27,7 +27,10 @@ export interface AgentChild {
   exited: Promise<Exit>;
   running(): boolean;
   /** Waits (bounded) for a log line with `msg` (and `pred`), counting lines seen so far. */
-  waitForLog(msg: string, opts?: { timeoutMs?: number; nth?: number; pred?: (line: Record<string, unknown>) => boolean }): Promise<Record<string, unknown>>;
+  waitForLog(
+    msg: string,
+    opts?: { timeoutMs?: number; nth?: number; pred?: (line: Record<string, unknown>) => boolean },
+  ): Promise<Record<string, unknown>>;
   /** Waits (bounded) for the exit. */
   exit(timeoutMs?: number): Promise<Exit>;
   /** SIGKILL if still running; resolves on exit. For cleanup. */
@@ -49,7 +52,16 @@ export function spawnAgentCli(args: string[], env: NodeJS.ProcessEnv = {}): Agen
  * Permissions the agent needs under Deno: its state directory and CA file (read, write), the relay
  * (net), its FLEET_AGENT_* settings (env), package managers (run), and host facts (sys).
  */
-export const DENO_AGENT_FLAGS = ["--allow-read", "--allow-write", "--allow-net", "--allow-env", "--allow-run", "--allow-sys", "--cached-only", "--no-prompt"];
+export const DENO_AGENT_FLAGS = [
+  "--allow-read",
+  "--allow-write",
+  "--allow-net",
+  "--allow-env",
+  "--allow-run",
+  "--allow-sys",
+  "--cached-only",
+  "--no-prompt",
+];
 
 /** The agent's TypeScript sources under `deno run` (Deno from node_modules, offline). */
 export function spawnAgentDeno(args: string[], env: NodeJS.ProcessEnv = {}): AgentChild {

@@ -14,7 +14,12 @@ const execFileP = promisify(execFile);
  * `expectPlanned` are the packages the dry run must list as installed (candidate newer than the
  * installed version, or not installed at all).
  */
-export async function choosePackages(): Promise<{ packages: string[]; expectPlanned: string[]; installed: () => Promise<string[]>; note: string } | null> {
+export async function choosePackages(): Promise<{
+  packages: string[];
+  expectPlanned: string[];
+  installed: () => Promise<string[]>;
+  note: string;
+} | null> {
   const policy = (names: string[]) =>
     execFileP("apt-cache", ["policy", ...names], { timeout: 15_000, env: { ...process.env, LC_ALL: "C" } }).then((r) => r.stdout);
   let text: string;

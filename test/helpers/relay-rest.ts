@@ -109,7 +109,12 @@ export class RelayRest {
   }
 
   /** Polls a command until `pred` holds (default: a terminal state). */
-  async waitForCommand(hostId: string, messageId: string, pred: (c: any) => boolean = (c) => TERMINAL.has(c.state), timeoutMs = 20_000): Promise<any> {
+  async waitForCommand(
+    hostId: string,
+    messageId: string,
+    pred: (c: any) => boolean = (c) => TERMINAL.has(c.state),
+    timeoutMs = 20_000,
+  ): Promise<any> {
     let last: any;
     return waitUntil(
       async () => {

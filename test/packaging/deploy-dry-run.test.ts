@@ -18,12 +18,23 @@ let output: string;
 
 beforeAll(async () => {
   outDir = await mkdtemp(path.join(os.tmpdir(), "fleet-relay-deploy-"));
-  const r = await execFileP(process.execPath, [path.join(ROOT, "node_modules/wrangler/bin/wrangler.js"), "deploy", "--dry-run", "--outdir", outDir], {
-    cwd: ROOT,
-    timeout: 120_000,
-    // No account, no token: a dry run needs neither. No metrics, no logs in $HOME.
-    env: { ...process.env, CI: "true", WRANGLER_SEND_METRICS: "false", WRANGLER_LOG_PATH: outDir, CLOUDFLARE_API_TOKEN: "", NO_COLOR: "1" },
-  });
+  const r = await execFileP(
+    process.execPath,
+    [path.join(ROOT, "node_modules/wrangler/bin/wrangler.js"), "deploy", "--dry-run", "--outdir", outDir],
+    {
+      cwd: ROOT,
+      timeout: 120_000,
+      // No account, no token: a dry run needs neither. No metrics, no logs in $HOME.
+      env: {
+        ...process.env,
+        CI: "true",
+        WRANGLER_SEND_METRICS: "false",
+        WRANGLER_LOG_PATH: outDir,
+        CLOUDFLARE_API_TOKEN: "",
+        NO_COLOR: "1",
+      },
+    },
+  );
   output = r.stdout + r.stderr;
 }, 120_000);
 
@@ -52,7 +63,10 @@ describe("wrangler deploy --dry-run", () => {
   it("the bundle exports the Worker and each Durable Object class wrangler.toml names", async () => {
     const bundle = await readFile(path.join(outDir, "index.js"), "utf8");
     const exported = /^export \{([^}]*)\};?$/m.exec(bundle)?.[1] ?? "";
-    const names = exported.split(",").map((s) => s.trim()).filter(Boolean);
+    const names = exported
+      .split(",")
+      .map((s) => s.trim())
+      .filter(Boolean);
     expect(names).toContainEqual(expect.stringMatching(/ as default$/));
     const toml = await readFile(path.join(ROOT, "wrangler.toml"), "utf8");
     const classes = [...toml.matchAll(/class_name = "(\w+)"/g)].map((m) => m[1]!);

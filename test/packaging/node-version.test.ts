@@ -82,11 +82,15 @@ describe("Node.js version check", () => {
 
   // npm itself (the one beside the old node, run by it) with that node first on PATH: what a user with
   // only the old Node.js gets from `npm start`, `npm test`, ….
-  const npmBeside = old && existsSync(path.join(path.dirname(old.node), "npm")) ? realpathSync(path.join(path.dirname(old.node), "npm")) : null;
+  const npmBeside =
+    old && existsSync(path.join(path.dirname(old.node), "npm")) ? realpathSync(path.join(path.dirname(old.node), "npm")) : null;
   it.skipIf(npmBeside === null)("npm start, token, agent, bench and test refuse the old Node.js with exit code 1", async () => {
     const env = { ...process.env, PATH: `${path.dirname(old!.node)}:${process.env.PATH}`, npm_config_update_notifier: "false" };
     const results = await Promise.all(
-      ["start", "token", "agent", "bench", "test"].map(async (script) => ({ script, r: await run(old!.node, [npmBeside!, "run", script], env) })),
+      ["start", "token", "agent", "bench", "test"].map(async (script) => ({
+        script,
+        r: await run(old!.node, [npmBeside!, "run", script], env),
+      })),
     );
     for (const { script, r } of results) {
       expect(r.stderr, script).not.toMatch(/bad option|SyntaxError/); // the check ran, not the script itself

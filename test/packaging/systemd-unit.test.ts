@@ -121,7 +121,15 @@ describe("fleet-agent.service", () => {
     expect(s.get("ProtectHome")).toEqual(["tmpfs"]);
     expect(s.get("PrivateTmp")).toEqual(["yes"]);
     // Left off on purpose (the README says why): these would break installing packages.
-    for (const key of ["ProtectSystem", "ProtectKernelModules", "ProtectKernelTunables", "PrivateDevices", "RestrictSUIDSGID", "MemoryDenyWriteExecute", "User"]) {
+    for (const key of [
+      "ProtectSystem",
+      "ProtectKernelModules",
+      "ProtectKernelTunables",
+      "PrivateDevices",
+      "RestrictSUIDSGID",
+      "MemoryDenyWriteExecute",
+      "User",
+    ]) {
       expect(s.has(key), key).toBe(false);
     }
   });
@@ -130,7 +138,9 @@ describe("fleet-agent.service", () => {
     const dir = path.join(root, "verify");
     await mkdir(dir, { recursive: true });
     const installed = path.join(root, "verify-root");
-    const r = await run("sh", [INSTALL, "--root", installed, "--binary", fakeAgent], { FLEET_AGENT_SYSTEMD_VERSION: String(analyze!.version) });
+    const r = await run("sh", [INSTALL, "--root", installed, "--binary", fakeAgent], {
+      FLEET_AGENT_SYSTEMD_VERSION: String(analyze!.version),
+    });
     expect(r.code, r.out).toBe(0);
     // ExecStart must name an existing file for verify: the one install.sh put in the scratch root.
     const unit = (await readFile(path.join(installed, "etc/systemd/system/fleet-agent.service"), "utf8")).replace(
@@ -144,14 +154,20 @@ describe("fleet-agent.service", () => {
 
     // The drop-in beside it: clean where systemd knows its keys; on older systemd exactly those two are unknown.
     await mkdir(path.join(dir, "fleet-agent.service.d"));
-    await writeFile(path.join(dir, "fleet-agent.service.d/restart-backoff.conf"), await readFile(path.join(PACKAGING, "restart-backoff.conf")));
+    await writeFile(
+      path.join(dir, "fleet-agent.service.d/restart-backoff.conf"),
+      await readFile(path.join(PACKAGING, "restart-backoff.conf")),
+    );
     const withDropIn = await run("systemd-analyze", ["verify", unitPath], { SYSTEMD_LOG_COLOR: "0" });
     expect(withDropIn.code, withDropIn.out).toBe(0);
     if (analyze!.version >= 254) {
       expect(withDropIn.out).toBe("");
     } else {
       const complaints = withDropIn.out.split("\n").filter(Boolean);
-      expect(complaints.map((l) => /Unknown key '?(\w+)'?/.exec(l)?.[1]).sort(), withDropIn.out).toEqual(["RestartMaxDelaySec", "RestartSteps"]);
+      expect(complaints.map((l) => /Unknown key '?(\w+)'?/.exec(l)?.[1]).sort(), withDropIn.out).toEqual([
+        "RestartMaxDelaySec",
+        "RestartSteps",
+      ]);
     }
 
     // The exposure score, for the record: a root agent that runs package managers cannot score well.

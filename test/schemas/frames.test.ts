@@ -1,15 +1,18 @@
 import { describe, expect, it } from "vitest";
-import { FrameErrorCode, Limits, decodeFrame, exceedsUtf8Bytes, utf8ByteLength } from "../../schemas/index.ts";
+import { decodeFrame, exceedsUtf8Bytes, FrameErrorCode, Limits, utf8ByteLength } from "../../schemas/index.ts";
 
 const encoder = new TextEncoder();
 
 describe("utf8ByteLength / exceedsUtf8Bytes", () => {
-  it.each(["", "ascii", "é", "€", "😀", "a😀b€é", "\ud800 lone high", "lone low \udc00", "\ud83d"])("%j counts as TextEncoder writes it", (s) => {
-    const bytes = encoder.encode(s).length;
-    expect(utf8ByteLength(s)).toBe(bytes);
-    expect(exceedsUtf8Bytes(s, bytes)).toBe(false);
-    if (bytes > 0) expect(exceedsUtf8Bytes(s, bytes - 1)).toBe(true);
-  });
+  it.each(["", "ascii", "é", "€", "😀", "a😀b€é", "\ud800 lone high", "lone low \udc00", "\ud83d"])(
+    "%j counts as TextEncoder writes it",
+    (s) => {
+      const bytes = encoder.encode(s).length;
+      expect(utf8ByteLength(s)).toBe(bytes);
+      expect(exceedsUtf8Bytes(s, bytes)).toBe(false);
+      if (bytes > 0) expect(exceedsUtf8Bytes(s, bytes - 1)).toBe(true);
+    },
+  );
 
   it("counts multi-byte text in bytes, not code units", () => {
     const s = "€".repeat(1000); // 1000 code units, 3000 bytes

@@ -1,15 +1,32 @@
 import { describe, expect, it } from "vitest";
-import { CertFingerprint, type GrammarManager, Hostname, PackageName, managerNameProblem } from "../../schemas/index.ts";
+import { CertFingerprint, type GrammarManager, Hostname, managerNameProblem, PackageName } from "../../schemas/index.ts";
 
 describe("PackageName", () => {
-  it.each(["nginx", "libssl3:amd64", "nginx=1.24.0-1~deb12u1", "python@3.12", "g++", "perl-DBI", "bash-0:5.1.8-6.el9.x86_64", "busybox@edge"])(
-    "accepts %s",
-    (name) => expect(PackageName.safeParse(name).success).toBe(true),
-  );
-  it.each(["", "-y", "--force", "nginx curl", "nginx;reboot", "$(id)", "`id`", "a|b", "a&b", "../etc/passwd", "a\nb", "ngi*nx", "x".repeat(129)])(
-    "refuses %j",
-    (name) => expect(PackageName.safeParse(name).success).toBe(false),
-  );
+  it.each([
+    "nginx",
+    "libssl3:amd64",
+    "nginx=1.24.0-1~deb12u1",
+    "python@3.12",
+    "g++",
+    "perl-DBI",
+    "bash-0:5.1.8-6.el9.x86_64",
+    "busybox@edge",
+  ])("accepts %s", (name) => expect(PackageName.safeParse(name).success).toBe(true));
+  it.each([
+    "",
+    "-y",
+    "--force",
+    "nginx curl",
+    "nginx;reboot",
+    "$(id)",
+    "`id`",
+    "a|b",
+    "a&b",
+    "../etc/passwd",
+    "a\nb",
+    "ngi*nx",
+    "x".repeat(129),
+  ])("refuses %j", (name) => expect(PackageName.safeParse(name).success).toBe(false));
   // URLs, paths and package files make dnf/yum/zypper/apt/apk install from outside the signed repositories.
   it.each([
     "http://attacker.example/evil.rpm",
@@ -92,9 +109,12 @@ describe("CertFingerprint", () => {
 
 describe("Hostname (RFC 1123)", () => {
   const label63 = "a".repeat(63);
-  it.each(["web-1", "a", "1host", "db.example.com", "WEB-1.Example.COM", `${label63}.${label63}.${label63}.${"b".repeat(61)}`])("accepts %s", (name) => {
-    expect(Hostname.safeParse(name).success).toBe(true);
-  });
+  it.each(["web-1", "a", "1host", "db.example.com", "WEB-1.Example.COM", `${label63}.${label63}.${label63}.${"b".repeat(61)}`])(
+    "accepts %s",
+    (name) => {
+      expect(Hostname.safeParse(name).success).toBe(true);
+    },
+  );
   it.each([
     ["a..b", "empty"],
     [".a", "empty"],

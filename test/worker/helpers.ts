@@ -1,5 +1,5 @@
-import { SignJWT } from "jose";
 import { env, exports } from "cloudflare:workers";
+import { SignJWT } from "jose";
 import { expect } from "vitest";
 import { nowRfc3339 } from "../../schemas/index.ts";
 
@@ -131,7 +131,10 @@ export class TestAgent {
     const seen = this.frames.find(pred);
     if (seen) return Promise.resolve(seen);
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`no matching frame within ${timeoutMs} ms; saw ${JSON.stringify(this.frames).slice(0, 2000)}`)), timeoutMs);
+      const timer = setTimeout(
+        () => reject(new Error(`no matching frame within ${timeoutMs} ms; saw ${JSON.stringify(this.frames).slice(0, 2000)}`)),
+        timeoutMs,
+      );
       this.waiters.push({ pred, resolve: (f) => (clearTimeout(timer), resolve(f)) });
     });
   }
@@ -160,7 +163,12 @@ export class TestAgent {
     this.send({ message_id: crypto.randomUUID(), timestamp: nowRfc3339(), message_type: "ack", original_message_id: messageId });
   }
 
-  respond(messageId: string, status = "success", result: object = { output: "ok", exit_code: 0, execution_time: 0.1 }, frameId = crypto.randomUUID()): string {
+  respond(
+    messageId: string,
+    status = "success",
+    result: object = { output: "ok", exit_code: 0, execution_time: 0.1 },
+    frameId = crypto.randomUUID(),
+  ): string {
     this.send({ message_id: frameId, timestamp: nowRfc3339(), message_type: "response", original_message_id: messageId, status, result });
     return frameId;
   }

@@ -1,6 +1,6 @@
 import { exports } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
-import { BASE, api, registerHost } from "./helpers.ts";
+import { api, BASE, registerHost } from "./helpers.ts";
 
 function expectSecurityHeaders(res: Response): void {
   expect(res.headers.get("x-content-type-options")).toBe("nosniff");
@@ -16,7 +16,9 @@ describe("security headers on every response", () => {
       await api("/api/hosts", { token: null }), // 401 problem from the auth layer
       await api(`/api/hosts/${host.host_id}/commands`, { role: "operator", rawBody: "{", headers: { "content-type": "application/json" } }), // 400 from a middleware
       await api("/api/nowhere", { role: "viewer" }), // 404 from notFound
-      await exports.default.fetch(new Request(`${BASE}/agent/enroll`, { method: "POST", headers: { "content-type": "application/json" }, body: "{}" })),
+      await exports.default.fetch(
+        new Request(`${BASE}/agent/enroll`, { method: "POST", headers: { "content-type": "application/json" }, body: "{}" }),
+      ),
     ];
     expect(responses.map((r) => r.status)).toEqual([200, 401, 400, 404, 400]);
     for (const res of responses) {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { api, registerHost, TestAgent, getCommand, waitFor } from "./helpers.ts";
+import { api, getCommand, registerHost, TestAgent } from "./helpers.ts";
 
 describe("smoke", () => {
   it("seed request end to end", async () => {
@@ -15,7 +15,11 @@ describe("smoke", () => {
     const cmd = await agent.command(accepted.message_id);
     expect(cmd.parameters).toEqual({ operation: "install", packages: ["nginx", "curl"], options: { yes: true } });
     agent.ack(cmd.message_id);
-    const fid = agent.respond(cmd.message_id, "success", { installed_packages: ["nginx", "curl"], execution_time: 45.2, output: "Packages installed successfully" });
+    const fid = agent.respond(cmd.message_id, "success", {
+      installed_packages: ["nginx", "curl"],
+      execution_time: 45.2,
+      output: "Packages installed successfully",
+    });
     await agent.acked(fid);
     const view = await getCommand(host.host_id, accepted.message_id);
     expect(view.state).toBe("succeeded");

@@ -31,7 +31,7 @@ export async function identifyAgent(request: Request, env: Env): Promise<{ hostI
   // counts only on requests that carry the local edge's secret.
   const fromEdge = !env.LOCAL_EDGE_SECRET || (await sameSecret(request.headers.get(EDGE_SECRET_HEADER), env.LOCAL_EDGE_SECRET));
   const tls = fromEdge ? cf?.tlsClientAuth : undefined;
-  if (!tls || tls.certPresented !== "1") {
+  if (tls?.certPresented !== "1") {
     throw new RelayError(ErrorCode.AGENT_CERT_MISSING, "agents must present a client certificate");
   }
   if (tls.certVerified !== "SUCCESS") {

@@ -1,4 +1,4 @@
-import { type JWTVerifyGetKey, createRemoteJWKSet, errors, jwtVerify } from "jose";
+import { createRemoteJWKSet, errors, type JWTVerifyGetKey, jwtVerify } from "jose";
 import type { Env } from "../env.ts";
 import { ErrorCode, RelayError } from "../errors.ts";
 
@@ -24,7 +24,10 @@ function verificationKey(env: Env): { key: Promise<CryptoKey> | JWTVerifyGetKey;
     if (jwksCache?.url !== env.JWT_JWKS_URL) {
       jwksCache = { url: env.JWT_JWKS_URL, keys: createRemoteJWKSet(new URL(env.JWT_JWKS_URL)) };
     }
-    const algorithms = (env.JWT_ALGORITHMS ?? "RS256,ES256").split(",").map((a) => a.trim()).filter(Boolean);
+    const algorithms = (env.JWT_ALGORITHMS ?? "RS256,ES256")
+      .split(",")
+      .map((a) => a.trim())
+      .filter(Boolean);
     return { key: jwksCache.keys, algorithms };
   }
   if (env.JWT_SECRET) {

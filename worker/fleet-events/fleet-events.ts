@@ -3,9 +3,9 @@ import { EventStreamCloseCode, HEARTBEAT_PING, HEARTBEAT_PONG } from "../../sche
 import { systemClock } from "../clock.ts";
 import { DurableEntry } from "../durable-entry.ts";
 import type { Env } from "../env.ts";
-import { ErrorCode, RelayError, problemResponse } from "../errors.ts";
+import { ErrorCode, problemResponse, RelayError } from "../errors.ts";
 import { type EventsContext, historyBounds, subscriberBudgetBytes } from "./context.ts";
-import { type PublishedEvent, publish, pruneDue, scheduleAlarm } from "./publish.ts";
+import { type PublishedEvent, pruneDue, publish, scheduleAlarm } from "./publish.ts";
 import { SendBudget } from "./send-budget.ts";
 import { FleetEventsStorage } from "./storage.ts";
 import { drop, onSubscriberMessage, subscribe, subscriberClosed } from "./subscribers.ts";

@@ -1,6 +1,6 @@
 import type { FleetEvent, FleetEventInput } from "../../schemas/index.ts";
-import { FLEET_EVENTS_MIGRATIONS } from "./storage-schema.ts";
 import { applySqlMigrations } from "../sql-migrations.ts";
+import { FLEET_EVENTS_MIGRATIONS } from "./storage-schema.ts";
 
 interface EventRow {
   offset: number;

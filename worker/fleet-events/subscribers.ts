@@ -1,10 +1,10 @@
-import { z } from "zod";
 import type { EventFilter, EventStreamControl, FleetEvent, FleetEventInput, RefetchReason } from "../../schemas/index.ts";
-import { EventFilter as EventFilterSchema, EventStreamAck, EventStreamCloseCode, parseStrictJson, utf8ByteLength } from "../../schemas/index.ts";
-import { ErrorCode, RelayError, problemResponse } from "../errors.ts";
-import { type EventsContext, SUBSCRIBER_TAG, type SubscriberAttachment, attachment } from "./context.ts";
+import { EventStreamAck, EventStreamCloseCode, parseStrictJson, utf8ByteLength } from "../../schemas/index.ts";
+import { ErrorCode, problemResponse, RelayError } from "../errors.ts";
+import { attachment, type EventsContext, SUBSCRIBER_TAG, type SubscriberAttachment } from "./context.ts";
 
 export { INTERNAL_SUBSCRIPTION_HEADER, Subscription } from "./contract.ts";
+
 import { INTERNAL_SUBSCRIPTION_HEADER, Subscription } from "./contract.ts";
 
 /** Lists combine with AND; the values within one list with OR. An absent list matches everything. */
@@ -71,7 +71,13 @@ function catchUp(ec: EventsContext, ws: WebSocket, id: string, sub: Subscription
 }
 
 /** Why the history cannot give a client resuming after `after` everything it missed, or null if it can. */
-export function uncovered(after: number, clientEpoch: string | undefined, epoch: string, head: number, prunedThrough: number): RefetchReason | null {
+export function uncovered(
+  after: number,
+  clientEpoch: string | undefined,
+  epoch: string,
+  head: number,
+  prunedThrough: number,
+): RefetchReason | null {
   if (clientEpoch !== epoch) return "epoch_changed";
   if (after > head) return "offset_ahead";
   // Events prunedThrough and older are gone; the client needs after + 1 onwards.

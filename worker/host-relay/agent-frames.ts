@@ -1,10 +1,10 @@
 import type { AckMessage, AgentFrame, ErrorMessage, ResponseMessage, StatusMessage } from "../../schemas/index.ts";
-import { AgentFrame as AgentFrameSchema, CloseCode, FrameErrorCode, Limits, decodeFrame, nowRfc3339 } from "../../schemas/index.ts";
+import { AgentFrame as AgentFrameSchema, CloseCode, decodeFrame, FrameErrorCode, Limits, nowRfc3339 } from "../../schemas/index.ts";
 import { fieldErrors } from "../errors.ts";
-import { type FrameBudget, type RelayContext, attachment, sendFrame } from "./context.ts";
 import { closeAgent, onHello, touch } from "./connection.ts";
-import { executionDeadline, apply } from "./lifecycle.ts";
+import { attachment, type FrameBudget, type RelayContext, sendFrame } from "./context.ts";
 import { pump } from "./delivery.ts";
+import { apply, executionDeadline } from "./lifecycle.ts";
 import { recordOutput } from "./notify.ts";
 import type { CommandRow } from "./storage.ts";
 
@@ -81,15 +81,20 @@ function refuse(rc: RelayContext, ws: WebSocket, b: FrameBudget, now: number): v
   const { frameRatePerS, frameBurst } = rc.config;
   b.refused++;
   if (b.refused === 1) {
-    rejectFrame(rc, ws, FrameErrorCode.RATE_LIMITED, `more than ${frameRatePerS} frames/s (burst ${frameBurst}) that advance no command; frames are dropped`, undefined, now);
+    rejectFrame(
+      rc,
+      ws,
+      FrameErrorCode.RATE_LIMITED,
+      `more than ${frameRatePerS} frames/s (burst ${frameBurst}) that advance no command; frames are dropped`,
+      undefined,
+      now,
+    );
   } else if (b.refused > frameBurst) {
     closeAgent(rc, ws, CloseCode.RATE_LIMITED, "frame rate limit exceeded", now);
   }
 }
 
-type Parsed =
-  | { ok: true; frame: AgentFrame }
-  | { ok: false; code: string; detail: string; originalId: string | undefined };
+type Parsed = { ok: true; frame: AgentFrame } | { ok: false; code: string; detail: string; originalId: string | undefined };
 
 export function parseFrame(raw: string | ArrayBuffer): Parsed {
   if (typeof raw !== "string") {
@@ -174,7 +179,12 @@ function knownCommand(rc: RelayContext, ws: WebSocket, frameId: string, commandI
 /** A status or response proves delivery even when the ack was lost: the history shows the implied step. */
 function impliedAck(rc: RelayContext, row: CommandRow, now: number): boolean {
   if (row.state !== "queued") return false;
-  if (!apply(rc, row, { kind: "ack" }, now, { detail: "implied by a later frame from the agent", deadline_at: executionDeadline(rc, row, now) })) {
+  if (
+    !apply(rc, row, { kind: "ack" }, now, {
+      detail: "implied by a later frame from the agent",
+      deadline_at: executionDeadline(rc, row, now),
+    })
+  ) {
     return false;
   }
   pump(rc, now);
@@ -190,7 +200,8 @@ function onStatus(rc: RelayContext, ws: WebSocket, frame: StatusMessage, now: nu
   if (frame.output && (row.state === "running" || row.state === "cancelling")) {
     const stored = rc.store.outputs.append(row, frame.message_id, frame.seq ?? null, frame.output, now);
     if (stored === "stored") recordOutput(rc, row, frame.output, frame.seq ?? null, now);
-    if (stored === "truncated") rc.store.commands.addHistory(row.message_id, row.state, now, null, "output truncated: stored output limit reached");
+    if (stored === "truncated")
+      rc.store.commands.addHistory(row.message_id, row.state, now, null, "output truncated: stored output limit reached");
   }
   ackFrame(ws, frame.message_id, now);
   // Streamed output is not free: it is what a chatty or hostile agent could send without end.

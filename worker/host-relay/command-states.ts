@@ -60,7 +60,10 @@ export function isActive(state: CommandState): boolean {
 
 /** A final state reached without the agent's word; the agent's response may still overrule it. */
 export function relayGaveUp(f: CommandFacts): boolean {
-  return f.responseStatus === null && (f.state === "expired" || f.state === "dead_lettered" || f.state === "cancelled" || f.state === "timed_out");
+  return (
+    f.responseStatus === null &&
+    (f.state === "expired" || f.state === "dead_lettered" || f.state === "cancelled" || f.state === "timed_out")
+  );
 }
 
 /** Where an agent's response leads. */

@@ -97,7 +97,16 @@ export class CommandStore {
     const row = this.get(c.message_id)!;
     return {
       row,
-      transition: { message_id: row.message_id, job_id: row.job_id, from: null, to: "queued", at: now, attempt: null, detail: null, response_status: null },
+      transition: {
+        message_id: row.message_id,
+        job_id: row.job_id,
+        from: null,
+        to: "queued",
+        at: now,
+        attempt: null,
+        detail: null,
+        response_status: null,
+      },
     };
   }
 
@@ -230,7 +239,9 @@ export class CommandStore {
   }
 
   dueDeadlines(now: number): CommandRow[] {
-    return this.#sql.exec<CommandRow>("SELECT * FROM commands WHERE deadline_at IS NOT NULL AND deadline_at <= ? ORDER BY seq", now).toArray();
+    return this.#sql
+      .exec<CommandRow>("SELECT * FROM commands WHERE deadline_at IS NOT NULL AND deadline_at <= ? ORDER BY seq", now)
+      .toArray();
   }
 
   /** Cancelling commands whose cancel frame must go (again): never sent on this connection, or unacked past `resendBefore`. */

@@ -14,7 +14,12 @@ export class CommandViews {
     this.#outputs = outputs;
   }
 
-  list(hostId: string, states: CommandState[] | undefined, limit: number, beforeSeq: number | null): { items: CommandSummary[]; lastSeq: number | null } {
+  list(
+    hostId: string,
+    states: CommandState[] | undefined,
+    limit: number,
+    beforeSeq: number | null,
+  ): { items: CommandSummary[]; lastSeq: number | null } {
     const stateFilter = states?.length ? `AND state IN (${states.map(() => "?").join(",")})` : "";
     const rows = this.#sql
       .exec<CommandRow>(

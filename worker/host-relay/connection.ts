@@ -1,7 +1,7 @@
 import type { AgentInfo, HelloMessage } from "../../schemas/index.ts";
-import { CloseCode, PROTOCOL_VERSION, nowRfc3339 } from "../../schemas/index.ts";
+import { CloseCode, nowRfc3339, PROTOCOL_VERSION } from "../../schemas/index.ts";
 import { markOffline, markOnline } from "../registry.ts";
-import { type AgentAttachment, type RelayContext, AGENT_TAG, attachment, enqueueRegistryWrite, liveSockets, sendFrame } from "./context.ts";
+import { AGENT_TAG, type AgentAttachment, attachment, enqueueRegistryWrite, liveSockets, type RelayContext, sendFrame } from "./context.ts";
 import { cancelsDue, pump, socketDeadline } from "./delivery.ts";
 import { recordPresence } from "./notify.ts";
 
@@ -29,7 +29,13 @@ export function acceptAgent(rc: RelayContext, hostId: string, now: number): Resp
 
 export function onHello(rc: RelayContext, ws: WebSocket, hello: HelloMessage, now: number): void {
   if (hello.protocol_version !== PROTOCOL_VERSION) {
-    closeAgent(rc, ws, CloseCode.UNSUPPORTED_PROTOCOL, `protocol ${hello.protocol_version} not supported; relay speaks ${PROTOCOL_VERSION}`, now);
+    closeAgent(
+      rc,
+      ws,
+      CloseCode.UNSUPPORTED_PROTOCOL,
+      `protocol ${hello.protocol_version} not supported; relay speaks ${PROTOCOL_VERSION}`,
+      now,
+    );
     return;
   }
   const a = attachment(ws);

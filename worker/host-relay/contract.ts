@@ -1,4 +1,5 @@
 import type { CommandView } from "../../schemas/index.ts";
+
 /** The HostRelay's RPC types: what the Worker's routes and the JobCoordinator send and get back. */
 export type { Page } from "../cursor.ts";
 

@@ -1,7 +1,7 @@
 import type { CancelMessage, CommandMessage } from "../../schemas/index.ts";
 import { nowRfc3339 } from "../../schemas/index.ts";
 import { backoffMs } from "../backoff.ts";
-import { type RelayContext, HELLO_TIMEOUT_MS, attachment, liveSockets, readySocket, sendFrame } from "./context.ts";
+import { attachment, HELLO_TIMEOUT_MS, liveSockets, type RelayContext, readySocket, sendFrame } from "./context.ts";
 import { apply, executionDeadline } from "./lifecycle.ts";
 import { nextRegistryCheck } from "./operations.ts";
 import type { CommandRow } from "./storage.ts";

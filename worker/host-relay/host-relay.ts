@@ -5,10 +5,10 @@ import { systemClock } from "../clock.ts";
 import { relayConfig } from "../config.ts";
 import { DurableEntry } from "../durable-entry.ts";
 import type { Env } from "../env.ts";
-import { ErrorCode, RelayError, type RpcFailure, type RpcResult, problemResponse } from "../errors.ts";
+import { ErrorCode, problemResponse, RelayError, type RpcFailure, type RpcResult } from "../errors.ts";
 import { handleAgentFrame } from "./agent-frames.ts";
-import { INTERNAL_HOST_HEADER, acceptAgent, closeStale, onAgentGone } from "./connection.ts";
-import { type RelayContext, liveSockets } from "./context.ts";
+import { acceptAgent, closeStale, INTERNAL_HOST_HEADER, onAgentGone } from "./connection.ts";
+import { liveSockets, type RelayContext } from "./context.ts";
 import type { CancelOptions, CancelResult, EnqueueInput } from "./contract.ts";
 import { cancelsDue, deadlinesDue, expireDue, pump, retryDue, scheduleAlarm } from "./delivery.ts";
 import { Faults } from "./faults.ts";
@@ -143,7 +143,10 @@ export class HostRelay extends DurableObject<Env> {
   }
 
   cancel(hostId: string, messageId: string, opts?: CancelOptions): Promise<RpcResult<CancelResult>> {
-    return this.entry.rpc("cancel", async () => (await this.ready(hostId)) ?? ops.cancel(this.rc, hostId, messageId, opts ?? {}, this.now()));
+    return this.entry.rpc(
+      "cancel",
+      async () => (await this.ready(hostId)) ?? ops.cancel(this.rc, hostId, messageId, opts ?? {}, this.now()),
+    );
   }
 
   listDeadLetters(hostId: string, opts: { limit: number; cursor?: string | undefined }) {

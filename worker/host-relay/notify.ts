@@ -1,6 +1,6 @@
 import type { FleetEventInput } from "../../schemas/index.ts";
 import { MAX_EVENT_OUTPUT_CHARS, nowRfc3339 } from "../../schemas/index.ts";
-import { OUTBOX_BACKOFF, backoffMs } from "../backoff.ts";
+import { backoffMs, OUTBOX_BACKOFF } from "../backoff.ts";
 import type { JobHostUpdate } from "../job-coordinator/contract.ts";
 import { fleetEvents, jobCoordinator } from "../stubs.ts";
 import type { RelayContext } from "./context.ts";
@@ -167,7 +167,9 @@ async function deliver(rc: RelayContext, group: OutboxRow[]): Promise<{ ids: num
     }
     return { ids, ok: true };
   } catch (err) {
-    console.error(JSON.stringify({ level: "warn", msg: "notification delivery failed; will retry", target: group[0]!.target, error: String(err) }));
+    console.error(
+      JSON.stringify({ level: "warn", msg: "notification delivery failed; will retry", target: group[0]!.target, error: String(err) }),
+    );
     return { ids, ok: false };
   }
 }

@@ -6,7 +6,7 @@ import { hostRegistration } from "../registry.ts";
 import { cancelOutcome, decide } from "./command-states.ts";
 import { factsOf } from "./command-store.ts";
 import { closeAgent } from "./connection.ts";
-import { type RelayContext, liveSockets, readySocket } from "./context.ts";
+import { liveSockets, type RelayContext, readySocket } from "./context.ts";
 import type { CancelOptions, CancelResult, EnqueueInput, HostStats } from "./contract.ts";
 import { pump, sendCancel } from "./delivery.ts";
 import { apply, executionDeadline } from "./lifecycle.ts";
@@ -133,13 +133,7 @@ export function listCommands(
  * `cancelling`: the cancel frame goes now (or on the next connection) and the agent's response
  * decides how it ends. A final command cannot be cancelled.
  */
-export function cancel(
-  rc: RelayContext,
-  hostId: string,
-  messageId: string,
-  opts: CancelOptions,
-  now: number,
-): RpcResult<CancelResult> {
+export function cancel(rc: RelayContext, hostId: string, messageId: string, opts: CancelOptions, now: number): RpcResult<CancelResult> {
   const found = getCommand(rc, hostId, messageId);
   if (!found.ok) return found;
   const row = rc.store.commands.get(messageId)!;
@@ -161,7 +155,11 @@ export function cancel(
   return { ok: true, value: { outcome, command: rc.store.views.view(hostId, row) } };
 }
 
-export function listDeadLetters(rc: RelayContext, hostId: string, opts: { limit: number; cursor?: string | undefined }): RpcResult<Page<DeadLetter>> {
+export function listDeadLetters(
+  rc: RelayContext,
+  hostId: string,
+  opts: { limit: number; cursor?: string | undefined },
+): RpcResult<Page<DeadLetter>> {
   const before = Cursor.decodeNumber("c", opts.cursor);
   if (before === "invalid") return Cursor.rpcInvalid();
   if (!belongs(rc, hostId)) return { ok: true, value: { items: [], next_cursor: null } };
@@ -187,7 +185,11 @@ export async function requeue(
   if (row.state !== "dead_lettered") {
     return rpcError(ErrorCode.COMMAND_NOT_DEAD_LETTERED, `command ${messageId} is ${row.state}, not dead_lettered`);
   }
-  const expiresAt = opts.expires_at ? Date.parse(opts.expires_at) : opts.expires_in !== undefined ? now + opts.expires_in * 1000 : row.expires_at;
+  const expiresAt = opts.expires_at
+    ? Date.parse(opts.expires_at)
+    : opts.expires_in !== undefined
+      ? now + opts.expires_in * 1000
+      : row.expires_at;
   if (!(expiresAt > now)) {
     return rpcError(ErrorCode.COMMAND_DEADLINE_PASSED, "the command's delivery deadline has passed; give a new expires_at or expires_in");
   }

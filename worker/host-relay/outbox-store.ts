@@ -85,7 +85,13 @@ export class OutboxStore {
       const row = this.#sql.exec<{ attempts: number }>("SELECT attempts FROM outbox WHERE id = ?", id).toArray()[0];
       if (!row) continue;
       const at = until(row.attempts + 1);
-      this.#sql.exec("UPDATE outbox SET attempts = ?, next_at = ?, backoff_until = ?, leased = 0 WHERE id = ?", row.attempts + 1, at, at, id);
+      this.#sql.exec(
+        "UPDATE outbox SET attempts = ?, next_at = ?, backoff_until = ?, leased = 0 WHERE id = ?",
+        row.attempts + 1,
+        at,
+        at,
+        id,
+      );
     }
   }
 

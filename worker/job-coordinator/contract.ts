@@ -1,3 +1,4 @@
 /** The JobCoordinator's RPC types, for callers that must not import its implementation. */
-export type { JobHostUpdate } from "./updates.ts";
+
 export { jobIdForKey } from "./job-id.ts";
+export type { JobHostUpdate } from "./updates.ts";

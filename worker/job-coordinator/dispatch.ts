@@ -1,11 +1,11 @@
-import { hostRelay } from "../stubs.ts";
 import type { CommandAccepted, CommandView } from "../../schemas/index.ts";
 import { ErrorCode, type RpcResult } from "../errors.ts";
-import { type JobContext, LEASE_MS, RPC_BUDGET, RPC_PARALLELISM, inPool, retryDelay, settled } from "./context.ts";
+import { hostRelay } from "../stubs.ts";
+import { inPool, type JobContext, LEASE_MS, RPC_BUDGET, RPC_PARALLELISM, retryDelay, settled } from "./context.ts";
 import { scheduleAlarm, settle } from "./lifecycle.ts";
 import { publishProgress } from "./progress.ts";
 import { ensureRegistered } from "./registration.ts";
-import { FINAL, activeCount, mayMove } from "./states.ts";
+import { activeCount, FINAL, mayMove } from "./states.ts";
 import type { HostRow, JobRow } from "./storage.ts";
 
 /** The idempotency key of a job's command on every host: a retried dispatch never queues twice. */

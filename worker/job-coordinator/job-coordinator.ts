@@ -9,7 +9,7 @@ import { runRound } from "./dispatch.ts";
 import { scheduleAlarm } from "./lifecycle.ts";
 import * as ops from "./operations.ts";
 import { JobStorage } from "./storage.ts";
-import { type JobHostUpdate, applyHostUpdates } from "./updates.ts";
+import { applyHostUpdates, type JobHostUpdate } from "./updates.ts";
 
 export type { JobHostUpdate } from "./updates.ts";
 

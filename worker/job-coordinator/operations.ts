@@ -1,5 +1,5 @@
-import { Cursor, type Page } from "../cursor.ts";
 import type { JobAccepted, JobHostState, JobHostView, JobView } from "../../schemas/index.ts";
+import { Cursor, type Page } from "../cursor.ts";
 import { ErrorCode, type RpcResult, rpcError } from "../errors.ts";
 import type { JobContext } from "./context.ts";
 import { settle } from "./lifecycle.ts";

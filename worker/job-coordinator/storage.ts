@@ -1,8 +1,8 @@
 import type { JobHostState, JobHostView } from "../../schemas/index.ts";
 import { nowRfc3339 } from "../../schemas/index.ts";
+import { applySqlMigrations } from "../sql-migrations.ts";
 import type { StopKind } from "./states.ts";
 import { JOB_COORDINATOR_MIGRATIONS } from "./storage-schema.ts";
-import { applySqlMigrations } from "../sql-migrations.ts";
 
 /** The job row as stored. Times are epoch milliseconds. */
 export interface JobRow {
@@ -166,7 +166,10 @@ export class JobStorage {
   /** A cancel that also stops what the agents hold: their commands are due for a cancel RPC too. Idempotent. */
   abortRunning(now: number): void {
     this.sql.exec("UPDATE job SET abort_running = 1 WHERE id = 1");
-    this.sql.exec("UPDATE hosts SET cancel_at = ? WHERE state IN ('dispatching', 'queued', 'delivered', 'running') AND cancel_at IS NULL", now);
+    this.sql.exec(
+      "UPDATE hosts SET cancel_at = ? WHERE state IN ('dispatching', 'queued', 'delivered', 'running') AND cancel_at IS NULL",
+      now,
+    );
   }
 
   /** The job's registry row exists: dispatching may start. */

@@ -39,7 +39,9 @@ export function toPem(der: ArrayBuffer, label: string): string {
   const bytes = new Uint8Array(der);
   let bin = "";
   for (const b of bytes) bin += String.fromCharCode(b);
-  const b64 = btoa(bin).replace(/(.{64})/g, "$1\n").trimEnd();
+  const b64 = btoa(bin)
+    .replace(/(.{64})/g, "$1\n")
+    .trimEnd();
   return `-----BEGIN ${label}-----\n${b64}\n-----END ${label}-----\n`;
 }
 
@@ -91,7 +93,9 @@ export async function issueServerCertificate(
 export type CsrProblem = "malformed" | "bad_signature" | "unsupported_key";
 
 /** Parses and verifies a PKCS#10 request: its self-signature proves the requester holds the key. */
-export async function verifyCsr(csrPem: string): Promise<{ ok: true; csr: x509.Pkcs10CertificateRequest } | { ok: false; problem: CsrProblem }> {
+export async function verifyCsr(
+  csrPem: string,
+): Promise<{ ok: true; csr: x509.Pkcs10CertificateRequest } | { ok: false; problem: CsrProblem }> {
   let csr: x509.Pkcs10CertificateRequest;
   try {
     csr = new x509.Pkcs10CertificateRequest(csrPem);

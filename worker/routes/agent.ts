@@ -1,16 +1,16 @@
+import { createRoute } from "@hono/zod-openapi";
 import type { MiddlewareHandler } from "hono";
+import { EnrollRequest, EnrollResponse, RenewRequest, RenewResponse } from "../../schemas/index.ts";
+import { identifyAgent } from "../auth/agent-identity.ts";
 import { sourceAddress } from "../auth/source-address.ts";
 import { relayConfig } from "../config.ts";
 import { countEnrollmentAttempt } from "../enrollment-rate.ts";
-import { hostRelay } from "../stubs.ts";
-import { createRoute } from "@hono/zod-openapi";
-import { EnrollRequest, EnrollResponse, RenewRequest, RenewResponse } from "../../schemas/index.ts";
-import { identifyAgent } from "../auth/agent-identity.ts";
 import { ErrorCode, RelayError } from "../errors.ts";
 import { INTERNAL_HOST_HEADER } from "../host-relay/contract.ts";
 import { fleetCa, sha256Hex } from "../pki/ca-binding.ts";
 import { type FleetCa, type IssuedCertificate, issueAgentCertificate, verifyCsr } from "../pki/fleet-ca.ts";
 import { addHostCertificate, enrollHost, findEnrollmentToken } from "../registry.ts";
+import { hostRelay } from "../stubs.ts";
 import { type AppEnv, createRouter, jsonBody, jsonContent, problems } from "./common.ts";
 
 const connectRoute = createRoute({

@@ -1,25 +1,26 @@
-import { hostRelay } from "../stubs.ts";
-import { assertDeadlineWithinBound } from "../deadline.ts";
 import { createRoute, z } from "@hono/zod-openapi";
+import type { Context } from "hono";
 import {
   CommandAccepted,
   CommandListQuery,
   CommandRequest,
   CommandSummary,
   CommandView,
-  Page,
   PackageOperation,
   PackageRequest,
+  Page,
 } from "../../schemas/index.ts";
+import { assertDeadlineWithinBound } from "../deadline.ts";
 import { ErrorCode, RelayError, type RpcResult, unwrap } from "../errors.ts";
 import type { CancelResult, EnqueueInput } from "../host-relay/contract.ts";
+import { hostRelay } from "../stubs.ts";
 import {
   type AppEnv,
   BEARER,
+  createRouter,
   HostCommandParams,
   HostIdParam,
   IdempotencyHeader,
-  createRouter,
   jsonBody,
   jsonContent,
   problems,
@@ -27,7 +28,6 @@ import {
   requireHost,
   requireRole,
 } from "./common.ts";
-import type { Context } from "hono";
 
 const accepted = {
   description: "Queued for delivery; `Location` points at the command",
@@ -88,7 +88,10 @@ const listCommandsRoute = createRoute({
   security: BEARER,
   middleware: [requireRole("viewer")] as const,
   request: { params: HostIdParam, query: CommandListQuery },
-  responses: { 200: jsonContent(Page(CommandSummary), "One page; pass next_cursor as cursor for the next"), ...problems(400, 401, 403, 404) },
+  responses: {
+    200: jsonContent(Page(CommandSummary), "One page; pass next_cursor as cursor for the next"),
+    ...problems(400, 401, 403, 404),
+  },
 });
 
 const cancelRoute = createRoute({
@@ -108,7 +111,12 @@ const cancelRoute = createRoute({
   },
 });
 
-async function queue(c: Context<AppEnv>, hostId: string, input: Omit<EnqueueInput, "host_id" | "idempotency_key" | "request_hash">, key: string | undefined) {
+async function queue(
+  c: Context<AppEnv>,
+  hostId: string,
+  input: Omit<EnqueueInput, "host_id" | "idempotency_key" | "request_hash">,
+  key: string | undefined,
+) {
   assertDeadlineWithinBound(input.expires_at, Date.now());
   const stub = hostRelay(c.env, hostId);
   const result = unwrap(
@@ -176,7 +184,10 @@ export const commandRoutes = createRouter()
     const { host_id } = c.req.valid("param");
     const q = c.req.valid("query");
     await requireHost(c.env, host_id);
-    return c.json(unwrap(await hostRelay(c.env, host_id).listCommands(host_id, { states: q.state, limit: q.limit, cursor: q.cursor })), 200);
+    return c.json(
+      unwrap(await hostRelay(c.env, host_id).listCommands(host_id, { states: q.state, limit: q.limit, cursor: q.cursor })),
+      200,
+    );
   })
   .openapi(cancelRoute, async (c) => {
     const { host_id, message_id } = c.req.valid("param");

@@ -1,7 +1,7 @@
 import { OpenAPIHono, z } from "@hono/zod-openapi";
 import type { MiddlewareHandler } from "hono";
 import { Problem } from "../../schemas/index.ts";
-import { type Principal, type Role, authenticate, hasRole } from "../auth/jwt.ts";
+import { authenticate, hasRole, type Principal, type Role } from "../auth/jwt.ts";
 import type { Env } from "../env.ts";
 import { ErrorCode, PROBLEM_CONTENT_TYPE, RelayError, validationError } from "../errors.ts";
 import { hostExists } from "../registry.ts";
@@ -51,10 +51,7 @@ const PROBLEM_TEXT: Record<number, string> = {
 /** OpenAPI responses for the given error statuses, each an RFC 9457 problem document. */
 export function problems(...statuses: number[]) {
   return Object.fromEntries(
-    statuses.map((s) => [
-      s,
-      { description: PROBLEM_TEXT[s] ?? "Error", content: { [PROBLEM_CONTENT_TYPE]: { schema: Problem } } },
-    ]),
+    statuses.map((s) => [s, { description: PROBLEM_TEXT[s] ?? "Error", content: { [PROBLEM_CONTENT_TYPE]: { schema: Problem } } }]),
   ) as Record<number, { description: string; content: Record<string, { schema: typeof Problem }> }>;
 }
 

@@ -1,9 +1,19 @@
-import { hostRelay } from "../stubs.ts";
-import { assertDeadlineWithinBound } from "../deadline.ts";
 import { createRoute, z } from "@hono/zod-openapi";
 import { CommandAccepted, DeadLetter, Page, PageQuery, RequeueRequest } from "../../schemas/index.ts";
+import { assertDeadlineWithinBound } from "../deadline.ts";
 import { unwrap } from "../errors.ts";
-import { BEARER, HostCommandParams, HostIdParam, createRouter, jsonBody, jsonContent, problems, requireHost, requireRole } from "./common.ts";
+import { hostRelay } from "../stubs.ts";
+import {
+  BEARER,
+  createRouter,
+  HostCommandParams,
+  HostIdParam,
+  jsonBody,
+  jsonContent,
+  problems,
+  requireHost,
+  requireRole,
+} from "./common.ts";
 
 const listRoute = createRoute({
   method: "get",

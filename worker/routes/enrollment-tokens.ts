@@ -22,7 +22,10 @@ const createTokenRoute = createRoute({
 
 function randomToken(): string {
   const bytes = crypto.getRandomValues(new Uint8Array(32));
-  const b64 = btoa(String.fromCharCode(...bytes)).replaceAll("+", "-").replaceAll("/", "_").replaceAll("=", "");
+  const b64 = btoa(String.fromCharCode(...bytes))
+    .replaceAll("+", "-")
+    .replaceAll("/", "_")
+    .replaceAll("=", "");
   return `fet_${b64}`;
 }
 
@@ -41,5 +44,3 @@ export const enrollmentTokenRoutes = createRouter().openapi(createTokenRoute, as
   await insertEnrollmentToken(c.env.DB, created);
   return c.json({ token, token_id: created.token_id, expires_at: created.expires_at, tags: created.tags }, 201);
 });
-
-

@@ -1,17 +1,22 @@
 import { createRoute, z } from "@hono/zod-openapi";
 import type { MiddlewareHandler } from "hono";
 import { EventFilterLimits, EventStreamQuery, FleetEventType } from "../../schemas/index.ts";
-import { type Principal, type Role, authenticate, hasRole, verifyToken } from "../auth/jwt.ts";
+import { authenticate, hasRole, type Principal, type Role, verifyToken } from "../auth/jwt.ts";
 import { ErrorCode, RelayError } from "../errors.ts";
-import { fleetEvents } from "../stubs.ts";
 import { INTERNAL_SUBSCRIPTION_HEADER, type Subscription } from "../fleet-events/contract.ts";
+import { fleetEvents } from "../stubs.ts";
 import { type AppEnv, BEARER, createRouter, problems } from "./common.ts";
 
 /** The subprotocol a browser offers before its token: `new WebSocket(url, ["bearer", token])`. */
 export const BEARER_PROTOCOL = "bearer";
 
 function offeredProtocols(header: string | undefined): string[] {
-  return header ? header.split(",").map((p) => p.trim()).filter(Boolean) : [];
+  return header
+    ? header
+        .split(",")
+        .map((p) => p.trim())
+        .filter(Boolean)
+    : [];
 }
 
 /**

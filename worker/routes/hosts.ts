@@ -1,12 +1,12 @@
-import { backoffMs } from "../backoff.ts";
-import type { Env } from "../env.ts";
-import { Cursor } from "../cursor.ts";
-import { hostRelay } from "../stubs.ts";
 import { createRoute, z } from "@hono/zod-openapi";
 import { HostCreate, HostListQuery, HostView, Page } from "../../schemas/index.ts";
+import { backoffMs } from "../backoff.ts";
+import { Cursor } from "../cursor.ts";
+import type { Env } from "../env.ts";
 import { ErrorCode, RelayError, unwrap } from "../errors.ts";
 import { getHost, insertHost, listHosts, revokeHost } from "../registry.ts";
-import { BEARER, HostIdParam, createRouter, jsonBody, jsonContent, problems, requireRole } from "./common.ts";
+import { hostRelay } from "../stubs.ts";
+import { BEARER, createRouter, HostIdParam, jsonBody, jsonContent, problems, requireRole } from "./common.ts";
 
 const createHostRoute = createRoute({
   method: "post",
@@ -79,8 +79,17 @@ async function tellRelay(env: Env, hostId: string, revokedAt: string): Promise<v
       return;
     } catch (err) {
       if (err instanceof RelayError) throw err;
-      console.error(JSON.stringify({ level: "warn", msg: "telling the host relay of a revocation failed", host_id: hostId, attempt, error: String(err) }));
-      if (attempt < REVOKE_TRIES) await new Promise((resolve) => setTimeout(resolve, backoffMs(attempt + 1, { baseMs: 50, capMs: 500 }, Math.random)));
+      console.error(
+        JSON.stringify({
+          level: "warn",
+          msg: "telling the host relay of a revocation failed",
+          host_id: hostId,
+          attempt,
+          error: String(err),
+        }),
+      );
+      if (attempt < REVOKE_TRIES)
+        await new Promise((resolve) => setTimeout(resolve, backoffMs(attempt + 1, { baseMs: 50, capMs: 500 }, Math.random)));
     }
   }
   throw new RelayError(ErrorCode.RELAY_UNAVAILABLE, `the host's relay could not be reached; host ${hostId} is not revoked yet: retry`);

@@ -1,11 +1,10 @@
-import { Cursor } from "../cursor.ts";
-import { JobCancelRequest } from "../../schemas/index.ts";
 import { createRoute, z } from "@hono/zod-openapi";
 import {
   Defaults,
   JobAccepted,
-  JobHostView,
+  JobCancelRequest,
   JobHostsQuery,
+  JobHostView,
   JobListQuery,
   JobRequest,
   JobSummary,
@@ -14,13 +13,14 @@ import {
   Page,
   resolveCount,
 } from "../../schemas/index.ts";
+import { Cursor } from "../cursor.ts";
+import { assertDeadlineWithinBound } from "../deadline.ts";
 import type { Env } from "../env.ts";
 import { ErrorCode, RelayError, unwrap } from "../errors.ts";
-import { jobCoordinator } from "../stubs.ts";
-import { assertDeadlineWithinBound } from "../deadline.ts";
 import { jobIdForKey } from "../job-coordinator/contract.ts";
 import { activeHosts, checkHostIds, hostsWithTags, jobExists, listJobs } from "../registry-targets.ts";
-import { BEARER, JobIdempotencyHeader, createRouter, jsonBody, jsonContent, problems, requestHash, requireRole } from "./common.ts";
+import { jobCoordinator } from "../stubs.ts";
+import { BEARER, createRouter, JobIdempotencyHeader, jsonBody, jsonContent, problems, requestHash, requireRole } from "./common.ts";
 
 const JobIdParam = z.object({
   job_id: z.uuid().openapi({ param: { name: "job_id", in: "path" }, description: "The job's id" }),
@@ -89,7 +89,7 @@ const cancelJobRoute = createRoute({
   summary: "Cancel a job",
   description:
     "Hosts not yet dispatched are cancelled at once; commands queued on a host but not delivered are cancelled there (best effort); " +
-    "a command already delivered finishes, and the job is `stopping` until it has. With `{\"abort_running\": true}` delivered and running commands are cancelled too, " +
+    'a command already delivered finishes, and the job is `stopping` until it has. With `{"abort_running": true}` delivered and running commands are cancelled too, ' +
     "through the host command cancel (the agent kills the process group and reports what really happened). Cancelling again is harmless (and may add `abort_running`); a finished job answers 409.",
   security: BEARER,
   middleware: [requireRole("operator")] as const,
@@ -224,7 +224,10 @@ export const jobRoutes = createRouter()
     if (position === "invalid") throw badCursor();
     const after = position === null ? undefined : { created_at: position.slice(0, 24), job_id: position.slice(25) };
     const page = await listJobs(c.env.DB, { limit: q.limit, after });
-    return c.json({ items: page.items, next_cursor: Cursor.encode("j", page.last ? `${page.last.created_at}_${page.last.job_id}` : null) }, 200);
+    return c.json(
+      { items: page.items, next_cursor: Cursor.encode("j", page.last ? `${page.last.created_at}_${page.last.job_id}` : null) },
+      200,
+    );
   })
   .openapi(getJobRoute, async (c) => {
     const { job_id } = c.req.valid("param");
@@ -243,5 +246,8 @@ export const jobRoutes = createRouter()
     const { job_id } = c.req.valid("param");
     await requireJob(c.env, job_id);
     const body = (c.req.valid("json") as JobCancelRequest | undefined) ?? { abort_running: false };
-    return c.json(unwrap(await jobCoordinator(c.env, job_id).cancel(job_id, c.get("principal").sub, { abort_running: body.abort_running === true })), 200);
+    return c.json(
+      unwrap(await jobCoordinator(c.env, job_id).cancel(job_id, c.get("principal").sub, { abort_running: body.abort_running === true })),
+      200,
+    );
   });

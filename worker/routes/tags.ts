@@ -1,16 +1,17 @@
-import { hostRelay } from "../stubs.ts";
 import { createRoute } from "@hono/zod-openapi";
 import { HostTags, HostTagsUpdate, Page, TagCount, TagListQuery } from "../../schemas/index.ts";
 import { ErrorCode, RelayError, unwrap } from "../errors.ts";
 import { listTags, replaceHostTags } from "../registry-targets.ts";
-import { BEARER, HostIdParam, createRouter, jsonBody, jsonContent, problems, requireRole } from "./common.ts";
+import { hostRelay } from "../stubs.ts";
+import { BEARER, createRouter, HostIdParam, jsonBody, jsonContent, problems, requireRole } from "./common.ts";
 
 const putTagsRoute = createRoute({
   method: "put",
   path: "/api/hosts/{host_id}/tags",
   tags: ["hosts"],
   summary: "Replace a host's tags",
-  description: "The given set replaces the host's tags in one step; jobs targeting tags see it from the next job on, and the host's events carry it.",
+  description:
+    "The given set replaces the host's tags in one step; jobs targeting tags see it from the next job on, and the host's events carry it.",
   security: BEARER,
   middleware: [requireRole("admin")] as const,
   request: { params: HostIdParam, body: jsonBody(HostTagsUpdate, "The host's complete new tag set") },

@@ -39,7 +39,10 @@ export function spawnAgent(args: string[], env: NodeJS.ProcessEnv = {}): AgentPr
   );
   const waitForStderr = (text: string, timeoutMs = 10_000) =>
     new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => done(new Error(`no ${JSON.stringify(text)} on stderr within ${timeoutMs} ms; stderr:\n${err}`)), timeoutMs);
+      const timer = setTimeout(
+        () => done(new Error(`no ${JSON.stringify(text)} on stderr within ${timeoutMs} ms; stderr:\n${err}`)),
+        timeoutMs,
+      );
       const check = () => {
         if (err.includes(text)) done(null);
         else if (closed) done(new Error(`agent exited without ${JSON.stringify(text)} on stderr; stderr:\n${err}`));

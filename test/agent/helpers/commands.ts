@@ -1,10 +1,13 @@
-import { nowRfc3339 } from "../../../schemas/index.ts";
 import type { CommandMessage } from "../../../schemas/index.ts";
+import { nowRfc3339 } from "../../../schemas/index.ts";
 
 /** A valid command frame for `hostId`; fields override the defaults (expires in 1 h, timeout 30 s). */
 export function commandFrame(
   hostId: string,
-  fields: Partial<Omit<CommandMessage, "command_type" | "parameters">> & { command_type: CommandMessage["command_type"]; parameters: Record<string, unknown> },
+  fields: Partial<Omit<CommandMessage, "command_type" | "parameters">> & {
+    command_type: CommandMessage["command_type"];
+    parameters: Record<string, unknown>;
+  },
 ): CommandMessage {
   return {
     message_id: crypto.randomUUID(),

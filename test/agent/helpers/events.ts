@@ -4,9 +4,26 @@ type Name = keyof AgentEventMap;
 type Payload<N extends Name> = AgentEventMap[N][0];
 
 const NAMES: Name[] = [
-  "connecting", "connected", "welcome", "disconnected", "reconnect_scheduled", "command", "ack_sent",
-  "execution_started", "cancel", "response", "outbox_acked", "frame_invalid", "renewed", "renewal_failed", "revoked", "stopped",
-  "clock_skew", "cert_expired", "storage_fault", "storage_recovered",
+  "connecting",
+  "connected",
+  "welcome",
+  "disconnected",
+  "reconnect_scheduled",
+  "command",
+  "ack_sent",
+  "execution_started",
+  "cancel",
+  "response",
+  "outbox_acked",
+  "frame_invalid",
+  "renewed",
+  "renewal_failed",
+  "revoked",
+  "stopped",
+  "clock_skew",
+  "cert_expired",
+  "storage_fault",
+  "storage_recovered",
 ];
 
 /** Records an agent's events from now on, and waits on past or future ones with a deadline. */
@@ -40,7 +57,9 @@ export class EventRecorder {
       };
       const timer = setTimeout(() => {
         this.#waiters = this.#waiters.filter((w) => w !== check);
-        reject(new Error(`timed out after ${timeoutMs} ms waiting for event ${name} #${nth}; saw ${this.log.map((e) => e.name).join(", ")}`));
+        reject(
+          new Error(`timed out after ${timeoutMs} ms waiting for event ${name} #${nth}; saw ${this.log.map((e) => e.name).join(", ")}`),
+        );
       }, timeoutMs);
       if (!check()) this.#waiters.push(check);
     });

@@ -8,9 +8,9 @@ import { createHash } from "node:crypto";
 import https from "node:https";
 import type { AddressInfo } from "node:net";
 import type { TLSSocket } from "node:tls";
-import { WebSocketServer, type WebSocket } from "ws";
-import { HEARTBEAT_PING, HEARTBEAT_PONG, PROTOCOL_VERSION, nowRfc3339 } from "../../../schemas/index.ts";
+import { type WebSocket, WebSocketServer } from "ws";
 import type { CommandMessage } from "../../../schemas/index.ts";
+import { HEARTBEAT_PING, HEARTBEAT_PONG, nowRfc3339, PROTOCOL_VERSION } from "../../../schemas/index.ts";
 import { issueAgentCertificate, verifyCsr } from "../../../worker/pki/fleet-ca.ts";
 import { commandFrame } from "./commands.ts";
 import type { TestPki } from "./test-pki.ts";
@@ -118,7 +118,11 @@ export class FakeConnection {
       };
       const timer = setTimeout(() => {
         this.#waiters = this.#waiters.filter((w) => w !== attempt);
-        reject(new Error(`timed out after ${timeoutMs} ms waiting for ${what}; frames: ${JSON.stringify(this.frames.map((f) => f.message_type))}`));
+        reject(
+          new Error(
+            `timed out after ${timeoutMs} ms waiting for ${what}; frames: ${JSON.stringify(this.frames.map((f) => f.message_type))}`,
+          ),
+        );
       }, timeoutMs);
       if (!attempt()) this.#waiters.push(attempt);
     });
@@ -239,7 +243,8 @@ export class FakeRelay {
       res.writeHead(status, { "content-type": status >= 400 ? "application/problem+json" : "application/json" });
       res.end(JSON.stringify(json));
     };
-    const problem = (status: number, code: string, detail: string) => reply(status, { type: "about:blank", title: code, status, code, detail });
+    const problem = (status: number, code: string, detail: string) =>
+      reply(status, { type: "about:blank", title: code, status, code, detail });
     const issue = async (csrPem: string) => {
       const checked = await verifyCsr(csrPem);
       if (!checked.ok) return null;
@@ -250,7 +255,12 @@ export class FakeRelay {
       this.#tokens.delete(body.token!);
       const issued = await issue(body.csr ?? "");
       if (!issued) return problem(400, "ERR_CSR_INVALID", "bad CSR");
-      return reply(201, { host_id: this.hostId, certificate: issued.certificatePem, ca_certificate: this.#pki.caPem, not_after: issued.notAfter.toISOString() });
+      return reply(201, {
+        host_id: this.hostId,
+        certificate: issued.certificatePem,
+        ca_certificate: this.#pki.caPem,
+        not_after: issued.notAfter.toISOString(),
+      });
     }
     if (req.method === "POST" && req.url === "/agent/renew") {
       if (!(req.socket as TLSSocket).authorized) return problem(401, "ERR_AGENT_CERT_MISSING", "client certificate required");
@@ -260,7 +270,12 @@ export class FakeRelay {
       const issued = await issue(body.csr ?? "");
       if (!issued) return problem(400, "ERR_CSR_INVALID", "bad CSR");
       this.renewals.push(issued.fingerprintSha256);
-      return reply(200, { host_id: this.hostId, certificate: issued.certificatePem, ca_certificate: this.#pki.caPem, not_after: issued.notAfter.toISOString() });
+      return reply(200, {
+        host_id: this.hostId,
+        certificate: issued.certificatePem,
+        ca_certificate: this.#pki.caPem,
+        not_after: issued.notAfter.toISOString(),
+      });
     }
     problem(404, "ERR_NOT_FOUND", "no such route");
   }

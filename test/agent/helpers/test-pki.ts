@@ -2,7 +2,7 @@ import { mkdtemp, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { newKeyAndCsr } from "../../../agent/csr.ts";
-import { type FleetCa, createCa, issueAgentCertificate, issueServerCertificate, loadCa, verifyCsr } from "../../../worker/pki/fleet-ca.ts";
+import { createCa, type FleetCa, issueAgentCertificate, issueServerCertificate, loadCa, verifyCsr } from "../../../worker/pki/fleet-ca.ts";
 
 /** A throwaway fleet CA with a TLS server certificate for 127.0.0.1/localhost. */
 export interface TestPki {
@@ -25,7 +25,11 @@ export async function createTestPki(): Promise<TestPki> {
 }
 
 /** An agent key pair and certificate for `hostId`, made the way enrolment makes them. */
-export async function issueAgent(pki: TestPki, hostId: string, days?: number): Promise<{ certPem: string; keyPem: string; fingerprint: string }> {
+export async function issueAgent(
+  pki: TestPki,
+  hostId: string,
+  days?: number,
+): Promise<{ certPem: string; keyPem: string; fingerprint: string }> {
   const { keyPem, csrPem } = await newKeyAndCsr("test-host");
   const checked = await verifyCsr(csrPem);
   if (!checked.ok) throw new Error(`test CSR rejected: ${checked.problem}`);

@@ -2,9 +2,8 @@ import { runInDurableObject } from "cloudflare:test";
 import { exports } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import {
-  BASE,
-  TestAgent,
   api,
+  BASE,
   colonFingerprint,
   connectRequest,
   expectProblem,
@@ -12,6 +11,7 @@ import {
   helloFrame,
   registerHost,
   relayStub,
+  TestAgent,
   tlsClientAuth,
   uniqueFingerprint,
   waitFor,
@@ -51,7 +51,10 @@ describe("GET /agent/connect identity", () => {
     const { agent, welcome } = await greet(await connect(connectRequest(tlsClientAuth(host.fingerprint))));
     expect(welcome.host_id).toBe(host.host_id);
     expect(await socketsHeld(host.host_id)).toBe(1);
-    await waitFor(() => getHostView(host.host_id), (h) => h.status === "online");
+    await waitFor(
+      () => getHostView(host.host_id),
+      (h) => h.status === "online",
+    );
     agent.close();
   });
 
@@ -87,9 +90,7 @@ describe("GET /agent/connect identity", () => {
 
   it("a certificate that failed verification → 403 ERR_AGENT_CERT_UNVERIFIED", async () => {
     const host = await registerHost();
-    const res = await connect(
-      connectRequest(tlsClientAuth(host.fingerprint, { certVerified: "FAILED:self signed certificate" })),
-    );
+    const res = await connect(connectRequest(tlsClientAuth(host.fingerprint, { certVerified: "FAILED:self signed certificate" })));
     const problem = await expectProblem(res, 403, "ERR_AGENT_CERT_UNVERIFIED");
     expect(problem.detail).toContain("self signed certificate");
     await expectNothingStored(host.host_id);

@@ -1,5 +1,5 @@
-import { SignJWT } from "jose";
 import { env } from "cloudflare:workers";
+import { SignJWT } from "jose";
 import { describe, expect, it } from "vitest";
 import { api, expectProblem, registerHost, token, uniqueFingerprint } from "../helpers.ts";
 

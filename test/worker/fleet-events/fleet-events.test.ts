@@ -1,9 +1,9 @@
 import { evictDurableObject, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { afterEach, describe, expect, it } from "vitest";
 import { EventStreamControl, FleetEvent, MAX_EVENT_OUTPUT_CHARS } from "../../../schemas/index.ts";
-import type { FleetEvents } from "../../../worker/fleet-events/fleet-events.ts";
-import { type SubscriberAttachment, DEFAULT_HISTORY } from "../../../worker/fleet-events/context.ts";
 import { OffsetClock, systemClock } from "../../../worker/clock.ts";
+import { DEFAULT_HISTORY, type SubscriberAttachment } from "../../../worker/fleet-events/context.ts";
+import type { FleetEvents } from "../../../worker/fleet-events/fleet-events.ts";
 import { waitFor } from "../helpers.ts";
 import { EventStream, fleetStub, hostEvent, inStore, publish, requestStream, sync } from "./stream-client.ts";
 
@@ -124,7 +124,16 @@ describe("filters", () => {
       h2Offline: hostEvent(h2, "host.offline", { message_id: uuid(), tags: ["db"] }),
       h3Output: hostEvent(h3, "command.output", { message_id: uuid(), tags: ["edge"], output: "hi", seq: 0, job_id: j2 }),
       h3Untagged: stateEvent(h3, { job_id: j1 }),
-      jobProgress: { type: "job.progress" as const, at: new Date().toISOString(), job_id: j1, message_id: uuid(), state: "running", counts: { running: 1 }, errors: 0, completion: 0.5 },
+      jobProgress: {
+        type: "job.progress" as const,
+        at: new Date().toISOString(),
+        job_id: j1,
+        message_id: uuid(),
+        state: "running",
+        counts: { running: 1 },
+        errors: 0,
+        completion: 0.5,
+      },
       otherHost: stateEvent(uuid(), { tags: ["web"], job_id: j2 }),
     };
     await publish(...Object.values(e));
@@ -145,7 +154,11 @@ describe("filters", () => {
     await stream(`hosts=${host}&types=command.state&tags=web`);
     const mine = (await subscribers()).filter((a) => a.filter.hosts?.includes(host));
     expect(mine).toHaveLength(1);
-    expect(mine[0]).toMatchObject({ id: expect.any(String), connectedAt: expect.any(Number), filter: { hosts: [host], types: ["command.state"], tags: ["web"] } });
+    expect(mine[0]).toMatchObject({
+      id: expect.any(String),
+      connectedAt: expect.any(Number),
+      filter: { hosts: [host], types: ["command.state"], tags: ["web"] },
+    });
     expect(mine[0]!.filter).not.toHaveProperty("jobs");
   });
 });
@@ -161,7 +174,11 @@ describe("resuming", () => {
     first.close();
     await first.waitClose();
 
-    const missed = [stateEvent(host, { state: "running" }), stateEvent(other), hostEvent(host, "command.output", { message_id: uuid(), output: "a", seq: 0 })];
+    const missed = [
+      stateEvent(host, { state: "running" }),
+      stateEvent(other),
+      hostEvent(host, "command.output", { message_id: uuid(), output: "a", seq: 0 }),
+    ];
     await publish(...missed);
     await publish(stateEvent(host, { state: "succeeded" }));
 
@@ -247,13 +264,19 @@ describe("history bounds", () => {
     const result = await inStore((store, state) => {
       const head = store.head();
       store.prune(Date.now(), { maxEvents: 3, maxAgeMs: DEFAULT_HISTORY.maxAgeMs });
-      const afterCount = { pruned: store.prunedThrough(), kept: state.storage.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM events").one().n };
+      const afterCount = {
+        pruned: store.prunedThrough(),
+        kept: state.storage.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM events").one().n,
+      };
       // Age: only the middle row is past the bound (its clock ran behind); the older one before it
       // goes too, so no hole opens in the offsets.
       const day = 86_400_000;
       state.storage.sql.exec('UPDATE events SET at = at - ? WHERE "offset" = ?', day + 3_600_000, head - 1);
       const removed = store.prune(Date.now(), { maxEvents: 3, maxAgeMs: day });
-      const offsets = state.storage.sql.exec<{ offset: number }>('SELECT "offset" FROM events ORDER BY "offset"').toArray().map((r) => r.offset);
+      const offsets = state.storage.sql
+        .exec<{ offset: number }>('SELECT "offset" FROM events ORDER BY "offset"')
+        .toArray()
+        .map((r) => r.offset);
       return { head, afterCount, removed, offsets, prunedThrough: store.prunedThrough(), headAfter: store.head() };
     });
     expect(result.afterCount).toEqual({ pruned: result.head - 3, kept: 3 });
@@ -326,7 +349,7 @@ describe("subscribers", () => {
     const after = stateEvent(host, { state: "running" });
     await publish(ignored, after);
     const got = await s.next((f) => f.message_id === after.message_id);
-    expect(got.offset).toBe((await inStore((store) => store.head())));
+    expect(got.offset).toBe(await inStore((store) => store.head()));
     expect(s.events().map((f) => f.message_id)).toEqual([before.message_id, after.message_id]);
 
     await evictDurableObject(fleetStub());
@@ -352,7 +375,9 @@ describe("subscribers", () => {
     const [h1, h2] = [uuid(), uuid()];
     const [broken, fine] = [await stream(`hosts=${h1}`), await stream(`hosts=${h2}`)];
     await runInDurableObject(fleetStub(), async (instance: FleetEvents, state) => {
-      const ws = state.getWebSockets("subscriber").find((w) => (w.deserializeAttachment() as SubscriberAttachment).filter.hosts?.includes(h1));
+      const ws = state
+        .getWebSockets("subscriber")
+        .find((w) => (w.deserializeAttachment() as SubscriberAttachment).filter.hosts?.includes(h1));
       await instance.webSocketError(ws!);
     });
     expect((await broken.waitClose()).code).toBe(1011);
@@ -368,7 +393,9 @@ describe("subscribers", () => {
     const stalled = await requestStream(`hosts=${host}`);
     expect(stalled.status).toBe(101);
     const reader = await stream(`hosts=${host}`);
-    const batch = Array.from({ length: 200 }, () => hostEvent(host, "command.output", { message_id: uuid(), output: "y".repeat(4096), seq: 0 }));
+    const batch = Array.from({ length: 200 }, () =>
+      hostEvent(host, "command.output", { message_id: uuid(), output: "y".repeat(4096), seq: 0 }),
+    );
     await publish(...batch);
     await reader.next((f) => f.message_id === batch[199]!.message_id);
     expect(reader.events().map((f) => f.message_id)).toEqual(batch.map((e) => e.message_id));

@@ -1,15 +1,16 @@
 import { runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import { EventStreamCloseCode, MAX_EVENT_OUTPUT_CHARS } from "../../../schemas/index.ts";
-import { DEFAULT_SUBSCRIBER_MAX_UNACKED_BYTES, type SubscriberAttachment } from "../../../worker/fleet-events/context.ts";
 import type { EventsContext } from "../../../worker/fleet-events/context.ts";
+import { DEFAULT_SUBSCRIBER_MAX_UNACKED_BYTES, type SubscriberAttachment } from "../../../worker/fleet-events/context.ts";
 import { waitFor } from "../helpers.ts";
 import { EventStream, fleetStub, hostEvent, publish, requestStream } from "./stream-client.ts";
 
 const BUDGET = DEFAULT_SUBSCRIBER_MAX_UNACKED_BYTES;
 const uuid = () => crypto.randomUUID();
 /** A command.output event of about 64 KiB. */
-const bigEvent = (host: string) => hostEvent(host, "command.output", { message_id: uuid(), output: "z".repeat(MAX_EVENT_OUTPUT_CHARS), seq: 0 });
+const bigEvent = (host: string) =>
+  hostEvent(host, "command.output", { message_id: uuid(), output: "z".repeat(MAX_EVENT_OUTPUT_CHARS), seq: 0 });
 /** Enough ~64 KiB events to go past the budget by a few. */
 const OVER_BUDGET = Math.ceil(BUDGET / MAX_EVENT_OUTPUT_CHARS) + 8;
 

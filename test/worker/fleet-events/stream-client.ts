@@ -120,7 +120,11 @@ export class EventStream {
 }
 
 /** A synthetic event for `host`, as a HostRelay would publish it. */
-export function hostEvent(hostId: string, type: FleetEventInput["type"] = "host.online", extra: Partial<FleetEventInput> = {}): FleetEventInput {
+export function hostEvent(
+  hostId: string,
+  type: FleetEventInput["type"] = "host.online",
+  extra: Partial<FleetEventInput> = {},
+): FleetEventInput {
   return { type, at: nowRfc3339(), host_id: hostId, ...extra };
 }
 

@@ -6,13 +6,20 @@
 import fc from "fast-check";
 import { Limits, nowRfc3339 } from "../../../schemas/index.ts";
 import { anyJson, hostileNumber, hostileString, nested } from "./hostile.ts";
-import { applyMutation, mutationArb, type Mutation } from "./json-mutations.ts";
+import { applyMutation, type Mutation, mutationArb } from "./json-mutations.ts";
 
 /** Which command a frame names: one of the session's real commands, an unknown id, or junk. */
 export type Target = { slot: number } | { unknown: true } | { junk: unknown };
 
 export type FrameSpec =
-  | { kind: "frame"; type: "ack" | "status" | "response" | "error" | "hello"; target: Target; fields: Record<string, unknown>; mutations: Mutation[]; reuseId: boolean }
+  | {
+      kind: "frame";
+      type: "ack" | "status" | "response" | "error" | "hello";
+      target: Target;
+      fields: Record<string, unknown>;
+      mutations: Mutation[];
+      reuseId: boolean;
+    }
   | { kind: "json"; value: unknown }
   | { kind: "text"; text: string }
   | { kind: "binary"; bytes: Uint8Array }
@@ -57,7 +64,10 @@ const fieldsFor: Record<string, fc.Arbitrary<Record<string, unknown>>> = {
     { requiredKeys: ["status"] },
   ),
   error: fc.record({
-    code: fc.oneof(fc.constantFrom("ERR_FRAME_INVALID", "ERR_FRAME_MALFORMED_JSON", "ERR_FRAME_TOO_LARGE", "ERR_SOMETHING"), hostileString()),
+    code: fc.oneof(
+      fc.constantFrom("ERR_FRAME_INVALID", "ERR_FRAME_MALFORMED_JSON", "ERR_FRAME_TOO_LARGE", "ERR_SOMETHING"),
+      hostileString(),
+    ),
     detail: fc.oneof(fc.string({ maxLength: 30 }), hostileString()),
   }),
   hello: fc.record({
@@ -77,7 +87,10 @@ export function frameSpecArb(slots: number): fc.Arbitrary<FrameSpec> {
       type: fc.constant(type as "ack"),
       target: t,
       fields: fieldsFor[type]!,
-      mutations: fc.oneof({ weight: 3, arbitrary: fc.constant([] as Mutation[]) }, { weight: 4, arbitrary: fc.array(mutationArb, { minLength: 1, maxLength: 2 }) }),
+      mutations: fc.oneof(
+        { weight: 3, arbitrary: fc.constant([] as Mutation[]) },
+        { weight: 4, arbitrary: fc.array(mutationArb, { minLength: 1, maxLength: 2 }) },
+      ),
       // Now and then the previous frame's message_id again (a repeated frame).
       reuseId: fc.nat({ max: 9 }).map((n) => n === 0),
     }),
@@ -85,20 +98,41 @@ export function frameSpecArb(slots: number): fc.Arbitrary<FrameSpec> {
   return fc.oneof(
     { weight: 14, arbitrary: framed },
     { weight: 2, arbitrary: anyJson().map((value) => ({ kind: "json" as const, value })) },
-    { weight: 2, arbitrary: fc.oneof(hostileString(), fc.constantFrom("ping", "PING", "pong", "ping ", "{}", "[]", "null", "", "{\"message_type\":\"ack\"}")).map((text) => ({ kind: "text" as const, text })) },
+    {
+      weight: 2,
+      arbitrary: fc
+        .oneof(hostileString(), fc.constantFrom("ping", "PING", "pong", "ping ", "{}", "[]", "null", "", '{"message_type":"ack"}'))
+        .map((text) => ({ kind: "text" as const, text })),
+    },
     { weight: 1, arbitrary: fc.uint8Array({ maxLength: 64 }).map((bytes) => ({ kind: "binary" as const, bytes })) },
     {
       weight: 1,
       arbitrary: fc.record({
         kind: fc.constant("oversized" as const),
         // The limit is counted in UTF-8 bytes: at it, just past it, and far past it in fewer characters.
-        bytes: fc.constantFrom(Limits.MAX_FRAME_BYTES - 1, Limits.MAX_FRAME_BYTES, Limits.MAX_FRAME_BYTES + 1, Limits.MAX_FRAME_BYTES + 3, 2 * Limits.MAX_FRAME_BYTES),
+        bytes: fc.constantFrom(
+          Limits.MAX_FRAME_BYTES - 1,
+          Limits.MAX_FRAME_BYTES,
+          Limits.MAX_FRAME_BYTES + 1,
+          Limits.MAX_FRAME_BYTES + 3,
+          2 * Limits.MAX_FRAME_BYTES,
+        ),
         char: fc.constantFrom("a", "é", "€", "😀"),
         target: t,
       }),
     },
-    { weight: 1, arbitrary: fc.record({ kind: fc.constant("duplicate" as const), key: fc.constantFrom("message_type", "original_message_id", "message_id", "status", "__proto__", "state"), target: t }) },
-    { weight: 1, arbitrary: fc.record({ kind: fc.constant("deep" as const), depth: fc.constantFrom(62, 63, 64, 65, 1000, 100_000), target: t }) },
+    {
+      weight: 1,
+      arbitrary: fc.record({
+        kind: fc.constant("duplicate" as const),
+        key: fc.constantFrom("message_type", "original_message_id", "message_id", "status", "__proto__", "state"),
+        target: t,
+      }),
+    },
+    {
+      weight: 1,
+      arbitrary: fc.record({ kind: fc.constant("deep" as const), depth: fc.constantFrom(62, 63, 64, 65, 1000, 100_000), target: t }),
+    },
   );
 }
 
@@ -145,7 +179,8 @@ export function buildFrame(spec: FrameSpec, ids: string[], lastFrameId: string |
     case "duplicate": {
       const e = envelope("ack", spec.target);
       const json = JSON.stringify(e);
-      const value = spec.key === "message_type" ? '"ack"' : spec.key === "__proto__" ? "{}" : JSON.stringify(resolve(spec.target, ids) ?? null);
+      const value =
+        spec.key === "message_type" ? '"ack"' : spec.key === "__proto__" ? "{}" : JSON.stringify(resolve(spec.target, ids) ?? null);
       return { raw: `${json.slice(0, -1)},${JSON.stringify(spec.key)}:${value}}`, spec };
     }
     case "deep": {

@@ -18,9 +18,9 @@ import fc from "fast-check";
 import { beforeAll, describe, expect, it } from "vitest";
 import { FrameErrorCode, HEARTBEAT_PING, RelayFrame } from "../../../schemas/index.ts";
 import { parseFrame } from "../../../worker/host-relay/agent-frames.ts";
-import { TestAgent, api, getCommand, registerHost } from "../helpers.ts";
+import { api, getCommand, registerHost, TestAgent } from "../helpers.ts";
 import { enqueue, responseFrame, sendAndAwaitAck, statusFrame } from "../host-relay/relay-helpers.ts";
-import { type BuiltFrame, type FrameSpec, buildFrame, frameSpecArb } from "./frame-gen.ts";
+import { type BuiltFrame, buildFrame, type FrameSpec, frameSpecArb } from "./frame-gen.ts";
 import { fuzzConfig } from "./fuzz-config.ts";
 
 const HOSTS = 4;
@@ -38,7 +38,13 @@ beforeAll(async () => {
 /** What a command looks like to REST, minus what the relay's own retries change (attempts, times). */
 async function view(hostId: string, id: string): Promise<string> {
   const c = await getCommand(hostId, id);
-  return JSON.stringify({ state: c.state, response_status: c.response_status, result: c.result, output: c.output, history: c.history.map((h: any) => [h.state, h.detail]) });
+  return JSON.stringify({
+    state: c.state,
+    response_status: c.response_status,
+    result: c.result,
+    output: c.output,
+    history: c.history.map((h: any) => [h.state, h.detail]),
+  });
 }
 
 type Expect = { type: "error"; code: string; original?: string } | { type: "ack"; original: string };
@@ -47,7 +53,10 @@ type Expect = { type: "error"; code: string; original?: string } | { type: "ack"
 function expected(frame: BuiltFrame, known: Set<string>): { replies: Expect[]; touches: string | null } {
   // The heartbeat is answered by the runtime (a `pong`, filtered out below) and never reaches the relay.
   if (frame.raw === HEARTBEAT_PING) return { replies: [], touches: null };
-  const parsed = typeof frame.raw === "string" ? parseFrame(frame.raw) : ({ ok: false, code: FrameErrorCode.BINARY_UNSUPPORTED, originalId: undefined } as const);
+  const parsed =
+    typeof frame.raw === "string"
+      ? parseFrame(frame.raw)
+      : ({ ok: false, code: FrameErrorCode.BINARY_UNSUPPORTED, originalId: undefined } as const);
   if (!parsed.ok) {
     const original = parsed.originalId && /^[0-9a-f-]{36}$/i.test(parsed.originalId) ? parsed.originalId : undefined;
     return { replies: [{ type: "error", code: parsed.code, ...(original ? { original } : {}) }], touches: null };
@@ -63,14 +72,22 @@ function expected(frame: BuiltFrame, known: Set<string>): { replies: Expect[]; t
     case "status":
     case "response":
       if (!known.has(f.original_message_id)) {
-        return { replies: [{ type: "error", code: FrameErrorCode.UNKNOWN_COMMAND, original: f.message_id }, { type: "ack", original: f.message_id }], touches: null };
+        return {
+          replies: [
+            { type: "error", code: FrameErrorCode.UNKNOWN_COMMAND, original: f.message_id },
+            { type: "ack", original: f.message_id },
+          ],
+          touches: null,
+        };
       }
       return { replies: [{ type: "ack", original: f.message_id }], touches: f.original_message_id };
   }
 }
 
 const describeFrame = (f: BuiltFrame) =>
-  typeof f.raw === "string" ? `${f.spec.kind} ${f.raw.length} chars: ${JSON.stringify(f.raw.slice(0, 300))}` : `binary ${f.raw.length} bytes`;
+  typeof f.raw === "string"
+    ? `${f.spec.kind} ${f.raw.length} chars: ${JSON.stringify(f.raw.slice(0, 300))}`
+    : `binary ${f.raw.length} bytes`;
 
 /** Frames the relay sends on its own schedule (deliveries, retries, cancels) and the runtime's pong. */
 const unsolicited = (f: any) => f === "pong" || f?.message_type === "command" || f?.message_type === "cancel";
@@ -134,11 +151,15 @@ async function session(host: { host_id: string; fingerprint: string }, specs: Fr
       if (e.replies.some((r) => r.type === "error")) refused++;
       for (const r of e.replies) want.push({ expect: r, frame: f });
     }
-    want.push({ expect: { type: "error", code: FrameErrorCode.UNKNOWN_COMMAND, original: barrierId }, frame: null }, { expect: { type: "ack", original: barrierId }, frame: null });
+    want.push(
+      { expect: { type: "error", code: FrameErrorCode.UNKNOWN_COMMAND, original: barrierId }, frame: null },
+      { expect: { type: "ack", original: barrierId }, frame: null },
+    );
     for (let i = 0; i < Math.max(want.length, replies.length); i++) {
       const got = replies[i];
       const w = want[i];
-      const where = () => `reply ${i}: wanted ${JSON.stringify(w?.expect)} got ${JSON.stringify(got)?.slice(0, 300)} for ${w?.frame ? describeFrame(w.frame) : "the barrier"}`;
+      const where = () =>
+        `reply ${i}: wanted ${JSON.stringify(w?.expect)} got ${JSON.stringify(got)?.slice(0, 300)} for ${w?.frame ? describeFrame(w.frame) : "the barrier"}`;
       expect(w, `an unexpected reply: ${where()}`).toBeDefined();
       expect(got, `a missing reply: ${where()}`).toBeDefined();
       expect(RelayFrame.safeParse(got).success, `a valid relay frame: ${where()}`).toBe(true);
@@ -154,7 +175,8 @@ async function session(host: { host_id: string; fingerprint: string }, specs: Fr
     // Nothing stored from a refused frame: commands no accepted frame named are as they were.
     const after = await Promise.all(ids.map((id) => view(host_id, id)));
     ids.forEach((id, i) => {
-      if (!touched.has(id)) expect(after[i], `command ${i} (${JSON.parse(before[i]!).state}) changed though no accepted frame named it`).toBe(before[i]);
+      if (!touched.has(id))
+        expect(after[i], `command ${i} (${JSON.parse(before[i]!).state}) changed though no accepted frame named it`).toBe(before[i]);
     });
 
     // The connection still carries a full round trip.
@@ -196,7 +218,10 @@ describe("frame fuzz", () => {
     const started = Date.now();
     await fc.assert(
       fc.asyncProperty(
-        fc.array(fc.array(frameSpecArb(SLOTS), { minLength: FRAMES_PER_SESSION, maxLength: FRAMES_PER_SESSION }), { minLength: HOSTS, maxLength: HOSTS }),
+        fc.array(fc.array(frameSpecArb(SLOTS), { minLength: FRAMES_PER_SESSION, maxLength: FRAMES_PER_SESSION }), {
+          minLength: HOSTS,
+          maxLength: HOSTS,
+        }),
         async (sessions) => {
           const stats = await Promise.all(sessions.map((specs, i) => session(hosts[i]!, specs, known[i]!)));
           for (const s of stats) {

@@ -27,7 +27,7 @@ const FIXED_STRINGS = [
   "ｆｕｌｌｗｉｄｔｈ",
   "' OR '1'='1",
   "'; DROP TABLE hosts; --",
-  "\" OR 1=1 --",
+  '" OR 1=1 --',
   "1; SELECT * FROM sqlite_master",
   "%",
   "_",
@@ -44,7 +44,7 @@ const FIXED_STRINGS = [
   "<script>alert(1)</script>",
   "${jndi:ldap://x/a}",
   "{{7*7}}",
-  "{\"a\":1}",
+  '{"a":1}',
   "[1,2",
   "null",
   "true",
@@ -75,11 +75,17 @@ export function hostileString(): fc.Arbitrary<string> {
   return fc.oneof(
     { weight: 5, arbitrary: fc.constantFrom(...FIXED_STRINGS) },
     { weight: 2, arbitrary: fc.string({ unit: "binary", maxLength: 40 }) },
-    { weight: 1, arbitrary: fc.string({ unit: fc.constantFrom("\u0000", "\u001f", "\u007f", "\u0085", "\u2028", "\u2029", "\ufffe"), maxLength: 20 }) },
+    {
+      weight: 1,
+      arbitrary: fc.string({ unit: fc.constantFrom("\u0000", "\u001f", "\u007f", "\u0085", "\u2028", "\u2029", "\ufffe"), maxLength: 20 }),
+    },
     {
       weight: 1,
       arbitrary: fc
-        .tuple(fc.constantFrom("a", "€", "😀", "%", "/", "\\", "\"", "0"), fc.constantFrom(63, 64, 65, 127, 128, 129, 200, 201, 253, 254, 4097, 20_000))
+        .tuple(
+          fc.constantFrom("a", "€", "😀", "%", "/", "\\", '"', "0"),
+          fc.constantFrom(63, 64, 65, 127, 128, 129, 200, 201, 253, 254, 4097, 20_000),
+        )
         .map(([c, n]) => c.repeat(n)),
     },
   );
@@ -87,9 +93,32 @@ export function hostileString(): fc.Arbitrary<string> {
 
 /** Numbers at and around the edges a schema usually has. */
 export function hostileNumber(min?: number, max?: number): fc.Arbitrary<number> {
-  const edges = [0, -0, -1, 1, 0.5, 1.5, -1.5, 2 ** 31 - 1, 2 ** 31, 2 ** 32, 2 ** 53 - 1, 2 ** 53 + 2, -(2 ** 53), 1e21, 1e308, Number.MAX_VALUE, Number.MIN_VALUE, -Number.MAX_VALUE];
+  const edges = [
+    0,
+    -0,
+    -1,
+    1,
+    0.5,
+    1.5,
+    -1.5,
+    2 ** 31 - 1,
+    2 ** 31,
+    2 ** 32,
+    2 ** 53 - 1,
+    2 ** 53 + 2,
+    -(2 ** 53),
+    1e21,
+    1e308,
+    Number.MAX_VALUE,
+    Number.MIN_VALUE,
+    -Number.MAX_VALUE,
+  ];
   for (const b of [min, max]) if (b !== undefined) edges.push(b, b - 1, b + 1, b + 0.5, b - 0.5);
-  return fc.oneof({ weight: 4, arbitrary: fc.constantFrom(...edges) }, { weight: 1, arbitrary: fc.double({ noNaN: true, noDefaultInfinity: true }) }, { weight: 1, arbitrary: fc.integer() });
+  return fc.oneof(
+    { weight: 4, arbitrary: fc.constantFrom(...edges) },
+    { weight: 1, arbitrary: fc.double({ noNaN: true, noDefaultInfinity: true }) },
+    { weight: 1, arbitrary: fc.integer() },
+  );
 }
 
 /** A JSON value of some other type than expected (the caller picks which). */
@@ -120,7 +149,8 @@ export function withOwnKey(target: Record<string, unknown>, key: string, value: 
   const copy = JSON.parse(JSON.stringify(target)) as Record<string, unknown>;
   if (PROTO_KEYS.includes(key)) {
     const patched = JSON.parse(`{${JSON.stringify(key)}:${JSON.stringify(value) ?? "null"}}`) as Record<string, unknown>;
-    for (const [k, v] of Object.entries(copy)) Object.defineProperty(patched, k, { value: v, enumerable: true, writable: true, configurable: true });
+    for (const [k, v] of Object.entries(copy))
+      Object.defineProperty(patched, k, { value: v, enumerable: true, writable: true, configurable: true });
     return patched;
   }
   copy[key] = value;

@@ -1,6 +1,6 @@
 /** Mutations of a valid JSON value: drop a field, change a type, hostile numbers and strings, extra keys, long arrays. */
 import fc from "fast-check";
-import { PROTO_KEYS, hostileNumber, hostileString, withOwnKey, wrongTypeValue } from "./hostile.ts";
+import { hostileNumber, hostileString, PROTO_KEYS, withOwnKey, wrongTypeValue } from "./hostile.ts";
 
 type Path = (string | number)[];
 
@@ -36,7 +36,12 @@ export const mutationArb: fc.Arbitrary<Mutation> = fc.oneof(
   fc.record({ op: fc.constant("wrong_type" as const), at: fc.nat(), value: wrongTypeValue() }),
   fc.record({ op: fc.constant("number" as const), at: fc.nat(), value: hostileNumber(1, 100) }),
   fc.record({ op: fc.constant("string" as const), at: fc.nat(), value: hostileString() }),
-  fc.record({ op: fc.constant("add_key" as const), at: fc.nat(), key: fc.oneof(fc.constantFrom(...PROTO_KEYS), hostileString(), fc.constantFrom("extra", "command_type", "host_id", "status")), value: wrongTypeValue() }),
+  fc.record({
+    op: fc.constant("add_key" as const),
+    at: fc.nat(),
+    key: fc.oneof(fc.constantFrom(...PROTO_KEYS), hostileString(), fc.constantFrom("extra", "command_type", "host_id", "status")),
+    value: wrongTypeValue(),
+  }),
   fc.record({ op: fc.constant("grow_array" as const), at: fc.nat(), n: fc.constantFrom(65, 201, 1000, 1601) }),
 );
 
@@ -76,4 +81,3 @@ export function applyMutation(value: unknown, m: Mutation): unknown {
     }
   }
 }
-

@@ -4,7 +4,7 @@
  * schemas; mutations, hostile strings, size and depth extremes and odd content types are layered on.
  */
 import fc from "fast-check";
-import { PROTO_KEYS, anyJson, hostileNumber, hostileString, nested, wrongTypeValue } from "./hostile.ts";
+import { anyJson, hostileNumber, hostileString, nested, PROTO_KEYS } from "./hostile.ts";
 import { applyMutation, mutationArb } from "./json-mutations.ts";
 
 const METHODS = ["get", "put", "post", "delete", "patch"] as const;
@@ -61,10 +61,11 @@ export interface Pools {
   csr: string;
 }
 
-const pick = <T>(pool: () => T[], fallback: T) => fc.nat().map((i) => {
-  const p = pool();
-  return p.length ? p[i % p.length]! : fallback;
-});
+const pick = <T>(pool: () => T[], fallback: T) =>
+  fc.nat().map((i) => {
+    const p = pool();
+    return p.length ? p[i % p.length]! : fallback;
+  });
 
 // ---- valid values from a JSON schema ----
 
@@ -88,8 +89,19 @@ function hinted(name: string | undefined, pools: Pools): fc.Arbitrary<unknown> |
     case "target":
       // Exactly one way to pick hosts (a refinement the schema cannot say).
       return fc.oneof(
-        fc.record({ host_ids: fc.array(pick(() => pools.ids.host_id ?? [], crypto.randomUUID()), { minLength: 1, maxLength: 3 }) }),
-        fc.record({ tags: fc.array(fc.constantFrom("web", "db", "victim", "fuzz", "none"), { minLength: 1, maxLength: 2 }), match: fc.constantFrom("any", "all") }, { requiredKeys: ["tags"] }),
+        fc.record({
+          host_ids: fc.array(
+            pick(() => pools.ids.host_id ?? [], crypto.randomUUID()),
+            { minLength: 1, maxLength: 3 },
+          ),
+        }),
+        fc.record(
+          {
+            tags: fc.array(fc.constantFrom("web", "db", "victim", "fuzz", "none"), { minLength: 1, maxLength: 2 }),
+            match: fc.constantFrom("any", "all"),
+          },
+          { requiredKeys: ["tags"] },
+        ),
         fc.constant({ all: true }),
       );
     default:
@@ -117,14 +129,24 @@ export function validArb(schema: any, pools: Pools, name?: string): fc.Arbitrary
     }
     case "array": {
       const min = schema.minItems ?? 0;
-      return fc.array(validArb(schema.items, pools, name === "host_ids" ? "host_id" : undefined), { minLength: min, maxLength: Math.min(schema.maxItems ?? 4, min + 3) });
+      return fc.array(validArb(schema.items, pools, name === "host_ids" ? "host_id" : undefined), {
+        minLength: min,
+        maxLength: Math.min(schema.maxItems ?? 4, min + 3),
+      });
     }
     case "string": {
-      if (schema.format === "uuid") return fc.oneof(pick(() => pools.ids[name ?? ""] ?? pools.ids.host_id ?? [], crypto.randomUUID()), fc.uuid({ version: 4 }));
+      if (schema.format === "uuid")
+        return fc.oneof(
+          pick(() => pools.ids[name ?? ""] ?? pools.ids.host_id ?? [], crypto.randomUUID()),
+          fc.uuid({ version: 4 }),
+        );
       if (schema.format === "date-time") {
         // Mostly within the 30-day delivery bound; sometimes past it, or already passed.
         return fc
-          .oneof({ weight: 4, arbitrary: fc.integer({ min: 3600, max: 29 * 86_400 }) }, { weight: 1, arbitrary: fc.integer({ min: -86_400, max: 40 * 86_400 }) })
+          .oneof(
+            { weight: 4, arbitrary: fc.integer({ min: 3600, max: 29 * 86_400 }) },
+            { weight: 1, arbitrary: fc.integer({ min: -86_400, max: 40 * 86_400 }) },
+          )
           .map((s) => new Date(Date.now() + s * 1000).toISOString());
       }
       if (schema.pattern) return fc.stringMatching(new RegExp(schema.pattern));
@@ -158,33 +180,33 @@ function padTo(value: unknown, bytes: number, char: string): string {
 const MALFORMED = [
   "{",
   "}",
-  "{\"a\":}",
+  '{"a":}',
   "{'a':1}",
-  "{\"a\":1,}",
+  '{"a":1,}',
   "[1,]",
-  "{\"a\":1} x",
+  '{"a":1} x',
   "\ufeff{}",
   "{/* c */}",
-  "{\"a\":NaN}",
-  "{\"a\":1e999}",
-  "{\"a\":-1e999}",
-  "{\"a\":01}",
-  "{\"a\":\"\\x41\"}",
-  "{\"a\":\"\u0000\"}",
-  "{\"a\":\"\\ud800\"}",
-  "\"just a string\"",
+  '{"a":NaN}',
+  '{"a":1e999}',
+  '{"a":-1e999}',
+  '{"a":01}',
+  '{"a":"\\x41"}',
+  '{"a":"\u0000"}',
+  '{"a":"\\ud800"}',
+  '"just a string"',
   "123",
   "null",
   "true",
   "[]",
   "\u0000",
   " ",
-  "{\"a\":1,\"a\":2}",
-  "{\"a\":1,\"\\u0061\":2}",
-  "{\"x\":{\"b\":[{\"c\":1,\"c\":1}]}}",
-  "{\"__proto__\":{\"admin\":true}}",
-  "{\"__proto__\":1,\"__proto__\":2}",
-  "{\"constructor\":{\"prototype\":{\"polluted\":true}}}",
+  '{"a":1,"a":2}',
+  '{"a":1,"\\u0061":2}',
+  '{"x":{"b":[{"c":1,"c":1}]}}',
+  '{"__proto__":{"admin":true}}',
+  '{"__proto__":1,"__proto__":2}',
+  '{"constructor":{"prototype":{"polluted":true}}}',
 ];
 
 export type BodyLabel = "valid" | "mutated" | "random_json" | "raw" | "duplicate_key" | "deep" | "many_keys" | "size" | "empty" | "none";
@@ -207,15 +229,27 @@ export function bodyArb(schema: any, pools: Pools): fc.Arbitrary<{ label: BodyLa
       arbitrary: fc.tuple(valid, fc.constantFrom(...PROTO_KEYS, "tags", "command_type", "hostname", "target")).map(([v, key]) => {
         const text = JSON.stringify(v) ?? "{}";
         // Repeat a key at the top level or one level down: strict parsing refuses both.
-        return { label: "duplicate_key" as const, text: text.startsWith("{") && text.length > 2 ? `{${JSON.stringify(key)}:1,${JSON.stringify(key)}:2,${text.slice(1)}` : `{${JSON.stringify(key)}:1,${JSON.stringify(key)}:1}` };
+        return {
+          label: "duplicate_key" as const,
+          text:
+            text.startsWith("{") && text.length > 2
+              ? `{${JSON.stringify(key)}:1,${JSON.stringify(key)}:2,${text.slice(1)}`
+              : `{${JSON.stringify(key)}:1,${JSON.stringify(key)}:1}`,
+        };
       }),
     },
     {
       weight: 1,
-      arbitrary: fc.tuple(fc.constantFrom(10, 63, 64, 65, 100, 1000, 10_000, 30_000), fc.constantFrom("array" as const, "object" as const), fc.boolean()).map(([d, kind, wrap]) => ({
-        label: "deep" as const,
-        text: wrap ? `{"tags":${nested(d, kind)}}` : nested(d, kind),
-      })),
+      arbitrary: fc
+        .tuple(
+          fc.constantFrom(10, 63, 64, 65, 100, 1000, 10_000, 30_000),
+          fc.constantFrom("array" as const, "object" as const),
+          fc.boolean(),
+        )
+        .map(([d, kind, wrap]) => ({
+          label: "deep" as const,
+          text: wrap ? `{"tags":${nested(d, kind)}}` : nested(d, kind),
+        })),
     },
     {
       weight: 1,
@@ -226,10 +260,12 @@ export function bodyArb(schema: any, pools: Pools): fc.Arbitrary<{ label: BodyLa
     },
     {
       weight: 1,
-      arbitrary: fc.tuple(valid, fc.constantFrom(65_535, 65_536, 65_537, 70_000, 200_000), fc.constantFrom("a", "€", "😀")).map(([v, bytes, ch]) => ({
-        label: "size" as const,
-        text: padTo(v, bytes, ch),
-      })),
+      arbitrary: fc
+        .tuple(valid, fc.constantFrom(65_535, 65_536, 65_537, 70_000, 200_000), fc.constantFrom("a", "€", "😀"))
+        .map(([v, bytes, ch]) => ({
+          label: "size" as const,
+          text: padTo(v, bytes, ch),
+        })),
     },
     { weight: 1, arbitrary: fc.constant({ label: "empty" as const, text: "" }) },
     { weight: 1, arbitrary: fc.constant({ label: "none" as const, text: undefined }) },
@@ -280,16 +316,46 @@ function queryValueArb(p: Param, pools: Pools): fc.Arbitrary<string> {
   if (p.name === "cursor") {
     return fc.oneof(
       { weight: 3, arbitrary: pick(() => pools.cursors, "c1") },
-      { weight: 2, arbitrary: fc.tuple(fc.constantFrom("c", "h", "j", "s", "t", "d", "x", ""), fc.oneof(fc.nat().map(String), fc.uuid().map(String), hostileString())).map(([k, v]) => k + v) },
+      {
+        weight: 2,
+        arbitrary: fc
+          .tuple(
+            fc.constantFrom("c", "h", "j", "s", "t", "d", "x", ""),
+            fc.oneof(fc.nat().map(String), fc.uuid().map(String), hostileString()),
+          )
+          .map(([k, v]) => k + v),
+      },
       { weight: 1, arbitrary: hostileString() },
     );
   }
   if (p.name === "state" || p.name === "types") {
-    const items = ["queued", "delivered", "running", "succeeded", "failed", "pending", "skipped", "host.online", "command.state", "job.progress", "bogus", ""];
+    const items = [
+      "queued",
+      "delivered",
+      "running",
+      "succeeded",
+      "failed",
+      "pending",
+      "skipped",
+      "host.online",
+      "command.state",
+      "job.progress",
+      "bogus",
+      "",
+    ];
     return fc.array(fc.oneof(fc.constantFrom(...items), hostileString()), { minLength: 0, maxLength: 4 }).map((xs) => xs.join(","));
   }
   if (p.name === "hosts" || p.name === "jobs") {
-    return fc.array(fc.oneof(pick(() => pools.ids[p.name === "hosts" ? "host_id" : "job_id"] ?? [], "x"), fc.uuid().map(String), hostileString()), { maxLength: 25 }).map((xs) => xs.join(","));
+    return fc
+      .array(
+        fc.oneof(
+          pick(() => pools.ids[p.name === "hosts" ? "host_id" : "job_id"] ?? [], "x"),
+          fc.uuid().map(String),
+          hostileString(),
+        ),
+        { maxLength: 25 },
+      )
+      .map((xs) => xs.join(","));
   }
   return fc.oneof(
     { weight: 3, arbitrary: validArb(p.schema, pools).map(String) },
@@ -345,13 +411,35 @@ export function requestArb(ops: Operation[], pools: Pools): fc.Arbitrary<FuzzReq
         query: fc.tuple(...queryParams.map((p) => fc.option(queryValueArb(p, pools), { freq: 2 }))),
         extraQuery: fc.oneof(
           { weight: 8, arbitrary: fc.constant(null) },
-          { weight: 1, arbitrary: fc.tuple(fc.oneof(fc.constantFrom(...PROTO_KEYS, "limit", "cursor", "x"), hostileString()), hostileString()) },
+          {
+            weight: 1,
+            arbitrary: fc.tuple(fc.oneof(fc.constantFrom(...PROTO_KEYS, "limit", "cursor", "x"), hostileString()), hostileString()),
+          },
         ),
-        headers: fc.tuple(...headerParams.map((p) => fc.option(fc.oneof(validArb(p.schema, pools).map(String), hostileString(), fc.constantFrom("job:x", "JoB:1", "a".repeat(129))), { freq: 2 }))),
+        headers: fc.tuple(
+          ...headerParams.map((p) =>
+            fc.option(
+              fc.oneof(validArb(p.schema, pools).map(String), hostileString(), fc.constantFrom("job:x", "JoB:1", "a".repeat(129))),
+              { freq: 2 },
+            ),
+          ),
+        ),
         token: fc.nat(),
-        body: op.body ? bodyArb(op.body, pools) : fc.oneof({ weight: 9, arbitrary: fc.constant({ label: "none" as BodyLabel, text: undefined as string | undefined }) }, { weight: 1, arbitrary: fc.constant({ label: "raw" as BodyLabel, text: "{}" }) }),
-        contentType: fc.oneof({ weight: 16, arbitrary: fc.constant("application/json") }, { weight: 3, arbitrary: fc.constantFrom(...CONTENT_TYPES) }, { weight: 1, arbitrary: fc.constant(null) }),
-        method: fc.oneof({ weight: 30, arbitrary: fc.constant(op.method) }, { weight: 1, arbitrary: fc.constantFrom("GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "HEAD") }),
+        body: op.body
+          ? bodyArb(op.body, pools)
+          : fc.oneof(
+              { weight: 9, arbitrary: fc.constant({ label: "none" as BodyLabel, text: undefined as string | undefined }) },
+              { weight: 1, arbitrary: fc.constant({ label: "raw" as BodyLabel, text: "{}" }) },
+            ),
+        contentType: fc.oneof(
+          { weight: 16, arbitrary: fc.constant("application/json") },
+          { weight: 3, arbitrary: fc.constantFrom(...CONTENT_TYPES) },
+          { weight: 1, arbitrary: fc.constant(null) },
+        ),
+        method: fc.oneof(
+          { weight: 30, arbitrary: fc.constant(op.method) },
+          { weight: 1, arbitrary: fc.constantFrom("GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "HEAD") },
+        ),
         upgrade: fc.oneof({ weight: 4, arbitrary: fc.constant(false) }, { weight: 1, arbitrary: fc.constant(true) }),
         ip: fc.ipV4(),
       })

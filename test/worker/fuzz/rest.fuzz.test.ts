@@ -11,15 +11,16 @@
  *
  * FUZZ_SEED replays a run (the seed is printed first); FUZZ_RUNS sets the number of requests.
  */
-import * as x509 from "@peculiar/x509";
+
 import { exports } from "cloudflare:workers";
+import * as x509 from "@peculiar/x509";
 import fc from "fast-check";
 import { beforeAll, describe, expect, it } from "vitest";
 import { ERROR_STATUS } from "../../../worker/errors.ts";
-import { BASE, PROBLEM_JSON, TestAgent, api, registerHost, token } from "../helpers.ts";
+import { api, BASE, PROBLEM_JSON, registerHost, TestAgent, token } from "../helpers.ts";
 import { enqueue, retryNow } from "../host-relay/relay-helpers.ts";
 import { fuzzConfig } from "./fuzz-config.ts";
-import { type FuzzRequest, type Operation, type Pools, operationsFromSpec, requestArb, sendableHeaders } from "./rest-gen.ts";
+import { type FuzzRequest, type Operation, operationsFromSpec, type Pools, requestArb, sendableHeaders } from "./rest-gen.ts";
 
 const BATCH = 40;
 const DEFAULT_REQUESTS = 10_000;
@@ -45,7 +46,9 @@ async function listAll(path: string): Promise<any[]> {
   let cursor: string | null = null;
   do {
     const sep = path.includes("?") ? "&" : "?";
-    const page: { items: any[]; next_cursor: string | null } = await json(await api(`${path}${sep}limit=500${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ""}`, { role: "viewer" }));
+    const page: { items: any[]; next_cursor: string | null } = await json(
+      await api(`${path}${sep}limit=500${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ""}`, { role: "viewer" }),
+    );
     items.push(...page.items);
     cursor = page.next_cursor;
   } while (cursor);
@@ -67,7 +70,11 @@ beforeAll(async () => {
   const valid = async (role: string) => `Bearer ${await token(role)}`;
   // About two thirds of the requests carry a valid token, so most reach validation and the handlers.
   pools.tokens = [
-    ...(await Promise.all(["admin", "operator", "viewer"].flatMap((role) => Array.from({ length: role === "viewer" ? 6 : 12 }, async () => ({ label: role, value: await valid(role) }))))),
+    ...(await Promise.all(
+      ["admin", "operator", "viewer"].flatMap((role) =>
+        Array.from({ length: role === "viewer" ? 6 : 12 }, async () => ({ label: role, value: await valid(role) })),
+      ),
+    )),
     { label: "none", value: null },
     { label: "expired", value: `Bearer ${await token("admin", { ttl: now - 60 })}` },
     { label: "wrong-secret", value: `Bearer ${await token("admin", { secret: "another-secret-another-secret-0123456789" })}` },
@@ -76,7 +83,10 @@ beforeAll(async () => {
     { label: "hs512", value: `Bearer ${await token("admin", { alg: "HS512" })}` },
     { label: "no-role", value: `Bearer ${await token(null)}` },
     { label: "unknown-role", value: `Bearer ${await token("root")}` },
-    { label: "alg-none", value: `Bearer ${btoa(JSON.stringify({ alg: "none" })).replaceAll("=", "")}.${btoa(JSON.stringify({ role: "admin", exp: now + 600, iss: "fleet-relay", aud: "fleet-relay-api" })).replaceAll("=", "")}.` },
+    {
+      label: "alg-none",
+      value: `Bearer ${btoa(JSON.stringify({ alg: "none" })).replaceAll("=", "")}.${btoa(JSON.stringify({ role: "admin", exp: now + 600, iss: "fleet-relay", aud: "fleet-relay-api" })).replaceAll("=", "")}.`,
+    },
     { label: "garbage", value: "Bearer not.a.jwt" },
     { label: "empty-bearer", value: "Bearer " },
     { label: "basic", value: "Basic YWRtaW46YWRtaW4=" },
@@ -86,7 +96,9 @@ beforeAll(async () => {
 
   // A certificate request for enrolment bodies, and unused enrolment tokens.
   const keys = (await crypto.subtle.generateKey({ name: "ECDSA", namedCurve: "P-256" }, true, ["sign", "verify"])) as CryptoKeyPair;
-  pools.csr = (await x509.Pkcs10CertificateRequestGenerator.create({ name: "CN=fuzz", keys, signingAlgorithm: { name: "ECDSA", hash: "SHA-256" } })).toString("pem");
+  pools.csr = (
+    await x509.Pkcs10CertificateRequestGenerator.create({ name: "CN=fuzz", keys, signingAlgorithm: { name: "ECDSA", hash: "SHA-256" } })
+  ).toString("pem");
   for (let i = 0; i < 10; i++) pools.enrollmentTokens.push((await json(await api("/api/enrollment-tokens", { body: {} }))).token);
 
   // Hosts: two live ones read back after every batch, one revoked, two that may be revoked.
@@ -119,7 +131,12 @@ beforeAll(async () => {
   directCommands.add(dead);
 
   // A job, so job routes have a real id.
-  const job = await json(await api("/api/jobs", { role: "operator", body: { command_type: "system_info", target: { host_ids: [liveA.host_id] }, expires_in: 30 * 86_400 } }));
+  const job = await json(
+    await api("/api/jobs", {
+      role: "operator",
+      body: { command_type: "system_info", target: { host_ids: [liveA.host_id] }, expires_in: 30 * 86_400 },
+    }),
+  );
   push("job_id", job.job_id);
 
   // Cursors of every kind.
@@ -148,9 +165,16 @@ async function snapshot(): Promise<Snapshot> {
     ),
   ]);
   return {
-    hosts: new Map(hosts.map((h) => [h.host_id, JSON.stringify({ hostname: h.hostname, tags: h.tags, status: h.status, fp: h.cert_fingerprint_sha256 })])),
+    hosts: new Map(
+      hosts.map((h) => [
+        h.host_id,
+        JSON.stringify({ hostname: h.hostname, tags: h.tags, status: h.status, fp: h.cert_fingerprint_sha256 }),
+      ]),
+    ),
     jobs: new Set(jobs.map((j) => j.job_id)),
-    commands: new Map(perHost.map(([h, cmds]) => [h, new Map(cmds.map((c) => [c.message_id, { state: c.state, expires_at: c.expires_at }]))])),
+    commands: new Map(
+      perHost.map(([h, cmds]) => [h, new Map(cmds.map((c) => [c.message_id, { state: c.state, expires_at: c.expires_at }]))]),
+    ),
     deadLetters: new Map(perHost.map(([h, , dls]) => [h, new Set(dls.map((d) => d.message_id))])),
   };
 }
@@ -165,7 +189,14 @@ interface Accepted {
   targetedCommands: Set<string>;
 }
 
-const newAccepted = (): Accepted => ({ hosts: new Set(), changedHosts: new Set(), jobs: new Set(), jobCancelled: false, commands: new Map(), targetedCommands: new Set() });
+const newAccepted = (): Accepted => ({
+  hosts: new Set(),
+  changedHosts: new Set(),
+  jobs: new Set(),
+  jobCancelled: false,
+  commands: new Map(),
+  targetedCommands: new Set(),
+});
 
 /** Message ids of jobs' copies, by host, from the jobs' host lists. */
 async function jobCopies(): Promise<Set<string>> {
@@ -182,20 +213,24 @@ function sleep(ms: number) {
 
 function compare(before: Snapshot, after: Snapshot, acc: Accepted, copies: Set<string>): string[] {
   const problems: string[] = [];
-  for (const id of after.hosts.keys()) if (!before.hosts.has(id) && !acc.hosts.has(id)) problems.push(`host ${id} appeared without an accepted request`);
+  for (const id of after.hosts.keys())
+    if (!before.hosts.has(id) && !acc.hosts.has(id)) problems.push(`host ${id} appeared without an accepted request`);
   for (const id of acc.hosts) if (!after.hosts.has(id)) problems.push(`accepted host ${id} is not listed`);
   for (const [id, v] of before.hosts) {
     if (!after.hosts.has(id)) problems.push(`host ${id} disappeared`);
-    else if (!acc.changedHosts.has(id) && after.hosts.get(id) !== v) problems.push(`host ${id} changed without an accepted request: ${v} → ${after.hosts.get(id)}`);
+    else if (!acc.changedHosts.has(id) && after.hosts.get(id) !== v)
+      problems.push(`host ${id} changed without an accepted request: ${v} → ${after.hosts.get(id)}`);
   }
-  for (const id of after.jobs) if (!before.jobs.has(id) && !acc.jobs.has(id)) problems.push(`job ${id} appeared without an accepted request`);
+  for (const id of after.jobs)
+    if (!before.jobs.has(id) && !acc.jobs.has(id)) problems.push(`job ${id} appeared without an accepted request`);
   for (const id of acc.jobs) if (!after.jobs.has(id)) problems.push(`accepted job ${id} is not listed`);
   for (const h of checkHosts) {
     const b = before.commands.get(h)!;
     const a = after.commands.get(h)!;
     const accepted = acc.commands.get(h) ?? new Set();
     for (const id of accepted) if (!a.has(id)) problems.push(`accepted command ${id} is not listed on ${h}`);
-    for (const id of a.keys()) if (!b.has(id) && !accepted.has(id) && !copies.has(id)) problems.push(`command ${id} appeared on ${h} without an accepted request`);
+    for (const id of a.keys())
+      if (!b.has(id) && !accepted.has(id) && !copies.has(id)) problems.push(`command ${id} appeared on ${h} without an accepted request`);
     for (const [id, c] of b) {
       const now = a.get(id);
       if (!now) {
@@ -206,9 +241,11 @@ function compare(before: Snapshot, after: Snapshot, acc: Accepted, copies: Set<s
       if (now.state === "expired" && Date.parse(now.expires_at) <= Date.now()) continue;
       problems.push(`command ${id} on ${h} moved ${c.state} → ${now.state} without an accepted request`);
     }
-    for (const id of after.deadLetters.get(h)!) if (!before.deadLetters.get(h)!.has(id)) problems.push(`dead letter ${id} appeared on ${h}`);
+    for (const id of after.deadLetters.get(h)!)
+      if (!before.deadLetters.get(h)!.has(id)) problems.push(`dead letter ${id} appeared on ${h}`);
     for (const id of before.deadLetters.get(h)!) {
-      if (!after.deadLetters.get(h)!.has(id) && !acc.targetedCommands.has(id)) problems.push(`dead letter ${id} left ${h} without an accepted request`);
+      if (!after.deadLetters.get(h)!.has(id) && !acc.targetedCommands.has(id))
+        problems.push(`dead letter ${id} left ${h} without an accepted request`);
     }
   }
   return problems;
@@ -246,7 +283,8 @@ async function send(r: FuzzRequest): Promise<Outcome | null> {
   const text = await res.text();
   if (res.status >= 500) throw new Error(`5xx: ${where()}: ${text.slice(0, 500)}`);
   if (res.status >= 300 && res.status < 400) throw new Error(`redirect: ${where()}`);
-  if (res.status < 300) return { status: res.status, body: text && res.headers.get("content-type")?.startsWith("application/json") ? JSON.parse(text) : null };
+  if (res.status < 300)
+    return { status: res.status, body: text && res.headers.get("content-type")?.startsWith("application/json") ? JSON.parse(text) : null };
   expect(res.headers.get("content-type"), `content type of ${where()}`).toBe(PROBLEM_JSON);
   if (r.method === "HEAD") return { status: res.status, body: null };
   let problem: any;
@@ -257,9 +295,14 @@ async function send(r: FuzzRequest): Promise<Outcome | null> {
   }
   expect(problem.code, `code of ${where()}`).toMatch(CODE);
   expect(ERROR_STATUS, `unknown code ${problem.code}: ${where()}`).toHaveProperty(problem.code);
-  expect(res.status, `${problem.code} maps to ${ERROR_STATUS[problem.code as keyof typeof ERROR_STATUS]}: ${where()}`).toBe(ERROR_STATUS[problem.code as keyof typeof ERROR_STATUS]);
+  expect(res.status, `${problem.code} maps to ${ERROR_STATUS[problem.code as keyof typeof ERROR_STATUS]}: ${where()}`).toBe(
+    ERROR_STATUS[problem.code as keyof typeof ERROR_STATUS],
+  );
   expect(problem.status, `problem.status of ${where()}`).toBe(res.status);
-  expect(typeof problem.type === "string" && typeof problem.title === "string" && typeof problem.detail === "string", `problem fields of ${where()}`).toBe(true);
+  expect(
+    typeof problem.type === "string" && typeof problem.title === "string" && typeof problem.detail === "string",
+    `problem fields of ${where()}`,
+  ).toBe(true);
   return { status: res.status, body: problem };
 }
 
@@ -279,7 +322,8 @@ function record(r: FuzzRequest, o: Outcome, acc: Accepted, stats: Map<string, nu
       break;
     case "POST /api/hosts/{host_id}/commands":
     case "POST /api/hosts/{host_id}/packages/{operation}":
-      if (typeof b.message_id !== "string") throw new Error(`accepted without a message_id: ${o.status} ${JSON.stringify(b)} for ${describeRequest(r)}`);
+      if (typeof b.message_id !== "string")
+        throw new Error(`accepted without a message_id: ${o.status} ${JSON.stringify(b)} for ${describeRequest(r)}`);
       if (host) {
         if (!acc.commands.has(host)) acc.commands.set(host, new Set());
         acc.commands.get(host)!.add(b.message_id);
@@ -339,14 +383,19 @@ describe("REST fuzz", () => {
           problems = compare(before, after, acc, copies);
         }
         before = after;
-        if (problems.length > 0) throw new Error(`stored state does not match the accepted requests:\n${problems.join("\n")}\nbatch:\n${batch.map(describeRequest).join("\n")}`);
+        if (problems.length > 0)
+          throw new Error(
+            `stored state does not match the accepted requests:\n${problems.join("\n")}\nbatch:\n${batch.map(describeRequest).join("\n")}`,
+          );
       }),
       { seed, numRuns: Math.ceil(total / BATCH), endOnFailure: true },
     );
 
     const routes = new Set([...stats.keys()].map((k) => k.split(" ").slice(0, 2).join(" ")));
     const accepted = [...stats].filter(([k]) => Number(k.split(" ")[2]) < 300).reduce((n, [, v]) => n + v, 0);
-    console.log(`[fuzz:rest] ${sent} requests (${unsendable} unsendable) over ${routes.size} routes in ${((Date.now() - started) / 1000).toFixed(1)} s; ${accepted} accepted`);
+    console.log(
+      `[fuzz:rest] ${sent} requests (${unsendable} unsendable) over ${routes.size} routes in ${((Date.now() - started) / 1000).toFixed(1)} s; ${accepted} accepted`,
+    );
     console.log(`[fuzz:rest] statuses: ${JSON.stringify(Object.fromEntries([...stats].sort()))}`);
     expect(routes.size, "every operation was exercised").toBe(ops.length);
     if (total >= DEFAULT_REQUESTS) expect(sent).toBeGreaterThanOrEqual(DEFAULT_REQUESTS);

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { ErrorMessage, FrameErrorCode, Limits, nowRfc3339 } from "../../../schemas/index.ts";
-import { TestAgent, getCommand, helloFrame, registerHost, relayStub, waitFor } from "../helpers.ts";
+import { getCommand, helloFrame, registerHost, relayStub, TestAgent, waitFor } from "../helpers.ts";
 import { connectedHost, enqueue, responseFrame, sendAndAwaitAck, states, statusFrame } from "./relay-helpers.ts";
 
 /** Queues a command on a connected host and waits for the agent to receive it (attempt 1). */
@@ -16,7 +16,10 @@ describe("agent frames drive the command state", () => {
     const { host_id, agent, id } = await sentCommand();
 
     agent.ack(id);
-    const delivered = await waitFor(() => getCommand(host_id, id), (v) => v.state === "delivered");
+    const delivered = await waitFor(
+      () => getCommand(host_id, id),
+      (v) => v.state === "delivered",
+    );
     expect(states(delivered)).toEqual(["queued", "delivered"]);
     expect(delivered.attempts).toBe(1);
 
@@ -134,7 +137,10 @@ describe("malformed frames", () => {
     const cases: [string | Uint8Array, string][] = [
       ["{not json", FrameErrorCode.MALFORMED_JSON],
       [JSON.stringify({ message_id: badId, timestamp: nowRfc3339(), message_type: "ack" }), FrameErrorCode.INVALID],
-      [JSON.stringify({ message_id: crypto.randomUUID(), timestamp: nowRfc3339(), message_type: "launch_missiles" }), FrameErrorCode.INVALID],
+      [
+        JSON.stringify({ message_id: crypto.randomUUID(), timestamp: nowRfc3339(), message_type: "launch_missiles" }),
+        FrameErrorCode.INVALID,
+      ],
       [new Uint8Array([0x7b, 0x7d]), FrameErrorCode.BINARY_UNSUPPORTED],
     ];
     for (const [raw, code] of cases) {
@@ -149,7 +155,10 @@ describe("malformed frames", () => {
 
     // Still a healthy connection: the ack is taken.
     agent.ack(id);
-    const view = await waitFor(() => getCommand(host_id, id), (v) => v.state === "delivered");
+    const view = await waitFor(
+      () => getCommand(host_id, id),
+      (v) => v.state === "delivered",
+    );
     expect(view.state).toBe("delivered");
     expect(agent.closed).toBeNull();
   });
@@ -183,7 +192,10 @@ describe("malformed frames", () => {
     await agent.next((f) => f.message_type === "welcome");
     await agent.command(id, 1);
     agent.ack(id);
-    await waitFor(() => getCommand(host.host_id, id), (v) => v.state === "delivered");
+    await waitFor(
+      () => getCommand(host.host_id, id),
+      (v) => v.state === "delivered",
+    );
     expect(agent.closed).toBeNull();
   });
 });

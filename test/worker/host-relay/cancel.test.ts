@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { TestAgent, api, getCommand, registerHost, waitFor } from "../helpers.ts";
+import { api, getCommand, registerHost, TestAgent, waitFor } from "../helpers.ts";
 import {
   barrier,
   commandFrames,
@@ -9,8 +9,8 @@ import {
   problem,
   responseFrame,
   sendAndAwaitAck,
-  statusFrame,
   states,
+  statusFrame,
 } from "./relay-helpers.ts";
 
 const cancel = (hostId: string, id: string) => api(`/api/hosts/${hostId}/commands/${id}`, { role: "operator", method: "DELETE" });
@@ -47,7 +47,10 @@ describe("cancel: a command the agent may hold becomes cancelling, and ends as t
     const id = await enqueue(host_id);
     await agent.command(id, 1);
     agent.ack(id);
-    await waitFor(() => getCommand(host_id, id), (v) => v.state === "delivered");
+    await waitFor(
+      () => getCommand(host_id, id),
+      (v) => v.state === "delivered",
+    );
 
     const res = await cancel(host_id, id);
     expect(res.status).toBe(202);
@@ -98,7 +101,10 @@ describe("cancel: a command the agent may hold becomes cancelling, and ends as t
     const id = await enqueue(host.host_id);
     await first.command(id, 1);
     first.close();
-    await waitFor(() => commandRow(host.host_id, id), (r) => r.in_flight === 0);
+    await waitFor(
+      () => commandRow(host.host_id, id),
+      (r) => r.in_flight === 0,
+    );
     // Queued again after the refund, but it was sent: not cancellable outright.
     const res = await cancel(host.host_id, id);
     expect(res.status).toBe(202);
@@ -122,7 +128,10 @@ describe("cancel: a command the agent may hold becomes cancelling, and ends as t
     const id = await enqueue(host_id);
     await agent.command(id, 1);
     agent.ack(id);
-    await waitFor(() => getCommand(host_id, id), (v) => v.state === "delivered");
+    await waitFor(
+      () => getCommand(host_id, id),
+      (v) => v.state === "delivered",
+    );
     expect((await cancel(host_id, id)).status).toBe(202);
     expect((await cancel(host_id, id)).status).toBe(202);
     await sendAndAwaitAck(agent, responseFrame(id, "cancelled", { exit_code: null }));
@@ -135,16 +144,25 @@ describe("cancel: a command the agent may hold becomes cancelling, and ends as t
     const id = await enqueue(host.host_id);
     await first.command(id, 1);
     first.ack(id);
-    await waitFor(() => getCommand(host.host_id, id), (v) => v.state === "delivered");
+    await waitFor(
+      () => getCommand(host.host_id, id),
+      (v) => v.state === "delivered",
+    );
     expect((await cancel(host.host_id, id)).status).toBe(202);
     const lost = await cancelFrame(first, id);
     first.close();
-    await waitFor(() => commandRow(host.host_id, id), (r) => r.cancel_sent_at === null);
+    await waitFor(
+      () => commandRow(host.host_id, id),
+      (r) => r.cancel_sent_at === null,
+    );
 
     const second = await TestAgent.connect(host.fingerprint);
     const again = await cancelFrame(second, id);
     expect(again.message_id).not.toBe(lost.message_id);
     second.ack(again.message_id);
-    await waitFor(() => commandRow(host.host_id, id), (r) => r.cancel_frame_id === null);
+    await waitFor(
+      () => commandRow(host.host_id, id),
+      (r) => r.cancel_frame_id === null,
+    );
   });
 });

@@ -3,7 +3,11 @@ import type { CommandState } from "../../../schemas/index.ts";
 import { CommandState as CommandStateSchema } from "../../../schemas/index.ts";
 import { type CommandEvent, type CommandFacts, decide, isTerminal, relayGaveUp } from "../../../worker/host-relay/command-states.ts";
 
-const f = (state: CommandState, sent = true, responseStatus: CommandFacts["responseStatus"] = null): CommandFacts => ({ state, sent, responseStatus });
+const f = (state: CommandState, sent = true, responseStatus: CommandFacts["responseStatus"] = null): CommandFacts => ({
+  state,
+  sent,
+  responseStatus,
+});
 const target = (facts: CommandFacts, e: CommandEvent): CommandState | null => {
   const d = decide(facts, e);
   return d.move ? d.to : null;

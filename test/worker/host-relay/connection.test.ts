@@ -1,10 +1,9 @@
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { CloseCode } from "../../../schemas/index.ts";
-import { TestAgent, getCommand, helloFrame, registerHost, relayStub, waitFor } from "../helpers.ts";
+import { getCommand, helloFrame, registerHost, relayStub, TestAgent, waitFor } from "../helpers.ts";
 import {
   advanceClock,
-  STALE_AFTER_MS,
   attachments,
   commandFrames,
   commandRow,
@@ -14,8 +13,8 @@ import {
   patchAttachments,
   responseFrame,
   runAlarm,
+  STALE_AFTER_MS,
   sendAndAwaitAck,
-  sql,
 } from "./relay-helpers.ts";
 
 describe("heartbeat", () => {
@@ -31,13 +30,19 @@ describe("heartbeat", () => {
 describe("stale connections", () => {
   it("a connection silent for longer than the stale window is closed with STALE by the alarm and the host goes offline", async () => {
     const { host_id, agent } = await connectedHost();
-    await waitFor(() => hostStatus(host_id), (s) => s === "online");
+    await waitFor(
+      () => hostStatus(host_id),
+      (s) => s === "online",
+    );
 
     await advanceClock(host_id, STALE_AFTER_MS + 1000);
     await runAlarm(host_id);
 
     expect((await agent.waitClose()).code).toBe(CloseCode.STALE);
-    await waitFor(() => hostStatus(host_id), (s) => s === "offline");
+    await waitFor(
+      () => hostStatus(host_id),
+      (s) => s === "offline",
+    );
     expect((await relayStub(host_id).stats()).connected).toBe(false);
   });
 
@@ -79,7 +84,11 @@ describe("stale connections", () => {
     await runAlarm(host.host_id);
 
     expect((await first.waitClose()).code).toBe(CloseCode.STALE);
-    expect(commandFrames(first).filter((f) => f.message_id === id).map((f) => f.attempt)).toEqual([1]);
+    expect(
+      commandFrames(first)
+        .filter((f) => f.message_id === id)
+        .map((f) => f.attempt),
+    ).toEqual([1]);
     // Closed before the retry ran: no second attempt went out on the dead socket, and the first is refunded.
     const row = await commandRow(host.host_id, id);
     expect(row.attempts).toBe(0);
@@ -107,10 +116,16 @@ describe("stale connections", () => {
 describe("connect and disconnect", () => {
   it("hello marks the host online with the agent's info; the agent's close marks it offline", async () => {
     const { host_id, agent } = await connectedHost();
-    await waitFor(() => hostStatus(host_id), (s) => s === "online");
+    await waitFor(
+      () => hostStatus(host_id),
+      (s) => s === "online",
+    );
     expect((await relayStub(host_id).stats()).connected).toBe(true);
     agent.close();
-    await waitFor(() => hostStatus(host_id), (s) => s === "offline");
+    await waitFor(
+      () => hostStatus(host_id),
+      (s) => s === "offline",
+    );
     expect((await relayStub(host_id).stats()).connected).toBe(false);
   });
 

@@ -1,25 +1,27 @@
 import { describe, expect, it } from "vitest";
+
 /** The relay's registry re-check (REGISTRY_CHECK_S default, worker/config.ts). */
 const REGISTRY_CHECK_MS = 300_000;
+
 import { CommandMessage } from "../../../schemas/index.ts";
-import { TestAgent, api, getCommand, registerHost, relayStub, waitFor } from "../helpers.ts";
+import { api, getCommand, registerHost, relayStub, TestAgent, waitFor } from "../helpers.ts";
 import {
   ACK_TIMEOUT_MS,
-  RETRY_BASE_MS,
-  RETRY_CAP_MS,
-  STALE_AFTER_MS,
   attachments,
   barrier,
+  clockTo,
   commandFrames,
   commandRow,
   connectedHost,
   enqueue,
   getAlarm,
   problem,
+  RETRY_BASE_MS,
+  RETRY_CAP_MS,
   responseFrame,
-  clockTo,
   retryNow,
   runAlarm,
+  STALE_AFTER_MS,
   sendAndAwaitAck,
   sql,
   states,
@@ -29,7 +31,11 @@ describe("offline hosts", () => {
   it("commands wait as queued without spending attempts, then flush in acceptance order on hello", async () => {
     const host = await registerHost();
     const bodies = [
-      { command_type: "package_operation", parameters: { operation: "install", packages: ["nginx"], options: { yes: true } }, timeout: 120 },
+      {
+        command_type: "package_operation",
+        parameters: { operation: "install", packages: ["nginx"], options: { yes: true } },
+        timeout: 120,
+      },
       { command_type: "system_info", timeout: 30, expires_in: 600 },
       { command_type: "package_operation", parameters: { operation: "upgrade", packages: [], options: {} } },
     ];
@@ -80,7 +86,10 @@ describe("offline hosts", () => {
     expect((await commandRow(host.host_id, id)).attempts).toBe(1);
     first.close();
     // The send never had its full ack window: the attempt is refunded.
-    const waiting = await waitFor(() => commandRow(host.host_id, id), (r) => r.in_flight === 0);
+    const waiting = await waitFor(
+      () => commandRow(host.host_id, id),
+      (r) => r.in_flight === 0,
+    );
     expect(waiting.attempts).toBe(0);
     expect(waiting.retry_at).toBeNull();
 
@@ -103,7 +112,10 @@ describe("offline hosts", () => {
       const agent = await TestAgent.connect(host.fingerprint);
       expect((await agent.command(id)).attempt, `send on connection ${drop}`).toBe(1);
       agent.close();
-      const row = await waitFor(() => commandRow(host.host_id, id), (r) => r.in_flight === 0);
+      const row = await waitFor(
+        () => commandRow(host.host_id, id),
+        (r) => r.in_flight === 0,
+      );
       expect(row.state, `after drop ${drop}`).toBe("queued");
       expect(row.attempts, `after drop ${drop}`).toBe(0);
       // The alarm, run while offline, neither dead-letters nor spends anything.
@@ -206,7 +218,11 @@ describe("retries", () => {
     expect(states(view)).toEqual(["queued", "dead_lettered"]);
     // No third attempt went out.
     await barrier(agent);
-    expect(commandFrames(agent).filter((f) => f.message_id === id).map((f) => f.attempt)).toEqual([1, 2]);
+    expect(
+      commandFrames(agent)
+        .filter((f) => f.message_id === id)
+        .map((f) => f.attempt),
+    ).toEqual([1, 2]);
 
     const res = await api(`/api/hosts/${host_id}/dead-letters`, { role: "viewer" });
     expect(res.status).toBe(200);
@@ -307,10 +323,12 @@ describe("responses after the relay gave up", () => {
     expect(res.status).toBe(200);
     expect(((await res.json()) as { items: unknown[] }).items).toEqual([]);
     // No longer a dead letter, so there is nothing to requeue.
-    const requeued = await problem(await api(`/api/hosts/${host_id}/dead-letters/${id}/requeue`, { role: "operator", method: "POST" }), 409);
+    const requeued = await problem(
+      await api(`/api/hosts/${host_id}/dead-letters/${id}/requeue`, { role: "operator", method: "POST" }),
+      409,
+    );
     expect(requeued.code).toBe("ERR_COMMAND_NOT_DEAD_LETTERED");
   });
-
 });
 
 describe("expiry", () => {
@@ -370,7 +388,10 @@ describe("the single alarm", () => {
     expect(await getAlarm(host_id), "alarm time must be the retry_at itself").toBe(row.retry_at);
 
     agent.ack(id);
-    await waitFor(() => getCommand(host_id, id), (v) => v.state === "delivered");
+    await waitFor(
+      () => getCommand(host_id, id),
+      (v) => v.state === "delivered",
+    );
     // Now the earliest due item is the connection's stale check, or the registry re-check (revocation).
     const [a] = await attachments(host_id);
     const [checked] = await sql<{ value: string }>(host_id, "SELECT value FROM meta WHERE key = 'registry_checked_at'");

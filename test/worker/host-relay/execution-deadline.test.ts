@@ -2,8 +2,8 @@ import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import { ManualClock } from "../../../worker/clock.ts";
 import type { HostRelay } from "../../../worker/host-relay/host-relay.ts";
-import { TestAgent, getCommand, registerHost, relayStub, waitFor } from "../helpers.ts";
-import { commandRow, enqueue, responseFrame, sendAndAwaitAck, statusFrame, states } from "./relay-helpers.ts";
+import { getCommand, registerHost, relayStub, TestAgent, waitFor } from "../helpers.ts";
+import { commandRow, enqueue, responseFrame, sendAndAwaitAck, states, statusFrame } from "./relay-helpers.ts";
 
 /** The relay's default grace past a command's timeout (worker/config.ts). */
 const GRACE_MS = 60_000;
@@ -64,7 +64,10 @@ describe("execution deadline: timeout + grace", () => {
   it("with the agent away, the command becomes timed_out; a later response records the truth", async () => {
     const { host_id, fingerprint, clock, agent, id } = await runningCommand(5);
     agent.close();
-    await waitFor(() => relayStub(host_id).stats(), (s) => !s.connected);
+    await waitFor(
+      () => relayStub(host_id).stats(),
+      (s) => !s.connected,
+    );
     clock.advance(5_000 + GRACE_MS + 1);
     await alarmAt(host_id);
     const timedOut = await getCommand(host_id, id);
@@ -96,7 +99,10 @@ describe("execution deadline: timeout + grace", () => {
     const waiting = await enqueue(host_id, { timeout: 5 });
     await agent.command(waiting, 1);
     agent.ack(waiting);
-    await waitFor(() => getCommand(host_id, waiting), (v) => v.state === "delivered");
+    await waitFor(
+      () => getCommand(host_id, waiting),
+      (v) => v.state === "delivered",
+    );
     clock.advance(5_000 + GRACE_MS + 1);
     await alarmAt(host_id);
     expect((await getCommand(host_id, waiting)).state).toBe("delivered");

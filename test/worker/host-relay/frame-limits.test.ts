@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { CloseCode, FrameErrorCode } from "../../../schemas/index.ts";
-import { TestAgent, helloFrame, registerHost, relayStub } from "../helpers.ts";
+import { helloFrame, registerHost, relayStub, TestAgent } from "../helpers.ts";
 import { barrier, sql } from "./relay-helpers.ts";
 
 describe("one agent cannot flood its relay", () => {

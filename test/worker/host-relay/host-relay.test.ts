@@ -1,8 +1,20 @@
 import { evictDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import { CloseCode } from "../../../schemas/index.ts";
-import { TestAgent, getCommand, relayStub, waitFor } from "../helpers.ts";
-import { clockTo, commandRow, connectedHost, enqueue, getAlarm, hostStatus, responseFrame, runAlarm, sendAndAwaitAck, sql, states, statusFrame } from "./relay-helpers.ts";
+import { getCommand, relayStub, TestAgent, waitFor } from "../helpers.ts";
+import {
+  clockTo,
+  commandRow,
+  connectedHost,
+  enqueue,
+  getAlarm,
+  hostStatus,
+  responseFrame,
+  runAlarm,
+  sendAndAwaitAck,
+  states,
+  statusFrame,
+} from "./relay-helpers.ts";
 
 describe("hibernation", () => {
   it("an evicted relay takes the ack, status and response on the hibernated socket and ends in the same state", async () => {
@@ -13,7 +25,10 @@ describe("hibernation", () => {
 
     await evictDurableObject(stub);
     agent.ack(id);
-    await waitFor(() => getCommand(host_id, id), (v) => v.state === "delivered");
+    await waitFor(
+      () => getCommand(host_id, id),
+      (v) => v.state === "delivered",
+    );
 
     await evictDurableObject(stub);
     await sendAndAwaitAck(agent, statusFrame(id, "progress", "chunk\n", 0));
@@ -74,13 +89,19 @@ describe("hibernation", () => {
 
   it("an agent that disconnects while the relay hibernates is marked offline and its unacked command waits with the attempt refunded", async () => {
     const host = await connectedHost();
-    await waitFor(() => hostStatus(host.host_id), (s) => s === "online");
+    await waitFor(
+      () => hostStatus(host.host_id),
+      (s) => s === "online",
+    );
     const id = await enqueue(host.host_id);
     await host.agent.command(id, 1);
     await evictDurableObject(relayStub(host.host_id));
 
     host.agent.close();
-    await waitFor(() => hostStatus(host.host_id), (s) => s === "offline");
+    await waitFor(
+      () => hostStatus(host.host_id),
+      (s) => s === "offline",
+    );
     const row = await commandRow(host.host_id, id);
     expect(row.in_flight).toBe(0);
     expect(row.attempts).toBe(0);

@@ -3,7 +3,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import type { HostRelay } from "../../../worker/host-relay/host-relay.ts";
 import { OUTPUT_COALESCE_MS } from "../../../worker/host-relay/notify.ts";
 import { EventStream } from "../fleet-events/stream-client.ts";
-import { TestAgent, registerHost, relayStub } from "../helpers.ts";
+import { registerHost, relayStub, TestAgent } from "../helpers.ts";
 import { enqueue, responseFrame, sendAndAwaitAck, sql, statusFrame } from "./relay-helpers.ts";
 
 const open: EventStream[] = [];

@@ -9,7 +9,7 @@ import { type Clock, OffsetClock } from "../../../worker/clock.ts";
 import type { AgentAttachment } from "../../../worker/host-relay/context.ts";
 import type { HostRelay } from "../../../worker/host-relay/host-relay.ts";
 import type { CommandRow } from "../../../worker/host-relay/storage.ts";
-import { TestAgent, api, registerHost, relayStub } from "../helpers.ts";
+import { api, registerHost, relayStub, TestAgent } from "../helpers.ts";
 
 export const ACK_TIMEOUT_MS = 1000;
 export const RETRY_BASE_MS = 100;
@@ -68,7 +68,9 @@ export function clockTo(hostId: string, at: number): Promise<void> {
 
 /** Moves the relay's clock forward by `ms`. */
 export async function advanceClock(hostId: string, ms: number): Promise<void> {
-  const now = await runInDurableObject(relayStub(hostId), (instance: HostRelay) => (instance as unknown as { rc: { clock: Clock } }).rc.clock.now());
+  const now = await runInDurableObject(relayStub(hostId), (instance: HostRelay) =>
+    (instance as unknown as { rc: { clock: Clock } }).rc.clock.now(),
+  );
   await clockTo(hostId, now + ms);
 }
 
@@ -90,10 +92,11 @@ export async function retryNow(hostId: string, messageId?: string): Promise<void
 export async function getAlarm(hostId: string): Promise<number | null> {
   const deadline = Date.now() + 5000;
   for (;;) {
-    const [pending, alarm] = await runInDurableObject(relayStub(hostId), async (_instance, state) => [
-      state.storage.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM outbox").one().n,
-      await state.storage.getAlarm(),
-    ] as const);
+    const [pending, alarm] = await runInDurableObject(
+      relayStub(hostId),
+      async (_instance, state) =>
+        [state.storage.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM outbox").one().n, await state.storage.getAlarm()] as const,
+    );
     if (pending === 0) return alarm;
     if (Date.now() > deadline) throw new Error(`outbox still holds ${pending} notifications`);
     await new Promise((r) => setTimeout(r, 5));
@@ -152,7 +155,13 @@ export function responseFrame(
   return { message_id: frameId, timestamp: nowRfc3339(), message_type: "response", original_message_id: commandId, status, result };
 }
 
-export function statusFrame(commandId: string, state: "running" | "progress", output?: string, seq?: number, frameId: string = crypto.randomUUID()) {
+export function statusFrame(
+  commandId: string,
+  state: "running" | "progress",
+  output?: string,
+  seq?: number,
+  frameId: string = crypto.randomUUID(),
+) {
   return { message_id: frameId, timestamp: nowRfc3339(), message_type: "status", original_message_id: commandId, state, output, seq };
 }
 

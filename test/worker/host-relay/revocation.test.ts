@@ -1,12 +1,14 @@
 import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
+
 /** The relay's registry re-check (REGISTRY_CHECK_S default, worker/config.ts). */
 const REGISTRY_CHECK_MS = 300_000;
+
 import { CloseCode } from "../../../schemas/index.ts";
 import { ManualClock } from "../../../worker/clock.ts";
 import type { HostRelay } from "../../../worker/host-relay/host-relay.ts";
-import { TestAgent, api, expectProblem, getHostView, registerHost, relayStub } from "../helpers.ts";
+import { api, expectProblem, getHostView, registerHost, relayStub, TestAgent } from "../helpers.ts";
 import { barrier, commandFrames, enqueue } from "./relay-helpers.ts";
 
 const revoke = (hostId: string) => api(`/api/hosts/${hostId}/revoke`, { role: "admin", method: "POST" });

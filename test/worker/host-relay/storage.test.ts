@@ -1,6 +1,17 @@
 import { describe, expect, it } from "vitest";
 import { api, getCommand, registerHost } from "../helpers.ts";
-import { DAY_MS, advanceClock, connectedHost, enqueue, getAlarm, responseFrame, runAlarm, sendAndAwaitAck, sql, statusFrame } from "./relay-helpers.ts";
+import {
+  advanceClock,
+  connectedHost,
+  DAY_MS,
+  enqueue,
+  getAlarm,
+  responseFrame,
+  runAlarm,
+  sendAndAwaitAck,
+  sql,
+  statusFrame,
+} from "./relay-helpers.ts";
 
 describe("retention", () => {
   it("the alarm prunes terminal commands older than the retention window and keeps younger ones", async () => {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { api, getCommand } from "../helpers.ts";
-import { HoldingAgent, holdingHosts, startJob, uniqueTag, waitJob } from "./job-helpers.ts";
+import { type HoldingAgent, holdingHosts, startJob, uniqueTag, waitJob } from "./job-helpers.ts";
 
 const cancelJob = (jobId: string, body?: object) =>
   api(`/api/jobs/${jobId}/cancel`, { method: "POST", role: "operator", ...(body ? { body } : {}) });

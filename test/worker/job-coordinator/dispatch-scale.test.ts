@@ -43,7 +43,10 @@ describe("dispatch at scale", () => {
     expect(job.hosts).toBe(HOSTS);
     // Acceptance only records: nothing is dispatched by the request itself.
     expect(job.state).toBe("dispatching");
-    const [recorded] = await coordinatorSql<{ pending: number }>(job.job_id, "SELECT COUNT(*) AS pending FROM hosts WHERE state = 'pending'");
+    const [recorded] = await coordinatorSql<{ pending: number }>(
+      job.job_id,
+      "SELECT COUNT(*) AS pending FROM hosts WHERE state = 'pending'",
+    );
     expect(recorded!.pending).toBe(HOSTS);
 
     let alarms = 0;

@@ -2,13 +2,14 @@
  * Helpers for the job tests: start and read jobs over REST, agents that ack commands at once and
  * answer only when told, and direct access to a coordinator's SQLite and alarm.
  */
-import { clockTo } from "../host-relay/relay-helpers.ts";
+
 import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { expect } from "vitest";
 import type { JobContext } from "../../../worker/job-coordinator/context.ts";
 import type { FaultName } from "../../../worker/test-faults.ts";
-import { TestAgent, api, registerHost, relayStub, waitFor } from "../helpers.ts";
+import { api, registerHost, relayStub, TestAgent, waitFor } from "../helpers.ts";
+import { clockTo } from "../host-relay/relay-helpers.ts";
 
 export function coordinatorStub(jobId: string) {
   return env.JOB_COORDINATOR.get(env.JOB_COORDINATOR.idFromName(jobId));

@@ -4,11 +4,11 @@ import { describe, expect, it } from "vitest";
 import { api, expectProblem, listHostCommands, registerHost, waitFor } from "../helpers.ts";
 import {
   ACTIVE_STATES,
-  type HoldingAgent,
   coordinatorSql,
   coordinatorStub,
   countIn,
   getJob,
+  type HoldingAgent,
   holdingHosts,
   hostStates,
   jobHosts,
@@ -115,7 +115,7 @@ describe("max_errors", () => {
       at: Date.now(),
     });
     await coordinatorStub(job.job_id).hostUpdates([update(0, "expired"), update(1, "timed_out")]);
-    expect((await getJob(job.job_id))).toMatchObject({ errors: 1, state: "running" });
+    expect(await getJob(job.job_id)).toMatchObject({ errors: 1, state: "running" });
     await coordinatorStub(job.job_id).hostUpdates([update(2, "dead_lettered")]);
     const stopped = await getJob(job.job_id);
     expect(stopped).toMatchObject({ errors: 2, state: "stopping" });
@@ -243,7 +243,11 @@ describe("dispatch", () => {
   it("hosts still waiting for a slot when the delivery deadline passes expire without dispatch", async () => {
     const [first] = await holdingHosts(1, []);
     const rest = [await registerHost(), await registerHost()];
-    const job = await startJob({ target: { host_ids: [first!.host_id, ...rest.map((h) => h.host_id)] }, max_concurrency: 1, max_errors: 0 });
+    const job = await startJob({
+      target: { host_ids: [first!.host_id, ...rest.map((h) => h.host_id)] },
+      max_concurrency: 1,
+      max_errors: 0,
+    });
     await waitFor(
       () => hostStates(job.job_id),
       (m) => m.get(first!.host_id).state === "delivered",

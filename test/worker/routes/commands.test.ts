@@ -1,17 +1,7 @@
 import { exports } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { Limits } from "../../../schemas/index.ts";
-import {
-  BASE,
-  api,
-  errorPaths,
-  expectProblem,
-  getCommand,
-  listHostCommands,
-  queueSystemInfo,
-  registerHost,
-  token,
-} from "../helpers.ts";
+import { api, BASE, errorPaths, expectProblem, getCommand, listHostCommands, queueSystemInfo, registerHost, token } from "../helpers.ts";
 
 async function expectNoCommands(hostId: string): Promise<void> {
   const page = await listHostCommands(hostId);

@@ -1,6 +1,6 @@
 import "reflect-metadata";
-import * as x509 from "@peculiar/x509";
 import { env, exports } from "cloudflare:workers";
+import * as x509 from "@peculiar/x509";
 import { describe, expect, it } from "vitest";
 import { api, BASE, TestAgent, tlsClientAuth } from "../helpers.ts";
 
@@ -23,7 +23,11 @@ async function enrollmentToken(body: object = {}): Promise<{ token: string; expi
 
 function enroll(body: object, headers: Record<string, string> = {}): Promise<Response> {
   return exports.default.fetch(
-    new Request(`${BASE}/agent/enroll`, { method: "POST", headers: { "content-type": "application/json", ...headers }, body: JSON.stringify(body) }),
+    new Request(`${BASE}/agent/enroll`, {
+      method: "POST",
+      headers: { "content-type": "application/json", ...headers },
+      body: JSON.stringify(body),
+    }),
   );
 }
 
@@ -160,7 +164,8 @@ describe("enrolment rate limit per source address", () => {
   it("past the limit (ENROLL_RATE_LIMIT, 50 in these tests, 10 a minute by default) an address gets 429 with Retry-After, before its token is even read; other addresses are unaffected", async () => {
     const address = "203.0.113.7";
     const attempts: Response[] = [];
-    for (let i = 0; i < 51; i++) attempts.push(await enroll({ token: "x".repeat(43), csr: "nope", hostname: "web-1" }, { "cf-connecting-ip": address }));
+    for (let i = 0; i < 51; i++)
+      attempts.push(await enroll({ token: "x".repeat(43), csr: "nope", hostname: "web-1" }, { "cf-connecting-ip": address }));
     // Refused on their merits (an invalid body) until the limit; the limit is counted first.
     for (const res of attempts.slice(0, 50)) expect(res.status).toBe(400);
     const limited = attempts[50]!;

@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { EventFilterLimits, EventStreamFrame, FleetEvent } from "../../../schemas/index.ts";
-import { EventStream, type OpenOptions, hostEvent, publish, requestStream, sync } from "../fleet-events/stream-client.ts";
-import { TestAgent, api, errorPaths, expectProblem, queueSystemInfo, registerHost, token } from "../helpers.ts";
+import { EventStream, hostEvent, type OpenOptions, publish, requestStream, sync } from "../fleet-events/stream-client.ts";
+import { api, errorPaths, expectProblem, queueSystemInfo, registerHost, TestAgent, token } from "../helpers.ts";
 
 const open: EventStream[] = [];
 const agents: TestAgent[] = [];

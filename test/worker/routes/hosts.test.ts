@@ -2,7 +2,6 @@ import { exports } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { CloseCode } from "../../../schemas/index.ts";
 import {
-  TestAgent,
   api,
   colonFingerprint,
   connectRequest,
@@ -14,6 +13,7 @@ import {
   listHostCommands,
   queueSystemInfo,
   registerHost,
+  TestAgent,
   tlsClientAuth,
   uniqueFingerprint,
   waitFor,
@@ -135,7 +135,10 @@ describe("GET /api/hosts", () => {
     const revoked = await registerHost(["list-test"]);
     expect((await revoke(revoked.host_id)).status).toBe(200);
     const agent = await TestAgent.connect(online.fingerprint);
-    await waitFor(() => getHostView(online.host_id), (h) => h.status === "online");
+    await waitFor(
+      () => getHostView(online.host_id),
+      (h) => h.status === "online",
+    );
 
     const everyone = await allHosts("", 2);
     const ids = everyone.map((h) => h.host_id);
@@ -185,7 +188,10 @@ describe("GET /api/hosts/{host_id}", () => {
     const agent = new TestAgent(ws);
     agent.send(helloFrame({ agent_version: "9.8.7", hostname: "db-7", os: { name: "ubuntu", version: "24.04", arch: "aarch64" } }));
     await agent.next((f) => f.message_type === "welcome");
-    const view = await waitFor(() => getHostView(host.host_id), (h) => h.status === "online");
+    const view = await waitFor(
+      () => getHostView(host.host_id),
+      (h) => h.status === "online",
+    );
     expect(view.agent).toMatchObject({
       agent_version: "9.8.7",
       protocol_version: 1,
@@ -208,9 +214,15 @@ describe("GET /api/hosts/{host_id}", () => {
   it("goes offline with last_seen_at set after the agent disconnects", async () => {
     const host = await registerHost();
     const agent = await TestAgent.connect(host.fingerprint);
-    const online = await waitFor(() => getHostView(host.host_id), (h) => h.status === "online");
+    const online = await waitFor(
+      () => getHostView(host.host_id),
+      (h) => h.status === "online",
+    );
     agent.close();
-    const offline = await waitFor(() => getHostView(host.host_id), (h) => h.status === "offline");
+    const offline = await waitFor(
+      () => getHostView(host.host_id),
+      (h) => h.status === "offline",
+    );
     expect(offline.last_seen_at).toEqual(expect.any(String));
     expect(Date.parse(offline.last_seen_at)).toBeGreaterThanOrEqual(Date.parse(online.connected_at));
     // What the agent told us stays visible while it is away.
@@ -230,7 +242,10 @@ describe("POST /api/hosts/{host_id}/revoke", () => {
   it("revokes: disconnects the agent with 4003, cancels its queue, refuses commands and reconnects", async () => {
     const host = await registerHost();
     const agent = await TestAgent.connect(host.fingerprint);
-    await waitFor(() => getHostView(host.host_id), (h) => h.status === "online");
+    await waitFor(
+      () => getHostView(host.host_id),
+      (h) => h.status === "online",
+    );
     // Sent to the agent but never acked: still queued when the host is revoked.
     const a = await queueSystemInfo(host.host_id);
     const b = await queueSystemInfo(host.host_id);

@@ -1,13 +1,13 @@
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
-import { api, errorPaths, expectProblem, getCommand, getHostView, listHostCommands, registerHost, waitFor } from "../helpers.ts";
 import { jobIdForKey } from "../../../worker/job-coordinator/job-id.ts";
+import { api, errorPaths, expectProblem, getCommand, getHostView, listHostCommands, registerHost, waitFor } from "../helpers.ts";
 import {
-  type HoldingAgent,
   armCoordinatorFault,
   coordinatorSql,
   expireOnRelay,
   getJob,
+  type HoldingAgent,
   holdingHosts,
   hostStates,
   jobHosts,
@@ -88,7 +88,11 @@ describe("POST /api/jobs: validation", () => {
     const revoked = await registerHost();
     expect((await api(`/api/hosts/${revoked.host_id}/revoke`, { method: "POST" })).status).toBe(200);
     const unknown = crypto.randomUUID();
-    const problem = await refused({ ...SYSTEM_INFO, target: { host_ids: [known.host_id, unknown, revoked.host_id] } }, 400, "ERR_UNKNOWN_HOSTS");
+    const problem = await refused(
+      { ...SYSTEM_INFO, target: { host_ids: [known.host_id, unknown, revoked.host_id] } },
+      400,
+      "ERR_UNKNOWN_HOSTS",
+    );
     expect(problem.errors).toEqual([
       { path: "target.host_ids.1", message: `host ${unknown} is not registered` },
       { path: "target.host_ids.2", message: `host ${revoked.host_id} is revoked` },
@@ -112,7 +116,11 @@ describe("POST /api/jobs: validation", () => {
   it("refuses an invalid command, naming the field", async () => {
     const host = await registerHost();
     const problem = await refused(
-      { command_type: "package_operation", parameters: { operation: "install", packages: ["bad;rm -rf"] }, target: { host_ids: [host.host_id] } },
+      {
+        command_type: "package_operation",
+        parameters: { operation: "install", packages: ["bad;rm -rf"] },
+        target: { host_ids: [host.host_id] },
+      },
       400,
       "ERR_VALIDATION",
     );
@@ -158,7 +166,11 @@ describe("GET /api/jobs and /api/jobs/{job_id}", () => {
 
     const host = await registerHost();
     const job = await startJob({ target: { host_ids: [host.host_id] } });
-    let problem = await expectProblem(await api(`/api/jobs/${job.job_id}/hosts?state=queued,nope`, { role: "viewer" }), 400, "ERR_VALIDATION");
+    let problem = await expectProblem(
+      await api(`/api/jobs/${job.job_id}/hosts?state=queued,nope`, { role: "viewer" }),
+      400,
+      "ERR_VALIDATION",
+    );
     expect(errorPaths(problem)[0]).toMatch(/^query\.state/);
     problem = await expectProblem(await api(`/api/jobs/${job.job_id}/hosts?cursor=zzz`, { role: "viewer" }), 400, "ERR_VALIDATION");
     expect(errorPaths(problem)).toEqual(["cursor"]);
@@ -228,7 +240,13 @@ describe("GET /api/jobs and /api/jobs/{job_id}", () => {
     expect(new Set(seen.map((j) => j.job_id)).size).toBe(seen.length);
     const ours = seen.filter((j) => started.includes(j.job_id));
     expect(ours.map((j) => j.job_id)).toEqual([...started].reverse());
-    expect(ours[0]).toEqual({ job_id: started[2], created_at: expect.any(String), created_by: "test-user", command_type: "system_info", host_count: 1 });
+    expect(ours[0]).toEqual({
+      job_id: started[2],
+      created_at: expect.any(String),
+      created_by: "test-user",
+      command_type: "system_info",
+      host_count: 1,
+    });
     const times = seen.map((j) => j.created_at);
     expect([...times].sort().reverse()).toEqual(times);
   });
@@ -390,7 +408,11 @@ describe("POST /api/jobs: Idempotency-Key", () => {
     expect(await jobCount()).toBe(before + 1);
 
     await expectProblem(await post({ ...body, expires_in: 601 }, k), 409, "ERR_IDEMPOTENCY_CONFLICT");
-    await expectProblem(await post({ ...body, command_type: "package_operation", parameters: { operation: "update", packages: [] } }, k), 409, "ERR_IDEMPOTENCY_CONFLICT");
+    await expectProblem(
+      await post({ ...body, command_type: "package_operation", parameters: { operation: "update", packages: [] } }, k),
+      409,
+      "ERR_IDEMPOTENCY_CONFLICT",
+    );
     expect(await jobCount()).toBe(before + 1);
     await runsOnce(first.job_id, agent!);
 
@@ -408,14 +430,17 @@ describe("POST /api/jobs: Idempotency-Key", () => {
     expect(await accepted(await post(body, k))).toMatchObject({ job_id: first.job_id, hosts: 1 });
   });
 
-  it.each(["job:x", "job:7d0c5b1e-6f1a-4a57-9a0e-3b8f4f2c9d11", "JOB:x"])("refuses the reserved key %s with 400 naming the header", async (k) => {
-    const host = await registerHost();
-    const before = await jobCount();
-    const problem = await expectProblem(await post({ ...SYSTEM_INFO, target: { host_ids: [host.host_id] } }, k), 400, "ERR_VALIDATION");
-    expect(errorPaths(problem).join(" ")).toContain("idempotency-key");
-    expect(problem.detail).toContain("reserved");
-    expect(await jobCount()).toBe(before);
-  });
+  it.each(["job:x", "job:7d0c5b1e-6f1a-4a57-9a0e-3b8f4f2c9d11", "JOB:x"])(
+    "refuses the reserved key %s with 400 naming the header",
+    async (k) => {
+      const host = await registerHost();
+      const before = await jobCount();
+      const problem = await expectProblem(await post({ ...SYSTEM_INFO, target: { host_ids: [host.host_id] } }, k), 400, "ERR_VALIDATION");
+      expect(errorPaths(problem).join(" ")).toContain("idempotency-key");
+      expect(problem.detail).toContain("reserved");
+      expect(await jobCount()).toBe(before);
+    },
+  );
 
   it("the coordinator failing after it stored the job: the job stays listed, and the retry converges on it; it runs once", async () => {
     const [agent] = await holdingHosts(1, []);

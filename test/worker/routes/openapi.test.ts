@@ -1,6 +1,6 @@
 import { beforeAll, describe, expect, it } from "vitest";
 import { PROTOCOL_VERSION } from "../../../schemas/index.ts";
-import { PROBLEM_JSON, api, expectProblem } from "../helpers.ts";
+import { api, expectProblem, PROBLEM_JSON } from "../helpers.ts";
 
 const METHODS = ["get", "put", "post", "delete", "patch", "options", "head", "trace"] as const;
 
@@ -54,7 +54,10 @@ describe("GET /openapi.json", () => {
 
   it("every path parameter in a route is declared", () => {
     for (const { path, method, op } of operations()) {
-      const declared = (op.parameters ?? []).map(resolve).filter((p: any) => p.in === "path").map((p: any) => p.name);
+      const declared = (op.parameters ?? [])
+        .map(resolve)
+        .filter((p: any) => p.in === "path")
+        .map((p: any) => p.name);
       const inPath = [...path.matchAll(/\{([^}]+)\}/g)].map((m) => m[1]);
       expect(declared.sort(), `${method.toUpperCase()} ${path}`).toEqual(inPath.sort());
     }

@@ -46,8 +46,9 @@ describe("PUT /api/hosts/{host_id}/tags", () => {
     await queueSystemInfo(host.host_id); // the relay now knows its host
     const tag = uniqueTag("after");
     expect((await putTags(host.host_id, { tags: [tag] })).status).toBe(200);
-    const stored = await runInDurableObject(relayStub(host.host_id), (_i, state) =>
-      state.storage.sql.exec<{ value: string }>("SELECT value FROM meta WHERE key = 'tags'").one().value,
+    const stored = await runInDurableObject(
+      relayStub(host.host_id),
+      (_i, state) => state.storage.sql.exec<{ value: string }>("SELECT value FROM meta WHERE key = 'tags'").one().value,
     );
     expect(JSON.parse(stored)).toEqual([tag]);
   });
@@ -70,7 +71,11 @@ describe("PUT /api/hosts/{host_id}/tags", () => {
     expect(errorPaths(problem)).toEqual(["tags"]);
     problem = await expectProblem(await putTags(host.host_id, { tags: [], extra: 1 }), 400, "ERR_VALIDATION");
     expect(errorPaths(problem)).toEqual(["(root)"]);
-    problem = await expectProblem(await putTags(host.host_id, { tags: Array.from({ length: 65 }, (_, i) => `t${i}`) }), 400, "ERR_VALIDATION");
+    problem = await expectProblem(
+      await putTags(host.host_id, { tags: Array.from({ length: 65 }, (_, i) => `t${i}`) }),
+      400,
+      "ERR_VALIDATION",
+    );
     expect(errorPaths(problem)).toEqual(["tags"]);
     await expectProblem(await putTags(host.host_id, { tags: ["x"] }, "operator"), 403, "ERR_FORBIDDEN");
     await expectProblem(await putTags(crypto.randomUUID(), { tags: ["x"] }), 404, "ERR_HOST_NOT_FOUND");
