@@ -18,7 +18,8 @@ import { type ChildProcess, fork, spawn } from "node:child_process";
 import { mkdtemp, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
-import { enroll, openJournal, UNKNOWN_OUTCOME_REASON } from "../agent/index.ts";
+import { DatabaseSync } from "node:sqlite";
+import { enroll, JOURNAL_FILE, openJournal, UNKNOWN_OUTCOME_REASON } from "../agent/index.ts";
 import { signDevToken } from "../scripts/dev-token.ts";
 import { readJwtSecret } from "../scripts/jwt-secret.ts";
 import { type ChaosProxy, type ChaosStats, startChaosProxy } from "../test/helpers/chaos-proxy.ts";
@@ -86,10 +87,17 @@ export interface RelaySoakResult {
   states: Record<string, number>;
   /** Succeeded at the relay but no execution in the host's journal (must be 0). */
   succeededWithoutExecution: number;
-  /** Responses still waiting in an agent's outbox after the drain and a graceful stop. */
+  /** Responses still waiting in an agent's outbox after the drain (which waits for them) and a graceful stop. */
   unackedResponses: number;
   unexpectedAgentExits: number;
-  faults: { serverKills: number; agentKills: number; cutSpells: number; chaos: ChaosStats; relayRestartMs: number[] };
+  faults: {
+    serverKills: number;
+    agentKills: number;
+    cutSpells: number;
+    chaos: ChaosStats;
+    relayRestartMs: number[];
+    relayStartFailures: string[];
+  };
   drained: boolean;
   sendS: number;
   drainS: number;
@@ -104,19 +112,30 @@ interface RelayChild {
   caCertPath: string;
 }
 
-/** Forks the relay process; on a port still held by the one just killed, tries again (bounded). */
+/**
+ * Forks the relay process; on a port still held by the one just killed, tries again (bounded). Any
+ * other failure to start is reported through `onFailure` and tried again up to 4 more times, 2 s
+ * apart (a start that keeps failing — say, state the SIGKILL left unreadable — still ends the run).
+ */
 async function startRelay(
   stateDir: string,
   ports: { port: number; edgePort: number } | null,
   cleanups: RelaySoakOptions["cleanups"],
+  onFailure: (err: Error) => void = () => {},
 ): Promise<RelayChild> {
   const deadline = Date.now() + 60_000;
+  let failures = 0;
   for (;;) {
     try {
       return await forkRelay(stateDir, ports, cleanups);
     } catch (err) {
-      if ((err as { code?: string }).code !== "EADDRINUSE" || Date.now() > deadline) throw err;
-      await pause(100);
+      if ((err as { code?: string }).code === "EADDRINUSE" && Date.now() < deadline) {
+        await pause(100);
+        continue;
+      }
+      onFailure(err as Error);
+      if (++failures >= 5) throw err;
+      await pause(2000);
     }
   }
 }
@@ -368,7 +387,7 @@ export async function runRelaySoak(o: RelaySoakOptions): Promise<RelaySoakResult
         // The relay is down or was killed mid-request: the key makes the retry safe.
       }
       postRetries++;
-      if (Date.now() > deadline) return null;
+      if (Date.now() > deadline || failure) return null;
       await pause(Math.floor(Math.random() * delay)); // retry backoff with full jitter
       delay = Math.min(delay * 2, 1000);
     }
@@ -395,7 +414,7 @@ export async function runRelaySoak(o: RelaySoakOptions): Promise<RelaySoakResult
   }
 
   // --- the fault injector: one fault at a time, each at its point of the accepted count ---
-  const counters = { serverKills: 0, agentKills: 0, cutSpells: 0, relayRestartMs: [] as number[] };
+  const counters = { serverKills: 0, agentKills: 0, cutSpells: 0, relayRestartMs: [] as number[], relayStartFailures: [] as string[] };
   async function inject(f: Fault): Promise<void> {
     if (f.kind === "server") {
       const downMs = between(random, 0, 2000);
@@ -408,7 +427,10 @@ export async function runRelaySoak(o: RelaySoakOptions): Promise<RelaySoakResult
       );
       await pause(downMs);
       const t = performance.now();
-      relay = await startRelay(stateDir, ports, o.cleanups);
+      relay = await startRelay(stateDir, ports, o.cleanups, (err) => {
+        counters.relayStartFailures.push(err.message.split("\n").slice(0, 2).join(" / "));
+        o.log(`  [${elapsed()} s] relay start FAILED (tried again): ${err.message.split("\n").slice(0, 3).join(" / ")}`);
+      });
       relayUp = true;
       counters.relayRestartMs.push(Math.round(performance.now() - t));
     } else if (f.kind === "agent") {
@@ -467,6 +489,19 @@ export async function runRelaySoak(o: RelaySoakOptions): Promise<RelaySoakResult
   } catch {
     drained = false;
   }
+  // Every response is stored once the queues are empty, but an agent whose connection the last cut
+  // spell broke may still be waiting to redial, holding responses whose ack the cut took: it resends
+  // them on reconnect and the relay acks them again. Wait (bounded) for the agents' outboxes to empty,
+  // read from their journals beside the running agents.
+  const outboxes = agents.map((a) => new DatabaseSync(path.join(a.dir, JOURNAL_FILE), { readOnly: true }));
+  const pendingResponses = () =>
+    outboxes.reduce(
+      (n, db) => n + Number((db.prepare("SELECT COUNT(*) AS n FROM outbox WHERE kind = 'response'").get() as { n: number }).n),
+      0,
+    );
+  const outboxDeadline = Date.now() + Math.max(10_000, o.drainMs - (performance.now() - tDrain));
+  while (drained && pendingResponses() > 0 && Date.now() < outboxDeadline) await pause(100);
+  for (const db of outboxes) db.close();
   const drainS = (performance.now() - tDrain) / 1000;
   const totalS = (performance.now() - t0) / 1000;
   monitoring = false;
@@ -520,6 +555,7 @@ export async function runRelaySoak(o: RelaySoakOptions): Promise<RelaySoakResult
   let unexpectedExecutions = 0;
   let succeededWithoutExecution = 0;
   let unackedResponses = 0;
+  const unackedDetail: string[] = [];
   for (const a of agents) {
     const journal = openJournal(a.dir);
     try {
@@ -531,11 +567,22 @@ export async function runRelaySoak(o: RelaySoakOptions): Promise<RelaySoakResult
       for (const [id, v] of relayView) {
         if (v.host === a.hostId && v.state === "succeeded" && !counts.has(id)) succeededWithoutExecution++;
       }
-      unackedResponses += journal.outbox().filter((e) => e.kind === "response").length;
+      for (const e of journal.outbox()) {
+        if (e.kind !== "response") continue;
+        unackedResponses++;
+        const v = e.command_id ? relayView.get(e.command_id) : undefined;
+        const j = e.command_id ? journal.get(e.command_id) : null;
+        if (unackedDetail.length < 10) {
+          unackedDetail.push(
+            `agent ${a.index}: response ${e.frame_id} (outbox seq ${e.seq}) for ${e.command_id}: relay ${v?.state}/${v?.response_status}, journal ${j?.state} seq ${j?.seq}, frame ${e.frame.slice(0, 160)}`,
+          );
+        }
+      }
     } finally {
       journal.close();
     }
   }
+  for (const d of unackedDetail) o.log(`  unacked: ${d}`);
   if (exitCodes.some((c) => c !== 0)) o.log(`  note: agent exit codes on SIGTERM: ${exitCodes.join(", ")}`);
   for (const a of agents) for (const e of a.unexpectedExits) o.log(`  ${e}`);
 

@@ -70,6 +70,10 @@ function printOurs(r: RelaySoakResult): void {
       r.faults.relayRestartMs.length ? `${Math.min(...r.faults.relayRestartMs)}–${Math.max(...r.faults.relayRestartMs)} ms` : "–"
     }), agent SIGKILL + restart ×${r.faults.agentKills}, cut spells ×${r.faults.cutSpells} (${fmt(r.faults.chaos.cuts)} connections cut of ${fmt(r.faults.chaos.connections)}, ${fmt(r.faults.chaos.resets)} by RST)`,
   );
+  if (r.faults.relayStartFailures.length)
+    log(
+      `  NOTE:        ${r.faults.relayStartFailures.length} relay start(s) failed and were tried again: ${r.faults.relayStartFailures.join(" | ")}`,
+    );
   log(
     `  accepted:    ${fmt(r.accepted)} (202; ${fmt(r.postRetries)} POST retries with the same Idempotency-Key, ${fmt(r.abandoned)} abandoned)`,
   );
@@ -168,11 +172,19 @@ try {
     printMqtt(mqtt);
   }
   log("");
-  const ok = ours.lost === 0 && ours.duplicated === 0 && ours.unexpectedCommands === 0 && ours.unexpectedExecutions === 0 && ours.drained;
+  const ok =
+    ours.lost === 0 &&
+    ours.duplicated === 0 &&
+    ours.unexpectedCommands === 0 &&
+    ours.unexpectedExecutions === 0 &&
+    ours.succeededWithoutExecution === 0 &&
+    ours.unexpectedAgentExits === 0 &&
+    ours.drained;
   log(
     ok
       ? `PASS: 0 lost, 0 duplicated over ${fmt(ours.accepted)} commands under faults`
-      : `FAIL: lost ${ours.lost}, duplicated ${ours.duplicated}, unexpected commands ${ours.unexpectedCommands}, unexpected executions ${ours.unexpectedExecutions}, drained ${ours.drained}`,
+      : `FAIL: lost ${ours.lost}, duplicated ${ours.duplicated}, unexpected commands ${ours.unexpectedCommands}, unexpected executions ${ours.unexpectedExecutions}, ` +
+          `succeeded without execution ${ours.succeededWithoutExecution}, agents that exited by themselves ${ours.unexpectedAgentExits}, drained ${ours.drained}`,
   );
   exitCode = ok ? 0 : 1;
 } catch (err) {
