@@ -98,7 +98,7 @@ describe("fleet-agent.service", () => {
     const s = section(unitText, "Service");
     expect(s.get("Restart")).toEqual(["always"]);
     expect(seconds(s.get("RestartSec")![0]!)).toBeGreaterThanOrEqual(1);
-    expect(s.get("RestartPreventExitStatus")![0]!.split(/\s+/).sort()).toEqual(["2", "3"]);
+    expect(s.get("RestartPreventExitStatus")![0]!.split(/\s+/).sort()).toEqual(["2", "3", "4"]);
     expect(section(unitText, "Unit").get("StartLimitIntervalSec")).toEqual(["0"]);
     // The growing backoff is a drop-in, for systemd >= 254 only (Debian 12 has 252).
     const dropIn = section(await readFile(path.join(PACKAGING, "restart-backoff.conf"), "utf8"), "Service");
