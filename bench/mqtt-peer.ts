@@ -36,7 +36,7 @@ export function findMosquitto(): string | null {
   return MOSQUITTO_PATHS.find((p) => existsSync(p)) ?? null;
 }
 
-function freePort(): Promise<number> {
+export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const s = net.createServer();
     s.once("error", reject);
@@ -84,10 +84,16 @@ function end(c: MqttClient): Promise<void> {
   return new Promise((resolve) => c.end(false, {}, () => resolve()));
 }
 
-export async function runMosquitto(bin: string, count: number, warmup: number, log: (line: string) => void): Promise<MqttResult> {
-  const version = /mosquitto version (\S+)/.exec(spawnSync(bin, ["-h"], { encoding: "utf8" }).stdout ?? "")?.[1] ?? "unknown";
-  const dir = await mkdtemp(path.join(os.tmpdir(), "fleet-bench-mqtt-"));
-  const port = await freePort();
+/** The broker's version as `mosquitto -h` prints it. */
+export function mosquittoVersion(bin: string): string {
+  return /mosquitto version (\S+)/.exec(spawnSync(bin, ["-h"], { encoding: "utf8" }).stdout ?? "")?.[1] ?? "unknown";
+}
+
+/**
+ * Writes `dir/mosquitto.conf`: loopback listener on `port`, persistence in `dir`, Nagle off, QoS 1
+ * window 20, errors to stderr; `extra` lines (queue limit, autosave) are added. Returns its path.
+ */
+export async function writeMosquittoConfig(dir: string, port: number, extra: string[]): Promise<string> {
   const conf = path.join(dir, "mosquitto.conf");
   await writeFile(
     conf,
@@ -99,7 +105,7 @@ export async function runMosquitto(bin: string, count: number, warmup: number, l
       "persistence_file mosquitto.db",
       "set_tcp_nodelay true",
       "max_inflight_messages 20",
-      "max_queued_messages 10000",
+      ...extra,
       "log_type error",
       "log_dest stderr",
       // Started as root, mosquitto would switch to the `mosquitto` user, which cannot write the temp dir.
@@ -107,6 +113,14 @@ export async function runMosquitto(bin: string, count: number, warmup: number, l
       "",
     ].join("\n"),
   );
+  return conf;
+}
+
+export async function runMosquitto(bin: string, count: number, warmup: number, log: (line: string) => void): Promise<MqttResult> {
+  const version = mosquittoVersion(bin);
+  const dir = await mkdtemp(path.join(os.tmpdir(), "fleet-bench-mqtt-"));
+  const port = await freePort();
+  const conf = await writeMosquittoConfig(dir, port, ["max_queued_messages 10000"]);
   const proc = spawn(bin, ["-c", conf], { stdio: ["ignore", "ignore", "pipe"] });
   let stderr = "";
   proc.stderr!.on("data", (c: Buffer) => (stderr += c.toString()));

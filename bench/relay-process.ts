@@ -6,8 +6,9 @@
  * starts it again on the same state directory and ports); not meant to be run by hand.
  * Arguments: the state directory, then optionally a JSON object `{ port, edgePort, bindings }`.
  */
-import { readdirSync, readFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { startLocalRelay } from "../scripts/local-relay.ts";
+import { descendants } from "./soak-common.ts";
 
 export type RelayRequest = { type: "sample"; id: number; gc: boolean } | { type: "stop" };
 export type RelayReply =
@@ -31,32 +32,6 @@ if (!stateDir || !process.send) {
 }
 const send = (m: RelayReply) => process.send!(m);
 const extra = JSON.parse(process.argv[3] ?? "{}") as { port?: number; edgePort?: number; bindings?: Record<string, string> };
-
-/** Every descendant of `root`, from /proc (Miniflare spawns workerd; it may sit behind a wrapper). */
-function descendants(root: number): number[] {
-  const children = new Map<number, number[]>();
-  for (const name of readdirSync("/proc")) {
-    if (!/^\d+$/.test(name)) continue;
-    try {
-      const stat = readFileSync(`/proc/${name}/stat`, "utf8");
-      // comm may contain spaces or parentheses: the fields after the last ')' are fixed.
-      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
-      const list = children.get(ppid) ?? [];
-      list.push(Number(name));
-      children.set(ppid, list);
-    } catch {
-      // exited meanwhile
-    }
-  }
-  const out: number[] = [];
-  const todo = [...(children.get(root) ?? [])];
-  while (todo.length) {
-    const pid = todo.shift()!;
-    out.push(pid);
-    todo.push(...(children.get(pid) ?? []));
-  }
-  return out;
-}
 
 function comm(pid: number): string {
   try {

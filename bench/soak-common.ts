@@ -5,17 +5,8 @@
  */
 import { readdirSync, readFileSync } from "node:fs";
 
-/** mulberry32, the same tiny PRNG as the chaos proxy: a seed replays every random choice of the soak. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** The chaos proxy's seeded PRNG: a seed replays every random choice of the soak. */
+export { prng } from "../test/helpers/chaos-proxy.ts";
 
 export type Random = () => number;
 export const between = (random: Random, lo: number, hi: number): number => lo + Math.floor(random() * (hi - lo + 1));

@@ -13,14 +13,15 @@
  * Mosquitto writes its persistence file every `autosave_interval` seconds (and on a clean shutdown),
  * not per message: what it held in memory since the last save is gone after a SIGKILL.
  */
-import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import { type ChildProcess, spawn } from "node:child_process";
 import { appendFileSync, readFileSync } from "node:fs";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, rm } from "node:fs/promises";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { MqttClient } from "mqtt";
 import { type ChaosStats, startChaosProxy } from "../test/helpers/chaos-proxy.ts";
+import { freePort, mosquittoVersion, writeMosquittoConfig } from "./mqtt-peer.ts";
 import { between, type Fault, type FaultCounts, faultSchedule, fmt, Notifier, pause, prng } from "./soak-common.ts";
 
 export interface MqttSoakOptions {
@@ -63,17 +64,6 @@ export interface MqttSoakResult {
   drainS: number;
   totalS: number;
   commandsPerS: number;
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const port = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(port));
-    });
-  });
 }
 
 function canConnect(port: number): Promise<boolean> {
@@ -147,32 +137,16 @@ function mqttClient(port: number, clientId: string): MqttClient {
 export async function runMqttSoak(o: MqttSoakOptions): Promise<MqttSoakResult> {
   const random = prng(o.seed ^ 0x5bd1e995);
   const schedule: Fault[] = faultSchedule(random, o.commands, o.faults);
-  const version = /mosquitto version (\S+)/.exec(spawnSync(o.bin, ["-h"], { encoding: "utf8" }).stdout ?? "")?.[1] ?? "unknown";
+  const version = mosquittoVersion(o.bin);
   const dir = await mkdtemp(path.join(os.tmpdir(), "fleet-soak-mqtt-"));
   o.cleanups.push(() => rm(dir, { recursive: true, force: true }));
   const port = await freePort();
-  const conf = path.join(dir, "mosquitto.conf");
-  await writeFile(
-    conf,
-    [
-      `listener ${port} 127.0.0.1`,
-      "allow_anonymous true",
-      "persistence true",
-      `persistence_location ${dir}/`,
-      "persistence_file mosquitto.db",
-      `autosave_interval ${o.autosaveIntervalS}`,
-      "autosave_on_changes false",
-      "set_tcp_nodelay true",
-      "max_inflight_messages 20",
-      // No queue limit: a message is never dropped for a full queue, only for what a crash takes.
-      "max_queued_messages 0",
-      "log_type error",
-      "log_dest stderr",
-      // Started as root, mosquitto would switch to the `mosquitto` user, which cannot write the temp dir.
-      `user ${os.userInfo().username}`,
-      "",
-    ].join("\n"),
-  );
+  const conf = await writeMosquittoConfig(dir, port, [
+    `autosave_interval ${o.autosaveIntervalS}`,
+    "autosave_on_changes false",
+    // No queue limit: a message is never dropped for a full queue, only for what a crash takes.
+    "max_queued_messages 0",
+  ]);
   const broker = new Broker(o.bin, conf, port);
   o.cleanups.push(() => broker.kill());
   await broker.start();

@@ -71,8 +71,8 @@ export interface ChaosProxy {
   close(): Promise<void>;
 }
 
-/** mulberry32: a tiny seeded PRNG, good enough for choosing lifetimes. */
-function prng(seed: number): () => number {
+/** mulberry32: a tiny seeded PRNG, good enough for choosing lifetimes (and the soak's fault schedule). */
+export function prng(seed: number): () => number {
   let a = seed >>> 0;
   return () => {
     a = (a + 0x6d2b79f5) >>> 0;
