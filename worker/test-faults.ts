@@ -7,7 +7,13 @@ export type FaultName =
   /** JobCoordinator.create: the job is stored (and registered), then the RPC throws to its caller. */
   | "job.create.after_store"
   /** JobCoordinator: the registry (D1) write of the job's row fails. */
-  | "job.registry_write";
+  | "job.registry_write"
+  /** HostRelay.revoke: the RPC throws before the relay has the revocation. */
+  | "relay.revoke"
+  /** HostRelay outbox: the publish RPC to FleetEvents fails. */
+  | "relay.publish"
+  /** HostRelay outbox: FleetEvents stored the batch, then the answer is lost. */
+  | "relay.after_publish";
 
 export interface FaultSettings {
   TEST_FAULTS?: string;

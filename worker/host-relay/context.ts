@@ -1,7 +1,7 @@
 import type { Clock } from "../clock.ts";
 import type { RelayConfig } from "../config.ts";
 import type { Env } from "../env.ts";
-import type { Faults } from "./faults.ts";
+import type { TestFaults } from "../test-faults.ts";
 import type { HostRelayStorage } from "./storage.ts";
 
 /** Everything a HostRelay handler needs; rebuilt after hibernation from storage and attachments. */
@@ -20,8 +20,8 @@ export interface RelayContext {
   flushAgain: boolean;
   /** Points the single alarm at the earliest due row or socket deadline (delivery.ts). */
   settleAlarm: () => void;
-  /** Test-only failure injection (faults.ts). */
-  faults: Faults;
+  /** Test-only failure injection, inert unless TEST_FAULTS is set (worker/test-faults.ts). */
+  faults: TestFaults;
   /** Per-connection frame budgets, by socket (in memory: a wake-up starts them afresh). */
   frameBudgets: WeakMap<WebSocket, FrameBudget>;
 }

@@ -6,12 +6,12 @@ import { relayConfig } from "../config.ts";
 import { DurableEntry } from "../durable-entry.ts";
 import type { Env } from "../env.ts";
 import { ErrorCode, problemResponse, RelayError, type RpcFailure, type RpcResult } from "../errors.ts";
+import { TestFaults } from "../test-faults.ts";
 import { handleAgentFrame } from "./agent-frames.ts";
 import { acceptAgent, closeStale, INTERNAL_HOST_HEADER, onAgentGone } from "./connection.ts";
 import { liveSockets, type RelayContext } from "./context.ts";
 import type { CancelOptions, CancelResult, EnqueueInput } from "./contract.ts";
 import { cancelsDue, deadlinesDue, expireDue, pump, retryDue, scheduleAlarm } from "./delivery.ts";
-import { Faults } from "./faults.ts";
 import { flushOutbox } from "./notify.ts";
 import * as ops from "./operations.ts";
 import { HostRelayStorage } from "./storage.ts";
@@ -24,13 +24,13 @@ import { HostRelayStorage } from "./storage.ts";
 export class HostRelay extends DurableObject<Env> {
   private readonly rc: RelayContext;
   private readonly entry: DurableEntry;
-  /** Test-only failure injection; nothing outside tests (runInDurableObject) can arm it. */
-  readonly faults: Faults;
+  /** Test-only failure injection (worker/test-faults.ts): inert unless TEST_FAULTS is set. */
+  readonly faults: TestFaults;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
     const store = new HostRelayStorage(ctx.storage);
-    this.faults = new Faults();
+    this.faults = new TestFaults(env);
     const rc: RelayContext = {
       faults: this.faults,
       ctx,
@@ -128,10 +128,7 @@ export class HostRelay extends DurableObject<Env> {
   // ---- RPC, called by the Worker's routes and the JobCoordinator (types in contract.ts) ----
 
   enqueue(input: EnqueueInput) {
-    return this.entry.rpc("enqueue", () => {
-      this.faults.check("enqueue");
-      return ops.enqueue(this.rc, input, this.now());
-    });
+    return this.entry.rpc("enqueue", () => ops.enqueue(this.rc, input, this.now()));
   }
 
   getCommand(hostId: string, messageId: string) {
@@ -165,7 +162,7 @@ export class HostRelay extends DurableObject<Env> {
 
   /** Throws (rather than answering data) when a fault is injected, as a failed RPC would. */
   async revoke(hostId: string, revokedAt: string) {
-    this.faults.check("revoke");
+    this.faults.check("relay.revoke");
     return this.entry.rpc("revoke", async () => (await this.ready(hostId)) ?? ops.revoke(this.rc, hostId, revokedAt, this.now()));
   }
 

@@ -156,12 +156,12 @@ async function deliver(rc: RelayContext, group: OutboxRow[]): Promise<{ ids: num
   const ids = group.map((r) => r.id);
   try {
     const first = group[0]!;
-    rc.faults.check("publish");
+    rc.faults.check("relay.publish");
     if (first.kind === EVENT) {
       const source = `host:${hostId(rc) ?? rc.ctx.id.toString()}`;
       await fleetEvents(rc.env).publish(group.map((r) => ({ ...(JSON.parse(r.body) as FleetEventInput), source, source_seq: r.id })));
       // As if the answer was lost after FleetEvents stored the batch: the retry must not duplicate it.
-      rc.faults.check("after-publish");
+      rc.faults.check("relay.after_publish");
     } else {
       await jobCoordinator(rc.env, first.target).hostUpdates(group.map((r) => JSON.parse(r.body) as JobHostUpdate));
     }

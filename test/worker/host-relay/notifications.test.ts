@@ -2,6 +2,7 @@ import { runInDurableObject } from "cloudflare:test";
 import { afterEach, describe, expect, it } from "vitest";
 import type { HostRelay } from "../../../worker/host-relay/host-relay.ts";
 import { OUTPUT_COALESCE_MS } from "../../../worker/host-relay/notify.ts";
+import type { FaultName } from "../../../worker/test-faults.ts";
 import { EventStream } from "../fleet-events/stream-client.ts";
 import { registerHost, relayStub, TestAgent } from "../helpers.ts";
 import { enqueue, responseFrame, sendAndAwaitAck, sql, statusFrame } from "./relay-helpers.ts";
@@ -17,8 +18,8 @@ async function watch(hostId: string): Promise<EventStream> {
   return s;
 }
 
-function arm(hostId: string, point: string, times = 1): Promise<void> {
-  return runInDurableObject(relayStub(hostId), (instance: HostRelay) => instance.faults.fail(point, times));
+function arm(hostId: string, point: FaultName, times = 1): Promise<void> {
+  return runInDurableObject(relayStub(hostId), (instance: HostRelay) => instance.faults.arm(point, times));
 }
 
 describe("the outbox: first in, first out per target, each event once", () => {
@@ -26,7 +27,7 @@ describe("the outbox: first in, first out per target, each event once", () => {
     const host = await registerHost();
     const agent = await TestAgent.connect(host.fingerprint);
     const stream = await watch(host.host_id);
-    await arm(host.host_id, "publish", 1);
+    await arm(host.host_id, "relay.publish", 1);
 
     const id = await enqueue(host.host_id);
     await agent.command(id, 1);
@@ -46,7 +47,7 @@ describe("publishing is idempotent", () => {
   it("a publish retried after FleetEvents stored it (the answer was lost) is not stored twice", async () => {
     const host = await registerHost();
     const stream = await watch(host.host_id);
-    await arm(host.host_id, "after-publish", 1);
+    await arm(host.host_id, "relay.after_publish", 1);
     const id = await enqueue(host.host_id);
     await stream.next((f) => f.message_id === id && f.state === "queued");
     // The retry happened (the outbox drained), and the subscriber still saw the event once.

@@ -15,7 +15,7 @@ const revoke = (hostId: string) => api(`/api/hosts/${hostId}/revoke`, { role: "a
 const queueOne = (hostId: string) => api(`/api/hosts/${hostId}/commands`, { role: "operator", body: { command_type: "system_info" } });
 
 function arm(hostId: string, times: number): Promise<void> {
-  return runInDurableObject(relayStub(hostId), (instance: HostRelay) => instance.faults.fail("revoke", times));
+  return runInDurableObject(relayStub(hostId), (instance: HostRelay) => instance.faults.arm("relay.revoke", times));
 }
 
 describe("revocation reaches the relay before the API says it happened", () => {
