@@ -1,35 +1,14 @@
 /**
  * The command state machine under Deno: the relay's pure modules import only schemas/zod and web
  * standards, so they run unchanged on another runtime. The full table lives in
- * test/worker/host-relay/command-states.test.ts; this is the core of it.
+ * test/shared/command-state-cases.ts and runs here whole, as in the workerd tests.
  */
 import assert from "node:assert/strict";
-import type { CommandState } from "../../schemas/index.ts";
-import {
-  type CommandEvent,
-  type CommandFacts,
-  cancelOutcome,
-  decide,
-  isTerminal,
-  relayGaveUp,
-} from "../../worker/host-relay/command-states.ts";
+import { cancelOutcome, decide, isTerminal, relayGaveUp } from "../../worker/host-relay/command-states.ts";
+import { f, TRANSITIONS, target } from "../shared/command-state-cases.ts";
 
-const f = (state: CommandState, sent = true, responseStatus: CommandFacts["responseStatus"] = null): CommandFacts => ({
-  state,
-  sent,
-  responseStatus,
-});
-const target = (facts: CommandFacts, e: CommandEvent): CommandState | null => {
-  const d = decide(facts, e);
-  return d.move ? d.to : null;
-};
-
-Deno.test("delivery: queued → delivered → running → succeeded", () => {
-  assert.equal(target(f("queued"), { kind: "ack" }), "delivered");
-  assert.equal(target(f("delivered"), { kind: "running" }), "running");
-  assert.equal(target(f("running"), { kind: "response", status: "success" }), "succeeded");
-  assert.equal(target(f("delivered"), { kind: "response", status: "rejected" }), "failed");
-  assert.equal(target(f("delivered"), { kind: "ack" }), null);
+Deno.test("every row of the shared transition table", () => {
+  for (const [name, facts, event, expected] of TRANSITIONS) assert.equal(target(facts, event), expected, name);
 });
 
 Deno.test("the API's word is the host's truth: a late response overrules a give-up state", () => {
