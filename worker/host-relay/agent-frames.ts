@@ -2,7 +2,7 @@ import type { AckMessage, AgentFrame, ErrorMessage, ResponseMessage, StatusMessa
 import { AgentFrame as AgentFrameSchema, CloseCode, decodeFrame, FrameErrorCode, Limits, nowRfc3339 } from "../../schemas/index.ts";
 import { fieldErrors } from "../errors.ts";
 import { closeAgent, onHello, touch } from "./connection.ts";
-import { attachment, type FrameBudget, type RelayContext, sendFrame } from "./context.ts";
+import { type FrameBudget, type RelayContext, sendFrame } from "./context.ts";
 import { pump } from "./delivery.ts";
 import { apply, executionDeadline } from "./lifecycle.ts";
 import { recordOutput } from "./notify.ts";
@@ -15,24 +15,23 @@ import type { CommandRow } from "./storage.ts";
  * a no-op, streamed output) draws on the connection's budget.
  */
 export function handleAgentFrame(rc: RelayContext, ws: WebSocket, raw: string | ArrayBuffer, now: number): void {
-  touch(ws, now);
+  const greeted = touch(ws, now).helloAt !== null;
   const budget = frameBudget(rc, ws, now);
   if (budget.tokens < 1) {
     refuse(rc, ws, budget, now);
     return;
   }
-  if (!dispatch(rc, ws, raw, now)) budget.tokens -= 1;
+  if (!dispatch(rc, ws, raw, greeted, now)) budget.tokens -= 1;
 }
 
 /** Handles one frame; true when it moved a command forward. */
-function dispatch(rc: RelayContext, ws: WebSocket, raw: string | ArrayBuffer, now: number): boolean {
+function dispatch(rc: RelayContext, ws: WebSocket, raw: string | ArrayBuffer, greeted: boolean, now: number): boolean {
   const parsed = parseFrame(raw);
   if (!parsed.ok) {
     rejectFrame(rc, ws, parsed.code, parsed.detail, parsed.originalId, now);
     return false;
   }
   const frame = parsed.frame;
-  const greeted = attachment(ws).helloAt !== null;
   if (frame.message_type !== "hello" && !greeted) {
     rejectFrame(rc, ws, FrameErrorCode.HELLO_REQUIRED, "the first frame must be hello", frame.message_id, now);
     return false;

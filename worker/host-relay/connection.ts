@@ -107,10 +107,11 @@ export function closeStale(rc: RelayContext, now: number): void {
   }
 }
 
-/** Notes a sign of life; the attachment is rewritten at most once a second to keep frames cheap. */
-export function touch(ws: WebSocket, now: number): void {
+/** Notes a sign of life and returns the attachment; it is rewritten at most once a second to keep frames cheap. */
+export function touch(ws: WebSocket, now: number): AgentAttachment {
   const a = attachment(ws);
-  if (now - a.lastFrameAt < 1000) return;
+  if (now - a.lastFrameAt < 1000) return a;
   a.lastFrameAt = now;
   ws.serializeAttachment(a);
+  return a;
 }
