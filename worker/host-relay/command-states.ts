@@ -58,12 +58,15 @@ export function isActive(state: CommandState): boolean {
   return !TERMINAL.has(state);
 }
 
+/** The final states the relay can reach on its own: the only ones an agent's later response overrules. */
+export const GIVE_UP_STATES: ReadonlySet<CommandState> = new Set<CommandState>(["expired", "dead_lettered", "cancelled", "timed_out"]);
+
+/** The order of the states before a final one; a reported state never moves back along it. */
+export const ACTIVE_ORDER: readonly CommandState[] = ["queued", "delivered", "running", "cancelling"];
+
 /** A final state reached without the agent's word; the agent's response may still overrule it. */
 export function relayGaveUp(f: CommandFacts): boolean {
-  return (
-    f.responseStatus === null &&
-    (f.state === "expired" || f.state === "dead_lettered" || f.state === "cancelled" || f.state === "timed_out")
-  );
+  return f.responseStatus === null && GIVE_UP_STATES.has(f.state);
 }
 
 /** Where an agent's response leads. */

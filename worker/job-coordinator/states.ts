@@ -1,16 +1,18 @@
-import type { JobHostState, JobState } from "../../schemas/index.ts";
+import type { CommandState, JobHostState, JobState } from "../../schemas/index.ts";
 import { ERROR_JOB_HOST_STATES, FINAL_JOB_HOST_STATES, JobHostState as JobHostStateSchema } from "../../schemas/index.ts";
+import { ACTIVE_ORDER, GIVE_UP_STATES } from "../host-relay/command-states.ts";
 
 /** Pure rules for per-host and per-job state; no storage here. */
 
 export const FINAL = new Set<JobHostState>(FINAL_JOB_HOST_STATES);
 export const ERRORS = new Set<JobHostState>(ERROR_JOB_HOST_STATES);
 /** Dispatched (or being dispatched) and not final: what the window counts. */
-export const ACTIVE: readonly JobHostState[] = ["dispatching", "queued", "delivered", "running"];
+export const ACTIVE: readonly JobHostState[] = ["dispatching", ...ACTIVE_ORDER];
 export const ALL_HOST_STATES: readonly JobHostState[] = JobHostStateSchema.options;
 
-const RANK: Record<string, number> = { pending: 0, dispatching: 1, queued: 2, delivered: 3, running: 4 };
-const rank = (s: JobHostState): number => (FINAL.has(s) ? 5 : RANK[s]!);
+/** pending, dispatching, then the command's own order (command-states.ts), then any final state. */
+const ORDER: readonly JobHostState[] = ["pending", "dispatching", ...ACTIVE_ORDER];
+const rank = (s: JobHostState): number => (FINAL.has(s) ? ORDER.length : ORDER.indexOf(s));
 
 export function isHostState(s: string): s is JobHostState {
   return (ALL_HOST_STATES as readonly string[]).includes(s);
@@ -18,16 +20,16 @@ export function isHostState(s: string): s is JobHostState {
 
 /**
  * Whether a host may move from `from` to `to`. Updates from a HostRelay arrive in order but may be
- * repeated, and a retried batch can land after a newer one; the answer of a dispatch can land after
- * the command's first updates. So states only move forward, with the HostRelay's two exits from a
- * final state: an agent's late answer for a command the relay had given up on (expired or
- * dead-lettered) records what really ran, and a requeued dead letter is queued again — the latter
- * only if it is newer than the dead-lettering, so a stale `queued` cannot reopen it.
+ * repeated, and the answer of a dispatch can land after the command's first updates. So states only
+ * move forward, with the command state machine's two exits from a final state: an agent's late answer
+ * for a command the relay had given up on (GIVE_UP_STATES) records what really ran, and a requeued
+ * dead letter is queued again — the latter only if it is newer than the dead-lettering, so a stale
+ * `queued` cannot reopen it.
  */
 export function mayMove(from: JobHostState, fromAt: number, to: JobHostState, toAt: number): boolean {
   if (from === to) return false;
   if (FINAL.has(from)) {
-    if ((from === "expired" || from === "dead_lettered") && (to === "succeeded" || to === "failed" || to === "timed_out")) return true;
+    if (GIVE_UP_STATES.has(from as CommandState) && FINAL.has(to) && to !== "skipped") return true;
     return from === "dead_lettered" && to === "queued" && toAt > fromAt;
   }
   return rank(to) > rank(from);
