@@ -6,7 +6,7 @@ import { readFileSync } from "node:fs";
 import path from "node:path";
 import { SignJWT } from "jose";
 
-export const ROLES = ["viewer", "operator", "admin"] as const;
+export const ROLES = ["metrics", "viewer", "operator", "admin"] as const;
 export type Role = (typeof ROLES)[number];
 
 export const DEFAULT_ISSUER = "fleet-relay";

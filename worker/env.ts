@@ -1,3 +1,5 @@
+import type { Alerting } from "./alerting/alerting.ts";
+import type { AuditLog } from "./audit-log/audit-log.ts";
 import type { FleetEvents } from "./fleet-events/fleet-events.ts";
 import type { HostRelay } from "./host-relay/host-relay.ts";
 import type { JobCoordinator } from "./job-coordinator/job-coordinator.ts";
@@ -9,6 +11,12 @@ export interface Env {
   JOB_COORDINATOR: DurableObjectNamespace<JobCoordinator>;
   /** One instance, named "fleet": the live event stream and its bounded history. */
   FLEET_EVENTS: DurableObjectNamespace<FleetEvents>;
+  /** The audit trail: AUDIT_SHARDS instances named "audit-<n>", each one hash chain. */
+  AUDIT_LOG: DurableObjectNamespace<AuditLog>;
+  /** One instance, named "fleet": alert rules, their evaluation, receivers and notification outbox. */
+  ALERTING: DurableObjectNamespace<Alerting>;
+  /** Optional Workers Analytics Engine dataset; when bound, metric counters are also written there. */
+  ANALYTICS?: AnalyticsEngineDataset;
   /** HS256 shared secret for REST tokens. One of JWT_SECRET / JWT_JWKS_URL is required. */
   JWT_SECRET?: string;
   /** JWKS URL (e.g. Cloudflare Access certs) for asymmetric REST tokens. */

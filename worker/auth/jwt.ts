@@ -2,7 +2,11 @@ import { createRemoteJWKSet, errors, type JWTVerifyGetKey, jwtVerify } from "jos
 import type { Env } from "../env.ts";
 import { ErrorCode, RelayError } from "../errors.ts";
 
-export const ROLES = ["viewer", "operator", "admin"] as const;
+/**
+ * Ranked lowest first; a role includes every role below it. `metrics` may only scrape `/metrics`
+ * (for a Prometheus scrape config), so it ranks below `viewer`.
+ */
+export const ROLES = ["metrics", "viewer", "operator", "admin"] as const;
 export type Role = (typeof ROLES)[number];
 
 export interface Principal {
