@@ -169,6 +169,8 @@ export const ReceiverUrl = z
   .url({ protocol: /^https?$/, error: "expected an absolute https:// URL" })
   .max(AlertLimits.MAX_URL_CHARS)
   .refine((u) => {
+    // Runs even when the URL check above failed: a string that does not parse is that check's to report.
+    if (!URL.canParse(u)) return true;
     const parsed = new URL(u);
     return parsed.username === "" && parsed.password === "";
   }, "URLs with credentials are refused; the request is signed instead")

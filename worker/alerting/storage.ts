@@ -92,7 +92,7 @@ export class AlertingStorage {
   // ---- rules ----
 
   rules(): RuleRow[] {
-    return this.sql.exec<Row>("SELECT * FROM rules ORDER BY created_at, rule_id").toArray().map(toRule);
+    return this.sql.exec<Row>("SELECT * FROM rules ORDER BY created_at, rowid").toArray().map(toRule);
   }
 
   rule(ruleId: string): RuleRow | null {
@@ -127,7 +127,7 @@ export class AlertingStorage {
   // ---- receivers ----
 
   receivers(): ReceiverRow[] {
-    return this.sql.exec<Row>("SELECT * FROM receivers ORDER BY created_at, receiver_id").toArray().map(toReceiver);
+    return this.sql.exec<Row>("SELECT * FROM receivers ORDER BY created_at, rowid").toArray().map(toReceiver);
   }
 
   receiver(receiverId: string): ReceiverRow | null {

@@ -36,13 +36,22 @@ export class TestReceiver {
  * receiver above as its transport. Installed into the live instance, as tests swap clocks.
  */
 export class AlertRig {
-  readonly clock = new ManualClock(Date.now());
+  readonly clock: ManualClock;
   readonly receiver = new TestReceiver();
   fleet: FleetSnapshot | null = { active_hosts: 0, offline_hosts: 0, offline: [] };
   metrics: MetricsSummary | null = null;
 
+  private constructor(start: number) {
+    this.clock = new ManualClock(start);
+  }
+
+  /**
+   * Time never goes back for the object: a rig starts where the previous test's clock ended (or
+   * now, if later), as real time would.
+   */
   static async install(): Promise<AlertRig> {
-    const rig = new AlertRig();
+    const previous = await runInDurableObject(alertingStub(), (instance: Alerting) => (instance as any).ac.clock.now() as number);
+    const rig = new AlertRig(Math.max(Date.now(), previous + 1000));
     const inputs: AlertInputs = { fleet: async () => rig.fleet, metrics: async () => rig.metrics };
     await runInDurableObject(alertingStub(), (instance: Alerting) => {
       const ac = (instance as any).ac;
@@ -65,12 +74,22 @@ export class AlertRig {
   }
 }
 
-/** Deletes every rule and receiver, so each test starts from none (the object is one per fleet). */
-export async function clearAlerting(): Promise<void> {
+/**
+ * Deletes every rule and receiver, so each test starts from none (the object is one per fleet). A
+ * round runs between the two, so the deleted rules' alerts resolve before the receivers go and
+ * their last notifications do not reach the next test's receivers.
+ */
+export async function clearAlerting(rig?: AlertRig): Promise<void> {
   const rules = (await (await api("/api/alert-rules")).json()) as { items: { rule_id: string }[] };
   for (const r of rules.items) expect((await api(`/api/alert-rules/${r.rule_id}`, { method: "DELETE" })).status).toBe(204);
+  if (rig) {
+    rig.clock.advance(60_000);
+    await runDurableObjectAlarm(alertingStub());
+  }
   const receivers = (await (await api("/api/alert-receivers")).json()) as { items: { receiver_id: string }[] };
   for (const r of receivers.items) expect((await api(`/api/alert-receivers/${r.receiver_id}`, { method: "DELETE" })).status).toBe(204);
+  // What the previous test's receivers were sent in that round is not this test's.
+  if (rig) rig.receiver.requests.length = 0;
 }
 
 export async function createRule(body: object): Promise<any> {
