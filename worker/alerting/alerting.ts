@@ -4,6 +4,7 @@ import { systemClock } from "../clock.ts";
 import { alertConfig } from "../config.ts";
 import { DurableEntry } from "../durable-entry.ts";
 import type { Env } from "../env.ts";
+import { TestFaults } from "../test-faults.ts";
 import type { AlertingContext } from "./context.ts";
 import { productionInputs } from "./inputs.ts";
 import * as ops from "./operations.ts";
@@ -31,6 +32,7 @@ export class Alerting extends DurableObject<Env> {
       clock: systemClock,
       inputs: productionInputs(env),
       transport: (request) => fetch(request),
+      faults: new TestFaults(env),
       alarmAt: undefined,
       rounds: Promise.resolve(),
     };

@@ -3,6 +3,7 @@ import type { Clock } from "../clock.ts";
 import type { AlertConfig } from "../config.ts";
 import type { Env } from "../env.ts";
 import type { MetricsSummary } from "../metrics/contract.ts";
+import type { TestFaults } from "../test-faults.ts";
 import type { FleetSnapshot } from "./evaluate.ts";
 import type { AlertingStorage } from "./storage.ts";
 
@@ -30,6 +31,8 @@ export interface AlertingContext {
   clock: Clock;
   inputs: AlertInputs;
   transport: WebhookTransport;
+  /** Test-only fault hooks; inert unless TEST_FAULTS is set. */
+  faults: TestFaults;
   /** Last alarm time this instance set; undefined after a wake-up, when it is not known. */
   alarmAt: number | null | undefined;
   /** Rounds run one after another (the runtime's alarm and a test's direct call may overlap). */

@@ -168,7 +168,9 @@ async function publishEvents(ac: AlertingContext): Promise<void> {
   const due = ac.store.dueEvents(ac.clock.now(), EVENT_BATCH);
   if (due.length === 0) return;
   try {
+    ac.faults.check("alerting.publish");
     await fleetEvents(ac.env).publish(due.map((e) => ({ ...JSON.parse(e.body), source: EVENT_SOURCE, source_seq: e.seq })));
+    ac.faults.check("alerting.after_publish");
     ac.store.eventsPublished(due[due.length - 1]!.seq);
   } catch (err) {
     const attempts = ac.store.eventAttempts() + 1;

@@ -1,9 +1,12 @@
+import { runInDurableObject } from "cloudflare:test";
 import { beforeEach, describe, expect, it } from "vitest";
+import type { Alerting } from "../../../worker/alerting/alerting.ts";
 import { DELIVERY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, verifySignature } from "../../../worker/alerting/signature.ts";
-import { EventStream } from "../fleet-events/stream-client.ts";
+import { EventStream, sync } from "../fleet-events/stream-client.ts";
 import { api } from "../helpers.ts";
 import {
   AlertRig,
+  alertingStub,
   alerts,
   clearAlerting,
   createReceiver,
@@ -285,5 +288,31 @@ describe("alert events", () => {
     expect(resolvedOnly.events().map((e) => e.type)).not.toContain("alert.firing");
     expect(otherTypes.events().filter((e) => e.type.startsWith("alert."))).toEqual([]);
     for (const s of [all, resolvedOnly, byHost, otherTypes]) s.close();
+  });
+});
+
+describe("alert events are durable", () => {
+  async function arm(fault: "alerting.publish" | "alerting.after_publish"): Promise<void> {
+    await runInDurableObject(alertingStub(), (instance: Alerting) => (instance as any).ac.faults.arm(fault));
+  }
+
+  it.each([
+    { fault: "alerting.publish" as const, what: "a failed publish is retried from the outbox after its backoff" },
+    { fault: "alerting.after_publish" as const, what: "a publish whose answer was lost is retried and stored once (source_seq)" },
+  ])("$what", async ({ fault }) => {
+    const stream = await EventStream.open("types=alert.firing");
+    rig.offline([offlineHost(rig.clock.now() - 10 * MIN)]);
+    await arm(fault);
+    const rule = await createRule({ kind: "host_offline", name: `durable ${fault}`, for: "1m" });
+    await rig.tick(SEC);
+    if (fault === "alerting.publish") expect(stream.events((e) => e.rule_id === rule.rule_id)).toEqual([]);
+    // Retried after the event backoff (1 s ceiling for the first retry).
+    await rig.tick(2 * SEC);
+    await stream.next((e) => e.rule_id === rule.rule_id);
+    // Anything later for this rule would have arrived before this marker: nothing more does.
+    await rig.tick(2 * SEC);
+    await sync(stream, { type: "alert.firing", at: new Date().toISOString(), rule_id: crypto.randomUUID() });
+    expect(stream.events((e) => e.rule_id === rule.rule_id)).toHaveLength(1);
+    stream.close();
   });
 });
