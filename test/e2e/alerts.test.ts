@@ -4,19 +4,21 @@
  * fires and the receiver gets a correctly signed Alertmanager v4 payload; the agent is started
  * again → the resolved notification follows.
  *
- * The receiver is a plain http:// server on loopback, allowed because the local relay runs with
- * ALERT_ALLOW_HTTP_LOOPBACK=1: workerd checks outbound TLS against its own trust store, which a
- * test's self-signed certificate is not in. Production receivers must be https://.
+ * The receiver is a local HTTPS server whose certificate comes from a CA made for this test.
+ * workerd checks outbound TLS against its own trust store; Miniflare adds the certificates in
+ * NODE_EXTRA_CA_CERTS to it when its module loads, so the test sets that before importing the
+ * relay. No http:// allowance is involved.
  */
-import { mkdtemp, rm } from "node:fs/promises";
-import http from "node:http";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import type http from "node:http";
+import https from "node:https";
 import type { AddressInfo } from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { afterAll, afterEach, expect, it } from "vitest";
 import { enroll } from "../../agent/index.ts";
-import { startLocalRelay } from "../../scripts/local-relay.ts";
 import { SIGNATURE_HEADER, TIMESTAMP_HEADER, verifySignature } from "../../worker/alerting/signature.ts";
+import { createCa, issueServerCertificate, loadCa } from "../../worker/pki/fleet-ca.ts";
 import { killAllAgents, spawnAgentCli } from "../helpers/agent-cli.ts";
 import { RelayRest, waitUntil } from "../helpers/relay-rest.ts";
 
@@ -34,9 +36,24 @@ interface Received {
   json: any;
 }
 
-async function startReceiver(): Promise<{ url: string; received: Received[] }> {
+/** A CA for the receiver, trusted by workerd through NODE_EXTRA_CA_CERTS, and the receiver's localhost certificate. */
+async function receiverTls(dir: string): Promise<{ cert: string; key: string }> {
+  const ca = await createCa("Alerts e2e receiver CA", 1);
+  const server = await issueServerCertificate(await loadCa(ca.certificatePem, ca.keyPem), { dns: ["localhost"], ip: ["127.0.0.1"] });
+  const caFile = path.join(dir, "receiver-ca.pem");
+  await writeFile(caFile, ca.certificatePem);
+  const before = process.env.NODE_EXTRA_CA_CERTS;
+  process.env.NODE_EXTRA_CA_CERTS = caFile;
+  cleanups.push(() => {
+    if (before === undefined) delete process.env.NODE_EXTRA_CA_CERTS;
+    else process.env.NODE_EXTRA_CA_CERTS = before;
+  });
+  return { cert: server.certificatePem, key: server.keyPem };
+}
+
+async function startReceiver(tls: { cert: string; key: string }): Promise<{ url: string; received: Received[] }> {
   const received: Received[] = [];
-  const server = http.createServer((req, res) => {
+  const server = https.createServer(tls, (req, res) => {
     let body = "";
     req.setEncoding("utf8");
     req.on("data", (d: string) => {
@@ -49,7 +66,7 @@ async function startReceiver(): Promise<{ url: string; received: Received[] }> {
   });
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   cleanups.push(() => new Promise((resolve) => server.close(resolve)));
-  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/alertmanager`, received };
+  return { url: `https://127.0.0.1:${(server.address() as AddressInfo).port}/alertmanager`, received };
 }
 
 async function expectSigned(r: Received): Promise<void> {
@@ -78,6 +95,9 @@ async function expectSigned(r: Received): Promise<void> {
 it("an agent killed fires host_offline to a signed Alertmanager webhook; its return resolves it", { timeout: 120_000 }, async () => {
   const relayDir = await mkdtemp(path.join(os.tmpdir(), "fleet-alerts-relay-"));
   cleanups.push(() => rm(relayDir, { recursive: true, force: true }));
+  const tls = await receiverTls(relayDir);
+  // Imported only now: Miniflare reads NODE_EXTRA_CA_CERTS when its module loads.
+  const { startLocalRelay } = await import("../../scripts/local-relay.ts");
   const relay = await startLocalRelay({
     port: 0,
     edgePort: 0,
@@ -87,7 +107,7 @@ it("an agent killed fires host_offline to a signed Alertmanager webhook; its ret
   });
   cleanups.push(() => relay.stop());
   const rest = await RelayRest.create(relay.url, relayDir);
-  const receiver = await startReceiver();
+  const receiver = await startReceiver(tls);
 
   const agentDir = await mkdtemp(path.join(os.tmpdir(), "fleet-alerts-agent-"));
   cleanups.push(() => rm(agentDir, { recursive: true, force: true }));
