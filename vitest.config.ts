@@ -30,6 +30,11 @@ export default defineConfig({
                 FRAME_BURST: "300",
                 // Every enrolment in these tests shares one source bucket (no edge address); production default 10/min.
                 ENROLL_RATE_LIMIT: "50",
+                // Alerting: evaluate every second, give up on a notification after a minute (production: 15 s, 24 h),
+                // and allow http:// receivers on loopback as the local relay does.
+                ALERT_EVAL_INTERVAL_S: "1",
+                ALERT_NOTIFY_MAX_AGE_S: "60",
+                ALERT_ALLOW_HTTP_LOOPBACK: "1",
                 // Test-only fault hooks (worker/test-faults.ts); inert without this binding.
                 TEST_FAULTS: "1",
                 // Replays a fuzz run (test/worker/fuzz/): the seed each run prints, and how many inputs it generates.

@@ -1,7 +1,15 @@
 import { z } from "zod";
 import { Rfc3339, Tag, Uuid } from "./primitives.ts";
 
-export const FleetEventType = z.enum(["host.online", "host.offline", "command.state", "command.output", "job.progress"]);
+export const FleetEventType = z.enum([
+  "host.online",
+  "host.offline",
+  "command.state",
+  "command.output",
+  "job.progress",
+  "alert.firing",
+  "alert.resolved",
+]);
 export type FleetEventType = z.infer<typeof FleetEventType>;
 
 /**
@@ -15,7 +23,7 @@ export const FleetEventInput = z.object({
   message_id: Uuid.optional(),
   job_id: Uuid.optional(),
   tags: z.array(z.string()).optional(),
-  /** command.state: the new state; job.progress: the job's state. */
+  /** command.state: the new state; job.progress: the job's state; alert.*: "firing" or "resolved". */
   state: z.string().optional(),
   /** command.state: attempt and detail of the transition. */
   attempt: z.int().nullable().optional(),
@@ -29,6 +37,14 @@ export const FleetEventInput = z.object({
   counts: z.record(z.string(), z.int()).optional(),
   errors: z.int().optional(),
   completion: z.number().optional(),
+  /** alert.firing / alert.resolved: the rule, the alert's fingerprint (its identity), its labels and annotations. */
+  rule_id: Uuid.optional(),
+  fingerprint: z
+    .string()
+    .regex(/^[0-9a-f]{16}$/)
+    .optional(),
+  labels: z.record(z.string(), z.string()).optional(),
+  annotations: z.record(z.string(), z.string()).optional(),
 });
 export type FleetEventInput = z.infer<typeof FleetEventInput>;
 

@@ -117,6 +117,8 @@ export async function startLocalRelay(opts: LocalRelayOptions = {}): Promise<Loc
       // Every local agent enrols from loopback: the production default (10 a minute) would throttle
       // a test fleet or benchmark; a caller's bindings can set it back.
       ENROLL_RATE_LIMIT: "100000",
+      // A local relay's receivers may be plain http:// on loopback (a test receiver, a local bridge); never in production.
+      ALERT_ALLOW_HTTP_LOOPBACK: "1",
       ...opts.bindings,
       LOCAL_EDGE_SECRET: edgeSecret,
       JWT_SECRET: secret,

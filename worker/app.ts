@@ -5,6 +5,7 @@ import { Limits } from "../schemas/index.ts";
 import { ErrorCode, problemResponse, RelayError } from "./errors.ts";
 import { isJsonContentType } from "./media-type.ts";
 import { agentRoutes } from "./routes/agent.ts";
+import { alertRoutes } from "./routes/alerts.ts";
 import { commandRoutes } from "./routes/commands.ts";
 import { createRouter } from "./routes/common.ts";
 import { deadLetterRoutes } from "./routes/dead-letters.ts";
@@ -47,6 +48,7 @@ export function createApp() {
   app.route("/", tagRoutes);
   app.route("/", jobRoutes);
   app.route("/", eventRoutes);
+  app.route("/", alertRoutes);
 
   app.openAPIRegistry.registerComponent("securitySchemes", "bearerAuth", {
     type: "http",

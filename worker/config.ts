@@ -58,3 +58,30 @@ export function relayConfig(env: Env): RelayConfig {
     enrollRateWindowMs: num(env.ENROLL_RATE_WINDOW_S, 60, 1) * 1000,
   };
 }
+
+/** Settings of the Alerting object (worker/alerting/). */
+export interface AlertConfig {
+  /** How often enabled rules are evaluated, from the object's alarm. Default 15 s. */
+  evalIntervalMs: number;
+  /** A notification not delivered this long after it was made is recorded as failed. Default 86 400 s (24 h). */
+  notifyMaxAgeMs: number;
+  /** One webhook POST may take this long before it counts as failed. Default 10 s. */
+  notifyTimeoutMs: number;
+  /**
+   * Receivers may use plain http:// to a loopback address (127.0.0.0/8, ::1, localhost). Off by
+   * default ("0"); the local relay (`npm start`, the e2e tests) and vitest set "1".
+   */
+  allowHttpLoopback: boolean;
+  /** The payloads' externalURL and the base of generatorURL; default "" (then the origin of the latest rule change). */
+  externalUrl: string;
+}
+
+export function alertConfig(env: Env): AlertConfig {
+  return {
+    evalIntervalMs: num(env.ALERT_EVAL_INTERVAL_S, 15, 0.05) * 1000,
+    notifyMaxAgeMs: num(env.ALERT_NOTIFY_MAX_AGE_S, 86_400, 1) * 1000,
+    notifyTimeoutMs: num(env.ALERT_NOTIFY_TIMEOUT_S, 10, 0.1) * 1000,
+    allowHttpLoopback: env.ALERT_ALLOW_HTTP_LOOPBACK === "1",
+    externalUrl: (env.ALERT_EXTERNAL_URL ?? "").replace(/\/+$/, ""),
+  };
+}

@@ -47,6 +47,11 @@ export interface Env {
   REGISTRY_CHECK_S?: string;
   ENROLL_RATE_LIMIT?: string;
   ENROLL_RATE_WINDOW_S?: string;
+  ALERT_EVAL_INTERVAL_S?: string;
+  ALERT_NOTIFY_MAX_AGE_S?: string;
+  ALERT_NOTIFY_TIMEOUT_S?: string;
+  ALERT_ALLOW_HTTP_LOOPBACK?: string;
+  ALERT_EXTERNAL_URL?: string;
   /** "1" only in the vitest miniflare config: enables the test fault hooks (worker/test-faults.ts). Never set in production. */
   TEST_FAULTS?: string;
 }

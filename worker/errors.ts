@@ -38,6 +38,9 @@ export const ErrorCode = {
   EMPTY_TARGET: "ERR_EMPTY_TARGET",
   RELAY_UNAVAILABLE: "ERR_RELAY_UNAVAILABLE",
   RATE_LIMITED: "ERR_RATE_LIMITED",
+  ALERT_RULE_NOT_FOUND: "ERR_ALERT_RULE_NOT_FOUND",
+  RECEIVER_NOT_FOUND: "ERR_RECEIVER_NOT_FOUND",
+  ALERT_LIMIT_REACHED: "ERR_ALERT_LIMIT_REACHED",
   INTERNAL: "ERR_INTERNAL",
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
@@ -79,6 +82,9 @@ const TITLES: Record<ErrorCode, string> = {
   ERR_EMPTY_TARGET: "Target matches no host",
   ERR_RELAY_UNAVAILABLE: "The host's relay could not be reached",
   ERR_RATE_LIMITED: "Too many requests",
+  ERR_ALERT_RULE_NOT_FOUND: "Alert rule not found",
+  ERR_RECEIVER_NOT_FOUND: "Alert receiver not found",
+  ERR_ALERT_LIMIT_REACHED: "Too many alert rules or receivers",
   ERR_INTERNAL: "Internal error",
 };
 
@@ -120,6 +126,9 @@ export const ERROR_STATUS: Record<ErrorCode, number> = {
   ERR_EMPTY_TARGET: 422,
   ERR_RELAY_UNAVAILABLE: 503,
   ERR_RATE_LIMITED: 429,
+  ERR_ALERT_RULE_NOT_FOUND: 404,
+  ERR_RECEIVER_NOT_FOUND: 404,
+  ERR_ALERT_LIMIT_REACHED: 409,
   ERR_INTERNAL: 500,
 };
 

@@ -13,7 +13,11 @@ export type FaultName =
   /** HostRelay outbox: the publish RPC to FleetEvents fails. */
   | "relay.publish"
   /** HostRelay outbox: FleetEvents stored the batch, then the answer is lost. */
-  | "relay.after_publish";
+  | "relay.after_publish"
+  /** Alerting event outbox: the publish RPC to FleetEvents fails. */
+  | "alerting.publish"
+  /** Alerting event outbox: FleetEvents stored the batch, then the answer is lost. */
+  | "alerting.after_publish";
 
 export interface FaultSettings {
   TEST_FAULTS?: string;
