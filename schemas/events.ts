@@ -1,15 +1,9 @@
 import { z } from "zod";
 import { Rfc3339, Tag, Uuid } from "./primitives.ts";
 
-export const FleetEventType = z.enum([
-  "host.online",
-  "host.offline",
-  "command.state",
-  "command.output",
-  "job.progress",
-  "alert.firing",
-  "alert.resolved",
-]);
+export const FleetEventType = z
+  .enum(["host.online", "host.offline", "command.state", "command.output", "job.progress", "alert.firing", "alert.resolved"])
+  .meta({ id: "FleetEventType" });
 export type FleetEventType = z.infer<typeof FleetEventType>;
 
 /**
@@ -19,32 +13,30 @@ export type FleetEventType = z.infer<typeof FleetEventType>;
 export const FleetEventInput = z.object({
   type: FleetEventType,
   at: Rfc3339,
-  host_id: Uuid.optional(),
-  message_id: Uuid.optional(),
-  job_id: Uuid.optional(),
-  tags: z.array(z.string()).optional(),
-  /** command.state: the new state; job.progress: the job's state; alert.*: "firing" or "resolved". */
-  state: z.string().optional(),
-  /** command.state: attempt and detail of the transition. */
-  attempt: z.int().nullable().optional(),
-  detail: z.string().nullable().optional(),
-  /** command.output: the chunk and its sequence number. */
-  output: z.string().optional(),
-  /** Set by FleetEvents when it cut `output` to MAX_EVENT_OUTPUT_CHARS; the command keeps all of it. */
-  output_truncated: z.boolean().optional(),
-  seq: z.int().nullable().optional(),
-  /** job.progress: hosts per state, errors and completion (0..1). */
-  counts: z.record(z.string(), z.int()).optional(),
-  errors: z.int().optional(),
-  completion: z.number().optional(),
-  /** alert.firing / alert.resolved: the rule, the alert's fingerprint (its identity), its labels and annotations. */
-  rule_id: Uuid.optional(),
+  host_id: Uuid.optional().describe("The host it concerns"),
+  message_id: Uuid.optional().describe("command.*: the command"),
+  job_id: Uuid.optional().describe("job.progress, and commands of a job: the job"),
+  tags: z.array(z.string()).optional().describe("The host's tags"),
+  state: z.string().optional().describe('command.state: the new state; job.progress: the job\'s state; alert.*: "firing" or "resolved"'),
+  attempt: z.int().nullable().optional().describe("command.state: the delivery attempt of the transition"),
+  detail: z.string().nullable().optional().describe("command.state: why, when there is more to say"),
+  output: z.string().optional().describe("command.output: the chunk"),
+  output_truncated: z
+    .boolean()
+    .optional()
+    .describe("Set when the chunk was cut to the event limit (64 KiB); the command's stored output keeps all of it"),
+  seq: z.int().nullable().optional().describe("command.output: the chunk's sequence number"),
+  counts: z.record(z.string(), z.int()).optional().describe("job.progress: hosts per state"),
+  errors: z.int().optional().describe("job.progress: failed + timed_out + dead_lettered"),
+  completion: z.number().optional().describe("job.progress: hosts in a final state / all hosts, 0..1"),
+  rule_id: Uuid.optional().describe("alert.*: the rule that raised the alert"),
   fingerprint: z
     .string()
     .regex(/^[0-9a-f]{16}$/)
-    .optional(),
-  labels: z.record(z.string(), z.string()).optional(),
-  annotations: z.record(z.string(), z.string()).optional(),
+    .optional()
+    .describe("alert.*: the alert's identity (stable across firing and resolved)"),
+  labels: z.record(z.string(), z.string()).optional().describe("alert.*: the alert's labels"),
+  annotations: z.record(z.string(), z.string()).optional().describe("alert.*: the alert's annotations"),
 });
 export type FleetEventInput = z.infer<typeof FleetEventInput>;
 
@@ -53,9 +45,9 @@ export type FleetEventInput = z.infer<typeof FleetEventInput>;
  * within an `epoch` (the identity of the event store; a new epoch means offsets start over).
  */
 export const FleetEvent = FleetEventInput.extend({
-  offset: z.int().min(1),
-  epoch: z.string(),
-});
+  offset: z.int().min(1).describe("Position in the stream: one more per stored event, never reused within the epoch"),
+  epoch: z.string().describe("Identity of the event store; a new epoch means offsets start over"),
+}).meta({ id: "FleetEvent", description: "An event as delivered to subscribers, with the ids it concerns" });
 export type FleetEvent = z.infer<typeof FleetEvent>;
 
 /** Most `output` one command.output event carries (the command's stored output is complete). */
@@ -78,18 +70,26 @@ export const EventStreamCloseCode = {
  * subscriber's send budget; a subscriber that never acknowledges is closed with
  * `TOO_FAR_BEHIND` once the budget is spent, and resumes from its offset.
  */
-export const EventStreamAck = z.strictObject({ type: z.literal("ack"), offset: z.int().min(0) });
+export const EventStreamAck = z
+  .strictObject({ type: z.literal("ack"), offset: z.int().min(0).describe("Everything up to this offset has been read") })
+  .meta({ id: "EventStreamAck", description: "Subscriber → relay, optional: frees that much of the subscriber's send budget" });
 export type EventStreamAck = z.infer<typeof EventStreamAck>;
 
 /** Why a resume point could not be honoured. */
-export const RefetchReason = z.enum([
-  /** The client's epoch is not the stream's: the event store was recreated. */
-  "epoch_changed",
-  /** Events after the client's offset were pruned from the bounded history. */
-  "history_pruned",
-  /** The client's offset is past the newest event (it never came from this stream). */
-  "offset_ahead",
-]);
+export const RefetchReason = z
+  .enum([
+    /** The client's epoch is not the stream's: the event store was recreated. */
+    "epoch_changed",
+    /** Events after the client's offset were pruned from the bounded history. */
+    "history_pruned",
+    /** The client's offset is past the newest event (it never came from this stream). */
+    "offset_ahead",
+  ])
+  .meta({
+    id: "RefetchReason",
+    description:
+      "epoch_changed: the event store was recreated; history_pruned: events after the offset left the bounded history; offset_ahead: the offset is past the newest event",
+  });
 export type RefetchReason = z.infer<typeof RefetchReason>;
 
 /**
@@ -99,14 +99,26 @@ export type RefetchReason = z.infer<typeof RefetchReason>;
  * point is not covered (history too short or another epoch) — reload state over REST; live events
  * after `offset` follow, so resume from `offset`/`epoch` on the next reconnect.
  */
-export const EventStreamControl = z.discriminatedUnion("type", [
-  z.object({ type: z.literal("ready"), epoch: z.string(), offset: z.int().min(0) }),
-  z.object({ type: z.literal("refetch"), epoch: z.string(), offset: z.int().min(0), reason: RefetchReason }),
-]);
+export const EventStreamControl = z
+  .discriminatedUnion("type", [
+    z
+      .object({ type: z.literal("ready"), epoch: z.string(), offset: z.int().min(0) })
+      .meta({ id: "EventStreamReady", description: "Replay done (or nothing to replay); live events follow" }),
+    z.object({ type: z.literal("refetch"), epoch: z.string(), offset: z.int().min(0), reason: RefetchReason }).meta({
+      id: "EventStreamRefetch",
+      description: "The resume point is not covered: reload state over REST; live events after `offset` follow",
+    }),
+  ])
+  .meta({
+    id: "EventStreamControl",
+    description: "A control frame; `offset` is the stream's newest offset when it was sent",
+  });
 export type EventStreamControl = z.infer<typeof EventStreamControl>;
 
 /** Any text frame the relay sends on `/api/events` (besides `pong`). */
-export const EventStreamFrame = z.union([EventStreamControl, FleetEvent]);
+export const EventStreamFrame = z
+  .union([EventStreamControl, FleetEvent])
+  .meta({ id: "EventStreamFrame", description: "Any text frame the relay sends on `/api/events` (besides `pong`)" });
 export type EventStreamFrame = z.infer<typeof EventStreamFrame>;
 
 /**

@@ -50,18 +50,28 @@ export type StatusMessage = z.infer<typeof StatusMessage>;
  * `cancelled`: the agent stopped the command because the relay sent `cancel` (before it ran, or by
  * killing its process group); the result carries any output produced so far.
  */
-export const ResponseStatus = z.enum(["success", "failure", "timeout", "rejected", "cancelled"]);
+export const ResponseStatus = z.enum(["success", "failure", "timeout", "rejected", "cancelled"]).meta({
+  id: "ResponseStatus",
+  description:
+    "The agent's verdict on a command; `cancelled`: stopped because the relay sent `cancel` (before it ran, or by killing its process group)",
+});
 export type ResponseStatus = z.infer<typeof ResponseStatus>;
 
 /** Common result fields; command types add their own (e.g. `installed_packages`). */
-export const CommandResult = z.looseObject({
-  output: Output.optional(),
-  exit_code: z.int().nullable().optional(),
-  execution_time: z.number().min(0).optional(),
-  installed_packages: z.array(z.string()).optional(),
-  removed_packages: z.array(z.string()).optional(),
-  reason: z.string().max(4096).optional(),
-});
+export const CommandResult = z
+  .looseObject({
+    output: Output.optional().describe("Output of the command (bounded)"),
+    exit_code: z
+      .int()
+      .nullable()
+      .optional()
+      .describe("Exit code of the process; null when there is none (killed by a signal, never started, outcome unknown)"),
+    execution_time: z.number().min(0).optional().describe("Seconds the command ran"),
+    installed_packages: z.array(z.string()).optional().describe("package_operation: packages installed or upgraded"),
+    removed_packages: z.array(z.string()).optional().describe("package_operation: packages removed"),
+    reason: z.string().max(4096).optional().describe("Why the command failed or was rejected"),
+  })
+  .meta({ id: "CommandResult", description: "The outcome an agent reported; command types may add fields of their own" });
 export type CommandResult = z.infer<typeof CommandResult>;
 
 /** agent → relay: the outcome of a command. */

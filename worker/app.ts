@@ -56,13 +56,34 @@ export function createApp() {
     bearerFormat: "JWT",
     description: "JWT with a `role` claim: viewer (read), operator (send commands) or admin (hosts, revocation).",
   });
+  // OpenAPI 3.1's mutualTLS, which the registry's (3.0) types do not list yet.
+  app.openAPIRegistry.registerComponent("securitySchemes", "agentCertificate", {
+    type: "mutualTLS",
+    description:
+      "The agent's client certificate, issued by the fleet CA on enrolment and checked at the TLS edge; its SHA-256 fingerprint must belong to a registered, non-revoked host.",
+  } as unknown as { type: "http" });
+  // Regenerate the committed openapi.json with `npm run openapi` after changing anything here or in a route.
   app.doc31("/openapi.json", {
     openapi: "3.1.0",
     info: {
       title: "Fleet relay",
       version: "1.0.0",
       description: "Command relay for fleets of machines. Errors are RFC 9457 problem+json documents with a stable `code`.",
+      contact: { name: "Fleet relay maintainers" },
+      // No licence is granted (the package is private); an SPDX LicenseRef says so. Replace it if the project is licensed.
+      // `identifier` is OpenAPI 3.1's SPDX field, which the generator's (3.0) types do not list.
+      license: { name: "Proprietary", identifier: "LicenseRef-Proprietary" } as { name: string },
     },
+    servers: [
+      { url: "http://127.0.0.1:8787", description: "Local relay started by `npm start`" },
+      {
+        url: "https://{api_host}",
+        description: "Production: the REST hostname the Worker is deployed on (without client-certificate checking)",
+        variables: {
+          api_host: { default: "fleet-relay.workers.invalid", description: "Your REST hostname, e.g. the Worker's workers.dev name" },
+        },
+      },
+    ],
   });
   app.get("/docs", swaggerUI({ url: "/openapi.json", title: "Fleet relay API" }));
 

@@ -11,18 +11,34 @@ import { fleetCa, sha256Hex } from "../pki/ca-binding.ts";
 import { type FleetCa, type IssuedCertificate, issueAgentCertificate, verifyCsr } from "../pki/fleet-ca.ts";
 import { addHostCertificate, enrollHost, findEnrollmentToken } from "../registry.ts";
 import { hostRelay } from "../stubs.ts";
-import { type AppEnv, createRouter, jsonBody, jsonContent, problems } from "./common.ts";
+import { AGENT_CERTIFICATE, type AppEnv, createRouter, jsonBody, jsonContent, PUBLIC, problems } from "./common.ts";
+
+/** Agents reach these routes through the TLS edge that asks for their client certificate, not the REST host. */
+const AGENT_SERVERS = [
+  { url: "https://127.0.0.1:8443", description: "Local TLS edge started by `npm start` (client certificates from .relay/pki/ca.crt)" },
+  {
+    url: "https://{agent_host}",
+    description: "Production: the agent hostname, where Cloudflare checks client certificates against the fleet CA",
+    variables: { agent_host: { default: "agents.fleet.invalid", description: "Your agent hostname (route `<host>/agent/*`)" } },
+  },
+];
+
+const CERT_REFUSED = "No verified client certificate (ERR_AGENT_CERT_MISSING)";
+const AGENT_REFUSED = "The certificate is unverified, or not a registered, non-revoked host's";
 
 const connectRoute = createRoute({
   method: "get",
   path: "/agent/connect",
+  operationId: "connectAgent",
   tags: ["agents"],
   summary: "WebSocket for agents (mutual TLS)",
+  servers: AGENT_SERVERS,
+  security: AGENT_CERTIFICATE,
   description:
     "Identity comes only from the verified client certificate (`request.cf.tlsClientAuth`), whose SHA-256 fingerprint must belong to a registered, non-revoked host. Everything else is refused before the upgrade. Frames follow the wire protocol v1.",
   responses: {
     101: { description: "Switching protocols; the agent sends `hello` first" },
-    ...problems(401, 403, 426),
+    ...problems([401, CERT_REFUSED], [403, AGENT_REFUSED], 426),
   },
 });
 
@@ -37,28 +53,35 @@ const limitEnrollment: MiddlewareHandler<AppEnv> = async (c, next) => {
 const enrollRoute = createRoute({
   method: "post",
   path: "/agent/enroll",
+  operationId: "enrollAgent",
   middleware: [limitEnrollment] as const,
   tags: ["agents"],
+  servers: AGENT_SERVERS,
+  // The enrolment token in the body is the credential; no header or certificate is asked for.
+  security: PUBLIC,
   summary: "Enrol an agent: enrolment token + CSR → client certificate",
   description:
     "The agent generates its key pair and sends only a CSR; the fleet CA signs a client certificate (90 days) bound to a new host id, and the token is burned in the same transaction. The only agent path reachable without a client certificate.",
   request: { body: jsonBody(EnrollRequest, "Token, PEM CSR, host name") },
   responses: {
     201: jsonContent(EnrollResponse, "Enrolled: the host id, its certificate and the CA certificate"),
-    ...problems(400, 401, 409, 413, 415, 429),
+    ...problems(400, [401, "The enrolment token is unknown, expired or used"], 413, 415, 429),
   },
 });
 
 const renewRoute = createRoute({
   method: "post",
   path: "/agent/renew",
+  operationId: "renewAgentCertificate",
   tags: ["agents"],
+  servers: AGENT_SERVERS,
+  security: AGENT_CERTIFICATE,
   summary: "Renew an agent's certificate (mutual TLS with the current one)",
   description: "A new certificate for the same host over a new CSR; the current one stays valid until it expires.",
   request: { body: jsonBody(RenewRequest, "PEM CSR for the new key") },
   responses: {
     200: jsonContent(RenewResponse, "The new certificate"),
-    ...problems(400, 401, 403, 413, 415),
+    ...problems(400, [401, CERT_REFUSED], [403, AGENT_REFUSED], 413, 415),
   },
 });
 

@@ -3,12 +3,11 @@ import type { Context } from "hono";
 import {
   CommandAccepted,
   CommandListQuery,
+  CommandPage,
   CommandRequest,
-  CommandSummary,
   CommandView,
   PackageOperation,
   PackageRequest,
-  Page,
 } from "../../schemas/index.ts";
 import { assertDeadlineWithinBound } from "../deadline.ts";
 import { ErrorCode, RelayError, type RpcResult, unwrap } from "../errors.ts";
@@ -38,6 +37,7 @@ const accepted = {
 const installRoute = createRoute({
   method: "post",
   path: "/api/hosts/{host_id}/packages/{operation}",
+  operationId: "createPackageOperation",
   tags: ["commands"],
   summary: "Queue a package operation (the product page's request)",
   description:
@@ -46,7 +46,9 @@ const installRoute = createRoute({
   middleware: [requireRole("operator")] as const,
   request: {
     params: HostIdParam.extend({
-      operation: z.enum(PackageOperation.options).openapi({ param: { name: "operation", in: "path" } }),
+      operation: z
+        .enum(PackageOperation.options)
+        .openapi({ param: { name: "operation", in: "path" }, description: "What to do with the packages" }),
     }),
     headers: IdempotencyHeader,
     body: jsonBody(PackageRequest, "Packages, options and delivery controls"),
@@ -57,6 +59,7 @@ const installRoute = createRoute({
 const createCommandRoute = createRoute({
   method: "post",
   path: "/api/hosts/{host_id}/commands",
+  operationId: "createCommand",
   tags: ["commands"],
   summary: "Queue any command type",
   security: BEARER,
@@ -72,6 +75,7 @@ const createCommandRoute = createRoute({
 const getCommandRoute = createRoute({
   method: "get",
   path: "/api/hosts/{host_id}/commands/{message_id}",
+  operationId: "getCommand",
   tags: ["commands"],
   summary: "A command: state, attempts, full state history, output and result",
   security: BEARER,
@@ -83,13 +87,14 @@ const getCommandRoute = createRoute({
 const listCommandsRoute = createRoute({
   method: "get",
   path: "/api/hosts/{host_id}/commands",
+  operationId: "listCommands",
   tags: ["commands"],
   summary: "Commands of a host, newest first",
   security: BEARER,
   middleware: [requireRole("viewer")] as const,
   request: { params: HostIdParam, query: CommandListQuery },
   responses: {
-    200: jsonContent(Page(CommandSummary), "One page; pass next_cursor as cursor for the next"),
+    200: jsonContent(CommandPage, "One page; pass next_cursor as cursor for the next"),
     ...problems(400, 401, 403, 404),
   },
 });
@@ -97,6 +102,7 @@ const listCommandsRoute = createRoute({
 const cancelRoute = createRoute({
   method: "delete",
   path: "/api/hosts/{host_id}/commands/{message_id}",
+  operationId: "cancelCommand",
   tags: ["commands"],
   summary: "Cancel a command, all the way to the host",
   description:

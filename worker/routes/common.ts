@@ -35,7 +35,12 @@ export function requireRole(role: Role): MiddlewareHandler<AppEnv> {
   };
 }
 
+/** `security` of the REST routes: a JWT bearer token (scheme registered in worker/app.ts). */
 export const BEARER = [{ bearerAuth: [] }];
+/** `security` of the agent routes that need the agent's client certificate (mutual TLS at the edge). */
+export const AGENT_CERTIFICATE = [{ agentCertificate: [] }];
+/** `security` of the routes anyone may call. */
+export const PUBLIC: { [scheme: string]: string[] }[] = [];
 
 const PROBLEM_TEXT: Record<number, string> = {
   400: "Invalid request: malformed JSON, failed validation (with the failing fields) or bad cursor",
@@ -45,14 +50,29 @@ const PROBLEM_TEXT: Record<number, string> = {
   409: "Conflicts with the resource's current state",
   413: "Body larger than the limit",
   415: "Body is not application/json",
+  422: "Valid, but it cannot be carried out as asked",
   426: "WebSocket upgrade required",
+  429: "Too many attempts from this source; retry after `Retry-After` seconds",
+  503: "Not done: something it needs could not be reached; retry",
 };
 
-/** OpenAPI responses for the given error statuses, each an RFC 9457 problem document. */
-export function problems(...statuses: number[]) {
-  return Object.fromEntries(
-    statuses.map((s) => [s, { description: PROBLEM_TEXT[s] ?? "Error", content: { [PROBLEM_CONTENT_TYPE]: { schema: Problem } } }]),
-  ) as Record<number, { description: string; content: Record<string, { schema: typeof Problem }> }>;
+const problemContent = { [PROBLEM_CONTENT_TYPE]: { schema: Problem } };
+
+/**
+ * OpenAPI responses for the given error statuses, each an RFC 9457 problem document, and `default`
+ * for the rest: any route may answer 500 ERR_INTERNAL (or another 5xx) as problem+json too.
+ */
+export function problems(...statuses: (number | [status: number, description: string])[]) {
+  // Typed as statuses only: a `default` key would join Problem to every success body in the handlers' types.
+  return {
+    ...Object.fromEntries(
+      statuses.map((entry) => {
+        const [status, description] = typeof entry === "number" ? [entry, PROBLEM_TEXT[entry] ?? "Error"] : entry;
+        return [status, { description, content: problemContent }];
+      }),
+    ),
+    default: { description: "Any other error (500 ERR_INTERNAL, 503 …), as a problem document", content: problemContent },
+  } as Record<number, { description: string; content: typeof problemContent }>;
 }
 
 export function jsonBody<T extends z.ZodType>(schema: T, description: string, required = true) {

@@ -1,5 +1,5 @@
 import { createRoute, z } from "@hono/zod-openapi";
-import { CommandAccepted, DeadLetter, Page, PageQuery, RequeueRequest } from "../../schemas/index.ts";
+import { CommandAccepted, DeadLetterPage, PageQuery, RequeueRequest } from "../../schemas/index.ts";
 import { assertDeadlineWithinBound } from "../deadline.ts";
 import { unwrap } from "../errors.ts";
 import { hostRelay } from "../stubs.ts";
@@ -18,17 +18,19 @@ import {
 const listRoute = createRoute({
   method: "get",
   path: "/api/hosts/{host_id}/dead-letters",
+  operationId: "listDeadLetters",
   tags: ["dead letters"],
   summary: "Commands that ran out of delivery attempts, newest first",
   security: BEARER,
   middleware: [requireRole("viewer")] as const,
   request: { params: HostIdParam, query: z.strictObject(PageQuery) },
-  responses: { 200: jsonContent(Page(DeadLetter), "One page"), ...problems(400, 401, 403, 404) },
+  responses: { 200: jsonContent(DeadLetterPage, "One page; pass next_cursor as cursor for the next"), ...problems(400, 401, 403, 404) },
 });
 
 const requeueRoute = createRoute({
   method: "post",
   path: "/api/hosts/{host_id}/dead-letters/{message_id}/requeue",
+  operationId: "requeueDeadLetter",
   tags: ["dead letters"],
   summary: "Put a dead-lettered command back in the queue",
   description:
@@ -39,7 +41,7 @@ const requeueRoute = createRoute({
   responses: {
     202: {
       description: "Queued again",
-      headers: z.object({ Location: z.string() }),
+      headers: z.object({ Location: z.string().openapi({ description: "URL of the command" }) }),
       content: { "application/json": { schema: CommandAccepted } },
     },
     ...problems(400, 401, 403, 404, 409, 413, 415),

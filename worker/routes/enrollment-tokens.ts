@@ -7,6 +7,7 @@ import { BEARER, createRouter, jsonBody, problems, requireRole } from "./common.
 const createTokenRoute = createRoute({
   method: "post",
   path: "/api/enrollment-tokens",
+  operationId: "createEnrollmentToken",
   tags: ["enrolment"],
   summary: "Create a single-use enrolment token",
   description:

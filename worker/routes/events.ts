@@ -51,6 +51,7 @@ function requireStreamRole(role: Role): MiddlewareHandler<AppEnv> {
 const eventsRoute = createRoute({
   method: "get",
   path: "/api/events",
+  operationId: "streamEvents",
   tags: ["events"],
   summary: "Live fleet events (WebSocket)",
   description: [

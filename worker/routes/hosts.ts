@@ -1,5 +1,5 @@
 import { createRoute, z } from "@hono/zod-openapi";
-import { HostCreate, HostListQuery, HostView, Page } from "../../schemas/index.ts";
+import { HostCreate, HostListQuery, HostPage, HostView } from "../../schemas/index.ts";
 import { backoffMs } from "../backoff.ts";
 import { Cursor } from "../cursor.ts";
 import type { Env } from "../env.ts";
@@ -11,6 +11,7 @@ import { BEARER, createRouter, HostIdParam, jsonBody, jsonContent, problems, req
 const createHostRoute = createRoute({
   method: "post",
   path: "/api/hosts",
+  operationId: "createHost",
   tags: ["hosts"],
   summary: "Register a host and bind it to its agent's certificate",
   security: BEARER,
@@ -19,7 +20,7 @@ const createHostRoute = createRoute({
   responses: {
     201: {
       description: "Registered",
-      headers: z.object({ Location: z.string() }),
+      headers: z.object({ Location: z.string().openapi({ description: "URL of the host" }) }),
       content: { "application/json": { schema: HostView } },
     },
     ...problems(400, 401, 403, 409, 413, 415),
@@ -29,17 +30,19 @@ const createHostRoute = createRoute({
 const listHostsRoute = createRoute({
   method: "get",
   path: "/api/hosts",
+  operationId: "listHosts",
   tags: ["hosts"],
   summary: "Registered hosts, filtered by status",
   security: BEARER,
   middleware: [requireRole("viewer")] as const,
   request: { query: HostListQuery },
-  responses: { 200: jsonContent(Page(HostView), "One page"), ...problems(400, 401, 403) },
+  responses: { 200: jsonContent(HostPage, "One page; pass next_cursor as cursor for the next"), ...problems(400, 401, 403) },
 });
 
 const getHostRoute = createRoute({
   method: "get",
   path: "/api/hosts/{host_id}",
+  operationId: "getHost",
   tags: ["hosts"],
   summary: "A host: online/offline, last seen, agent info, queue depth",
   security: BEARER,
@@ -51,6 +54,7 @@ const getHostRoute = createRoute({
 const revokeRoute = createRoute({
   method: "post",
   path: "/api/hosts/{host_id}/revoke",
+  operationId: "revokeHost",
   tags: ["hosts"],
   summary: "Revoke a host: disconnect its agent now and refuse it from now on",
   description: "Commands still queued for the host are cancelled. Revoking twice is harmless.",

@@ -3,14 +3,13 @@ import {
   Defaults,
   JobAccepted,
   JobCancelRequest,
+  JobHostPage,
   JobHostsQuery,
-  JobHostView,
   JobListQuery,
+  JobPage,
   JobRequest,
-  JobSummary,
   type JobTarget,
   JobView,
-  Page,
   resolveCount,
 } from "../../schemas/index.ts";
 import { Cursor } from "../cursor.ts";
@@ -29,6 +28,7 @@ const JobIdParam = z.object({
 const createJobRoute = createRoute({
   method: "post",
   path: "/api/jobs",
+  operationId: "createJob",
   tags: ["jobs"],
   summary: "Run one command on many hosts: by id, by tag, or all of them",
   description:
@@ -52,17 +52,19 @@ const createJobRoute = createRoute({
 const listJobsRoute = createRoute({
   method: "get",
   path: "/api/jobs",
+  operationId: "listJobs",
   tags: ["jobs"],
   summary: "Jobs, newest first",
   security: BEARER,
   middleware: [requireRole("viewer")] as const,
   request: { query: JobListQuery },
-  responses: { 200: jsonContent(Page(JobSummary), "One page; pass next_cursor as cursor for the next"), ...problems(400, 401, 403) },
+  responses: { 200: jsonContent(JobPage, "One page; pass next_cursor as cursor for the next"), ...problems(400, 401, 403) },
 });
 
 const getJobRoute = createRoute({
   method: "get",
   path: "/api/jobs/{job_id}",
+  operationId: "getJob",
   tags: ["jobs"],
   summary: "A job: state, hosts per state, errors and completion",
   security: BEARER,
@@ -74,17 +76,19 @@ const getJobRoute = createRoute({
 const listJobHostsRoute = createRoute({
   method: "get",
   path: "/api/jobs/{job_id}/hosts",
+  operationId: "listJobHosts",
   tags: ["jobs"],
   summary: "Each host's part in a job, in dispatch order, optionally filtered by state",
   security: BEARER,
   middleware: [requireRole("viewer")] as const,
   request: { params: JobIdParam, query: JobHostsQuery },
-  responses: { 200: jsonContent(Page(JobHostView), "One page; pass next_cursor as cursor for the next"), ...problems(400, 401, 403, 404) },
+  responses: { 200: jsonContent(JobHostPage, "One page; pass next_cursor as cursor for the next"), ...problems(400, 401, 403, 404) },
 });
 
 const cancelJobRoute = createRoute({
   method: "post",
   path: "/api/jobs/{job_id}/cancel",
+  operationId: "cancelJob",
   tags: ["jobs"],
   summary: "Cancel a job",
   description:

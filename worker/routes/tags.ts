@@ -1,5 +1,5 @@
 import { createRoute } from "@hono/zod-openapi";
-import { HostTags, HostTagsUpdate, Page, TagCount, TagListQuery } from "../../schemas/index.ts";
+import { HostTags, HostTagsUpdate, TagListQuery, TagPage } from "../../schemas/index.ts";
 import { ErrorCode, RelayError, unwrap } from "../errors.ts";
 import { listTags, replaceHostTags } from "../registry-targets.ts";
 import { hostRelay } from "../stubs.ts";
@@ -8,6 +8,7 @@ import { BEARER, createRouter, HostIdParam, jsonBody, jsonContent, problems, req
 const putTagsRoute = createRoute({
   method: "put",
   path: "/api/hosts/{host_id}/tags",
+  operationId: "replaceHostTags",
   tags: ["hosts"],
   summary: "Replace a host's tags",
   description:
@@ -21,12 +22,13 @@ const putTagsRoute = createRoute({
 const listTagsRoute = createRoute({
   method: "get",
   path: "/api/tags",
+  operationId: "listTags",
   tags: ["hosts"],
   summary: "Tags in use, with how many non-revoked hosts carry each",
   security: BEARER,
   middleware: [requireRole("viewer")] as const,
   request: { query: TagListQuery },
-  responses: { 200: jsonContent(Page(TagCount), "One page, by tag"), ...problems(400, 401, 403) },
+  responses: { 200: jsonContent(TagPage, "One page, by tag"), ...problems(400, 401, 403) },
 });
 
 const TAG_CURSOR = /^t([a-z0-9][a-z0-9_.:-]{0,62})$/;

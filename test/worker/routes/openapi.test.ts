@@ -1,4 +1,5 @@
 import { beforeAll, describe, expect, it } from "vitest";
+import committed from "../../../openapi.json" with { type: "json" };
 import { PROTOCOL_VERSION } from "../../../schemas/index.ts";
 import { api, expectProblem, PROBLEM_JSON } from "../helpers.ts";
 
@@ -63,8 +64,48 @@ describe("GET /openapi.json", () => {
     }
   });
 
+  it("is the committed openapi.json, which redocly lint and client generators read", () => {
+    // toEqual ignores key order; the file is what `npm run openapi` writes from this same document.
+    expect(spec, "openapi.json is stale: run `npm run openapi` to regenerate it").toEqual(committed);
+  });
+
   it("declares bearerAuth as an HTTP bearer scheme", () => {
     expect(spec.components.securitySchemes.bearerAuth).toMatchObject({ type: "http", scheme: "bearer" });
+  });
+
+  it("declares the agents' client certificate as a mutualTLS scheme, used by the agent routes behind the edge", () => {
+    expect(spec.components.securitySchemes.agentCertificate).toMatchObject({ type: "mutualTLS" });
+    expect(spec.paths["/agent/connect"].get.security).toEqual([{ agentCertificate: [] }]);
+    expect(spec.paths["/agent/renew"].post.security).toEqual([{ agentCertificate: [] }]);
+    // Public: the enrolment token in the body is the credential.
+    expect(spec.paths["/agent/enroll"].post.security).toEqual([]);
+    expect(spec.paths["/healthz"].get.security).toEqual([]);
+  });
+
+  it("every operation has a unique camelCase operationId and declares its security", () => {
+    const ids = operations().map(({ path, method, op }) => {
+      expect(op.operationId, `${method.toUpperCase()} ${path}`).toMatch(/^[a-z][a-zA-Z0-9]*$/);
+      expect(op.security, `${method.toUpperCase()} ${path}`).toEqual(expect.any(Array));
+      return op.operationId;
+    });
+    expect(new Set(ids).size).toBe(ids.length);
+  });
+
+  it("every request and response body is a named component schema", () => {
+    const unnamed: string[] = [];
+    for (const { path, method, op } of operations()) {
+      const where = `${method.toUpperCase()} ${path}`;
+      const bodies = [
+        ...(op.requestBody ? [["request", resolve(op.requestBody)] as const] : []),
+        ...Object.entries(op.responses ?? {}).map(([status, r]) => [status, resolve(r)] as const),
+      ];
+      for (const [what, body] of bodies) {
+        for (const [type, media] of Object.entries<any>(body.content ?? {})) {
+          if (typeof media.schema?.$ref !== "string") unnamed.push(`${where} ${what} ${type}`);
+        }
+      }
+    }
+    expect(unnamed).toEqual([]);
   });
 
   it("every /api operation requires bearerAuth and documents 401 and 403 as problem+json", () => {
