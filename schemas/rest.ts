@@ -187,10 +187,27 @@ export const HostView = z.object({
 });
 export type HostView = z.infer<typeof HostView>;
 
+/** Most tags one host-list filter takes (as many as the event stream's tag filter). */
+export const MAX_HOST_FILTER_TAGS = 10;
+
 export const HostListQuery = z.strictObject({
   ...PageQuery,
   status: HostStatus.optional(),
+  tags: z
+    .string()
+    .transform((s) => [...new Set(s.split(",").map((t) => t.trim()))])
+    .pipe(z.array(Tag).min(1).max(MAX_HOST_FILTER_TAGS))
+    .optional()
+    .describe(`Comma-separated tags (at most ${MAX_HOST_FILTER_TAGS}); with \`match\`, hosts carrying any (default) or all of them`),
+  match: z.enum(["any", "all"]).default("any").describe("How `tags` combine: `any` (default) or `all`"),
+  q: z
+    .string()
+    .min(1)
+    .max(64)
+    .optional()
+    .describe("Text: hosts whose hostname contains it (case-insensitive) or whose host_id starts with it"),
 });
+export type HostListQuery = z.infer<typeof HostListQuery>;
 
 /** RFC 9457 problem details, with our stable `code` and, for validation, the failing fields. */
 export const Problem = z.object({
