@@ -112,6 +112,14 @@ export const CommandView = CommandSummary.extend({
   result: CommandResult.nullable(),
   /** Output streamed in `status` chunks, in order (bounded). */
   output: z.string(),
+  /**
+   * The highest chunk `seq` in `output` (null: none yet). A `command.output` event whose `seq` is
+   * above it is not in `output` yet; one at or below it may be (reload the command).
+   */
+  output_seq: z
+    .int()
+    .nullable()
+    .describe("Highest streamed chunk seq included in output (null: none); a command.output event with a higher seq is not in it yet"),
 });
 export type CommandView = z.infer<typeof CommandView>;
 
@@ -208,6 +216,13 @@ export const HostListQuery = z.strictObject({
     .describe("Text: hosts whose hostname contains it (case-insensitive) or whose host_id starts with it"),
 });
 export type HostListQuery = z.infer<typeof HostListQuery>;
+
+/** `GET /api/whoami`: the authenticated caller. */
+export const Caller = z.object({
+  sub: z.string().describe("The token's subject"),
+  role: z.enum(["metrics", "viewer", "operator", "admin"]).describe("The highest role the token carries"),
+});
+export type Caller = z.infer<typeof Caller>;
 
 /** RFC 9457 problem details, with our stable `code` and, for validation, the failing fields. */
 export const Problem = z.object({

@@ -14,6 +14,7 @@ import { healthRoutes } from "./routes/health.ts";
 import { hostRoutes } from "./routes/hosts.ts";
 import { jobRoutes } from "./routes/jobs.ts";
 import { tagRoutes } from "./routes/tags.ts";
+import { whoamiRoutes } from "./routes/whoami.ts";
 import { securityHeaders } from "./security-headers.ts";
 import { strictJsonBodies } from "./strict-body.ts";
 
@@ -47,6 +48,7 @@ export function createApp() {
   app.route("/", tagRoutes);
   app.route("/", jobRoutes);
   app.route("/", eventRoutes);
+  app.route("/", whoamiRoutes);
 
   app.openAPIRegistry.registerComponent("securitySchemes", "bearerAuth", {
     type: "http",
