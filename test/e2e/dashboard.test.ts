@@ -36,8 +36,10 @@ const CHROMIUM_ARGS = [
   "--disable-dev-shm-usage",
 ];
 const UI_TIMEOUT = 30_000;
+/** In-page script (browser JS, so kept out of the Node type check): event → DOM timings, socket handles. */
+const PROBE = path.join(import.meta.dirname, "..", "helpers", "dashboard-probe.js");
 /** Commands timed for the event → DOM figure. */
-const LATENCY_COMMANDS = 8;
+const LATENCY_COMMANDS = 12;
 
 let stateDir: string;
 let agentDir: string;
@@ -134,6 +136,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await browser?.close();
+  await agent?.kill();
   await killAllAgents();
   if (relay && relay.exitCode === null) {
     const exited = new Promise((resolve) => relay!.once("exit", resolve));
@@ -145,49 +148,11 @@ afterAll(async () => {
   if (agentDir) await rm(agentDir, { recursive: true, force: true });
 }, 60_000);
 
-/**
- * Records, in the page, when each element carrying `data-event-at` (a live event's relay-side
- * time) first appears in the DOM: a MutationObserver callback runs right after the mutation,
- * before paint. Both clocks are this machine's.
- */
-function recordEventArrivals(): void {
-  const w = window as unknown as { __eventDom: { at: string; key: string; dom: number }[]; __sockets: WebSocket[] };
-  w.__eventDom = [];
-  // Keeps the page's WebSockets reachable, so a test can drop them.
-  w.__sockets = [];
-  const Native = window.WebSocket;
-  window.WebSocket = class extends Native {
-    constructor(url: string | URL, protocols?: string | string[]) {
-      super(url, protocols);
-      w.__sockets.push(this);
-    }
-  };
-  const seen = new Set<string>();
-  const visit = (el: Element) => {
-    const at = el.getAttribute("data-event-at");
-    if (!at) return;
-    const key = `${at}|${el.getAttribute("data-state") ?? ""}|${el.getAttribute("data-message-id") ?? ""}`;
-    if (seen.has(key)) return;
-    seen.add(key);
-    w.__eventDom.push({ at, key, dom: performance.timeOrigin + performance.now() });
-  };
-  new MutationObserver((mutations) => {
-    for (const m of mutations) {
-      if (m.type === "attributes" && m.target instanceof Element) visit(m.target);
-      for (const n of m.addedNodes) {
-        if (!(n instanceof Element)) continue;
-        visit(n);
-        for (const el of n.querySelectorAll("[data-event-at]")) visit(el);
-      }
-    }
-  }).observe(document, { subtree: true, childList: true, attributes: true, attributeFilter: ["data-event-at"] });
-}
-
 /** Opens `at` (a dashboard path: the sign-in comes first on any of them) and signs in with `token`. */
 async function signedInPage(token: string, at = "/"): Promise<Page> {
   const page = await browser!.newPage({ viewport: { width: 1280, height: 900 } });
   page.setDefaultTimeout(UI_TIMEOUT);
-  await page.addInitScript(recordEventArrivals);
+  await page.addInitScript({ path: PROBE });
   await page.goto(`${url}${at}`);
   await page.getByText("npm run token -- --role operator").waitFor();
   await page.getByLabel("API token").fill(token);
@@ -195,13 +160,13 @@ async function signedInPage(token: string, at = "/"): Promise<Page> {
   await page.locator('[data-testid="connection"][data-status="live"]').waitFor();
   // Set once; a full reload would lose it, so its survival proves updates came without one.
   await page.evaluate(() => {
-    (window as unknown as { __noReload: boolean }).__noReload = true;
+    (globalThis as unknown as { __noReload: boolean }).__noReload = true;
   });
   return page;
 }
 
 async function stillSamePage(page: Page): Promise<boolean> {
-  return page.evaluate(() => (window as unknown as { __noReload?: boolean }).__noReload === true);
+  return page.evaluate(() => (globalThis as unknown as { __noReload?: boolean }).__noReload === true);
 }
 
 describe.skipIf(!HAVE_CHROMIUM)("dashboard in chromium", () => {
@@ -234,7 +199,7 @@ describe.skipIf(!HAVE_CHROMIUM)("dashboard in chromium", () => {
       await expect(page.getByTestId("output").textContent()).resolves.toMatch(/\S/);
     }
     // At least one of those transitions reached this page as a live event, not a load.
-    const live = await page.evaluate(() => (window as unknown as { __eventDom: unknown[] }).__eventDom.length);
+    const live = await page.evaluate(() => (globalThis as unknown as { __eventDom: unknown[] }).__eventDom.length);
     expect(live).toBeGreaterThan(0);
     expect(await stillSamePage(page)).toBe(true);
     await page.close();
@@ -286,7 +251,7 @@ describe.skipIf(!HAVE_CHROMIUM)("dashboard in chromium", () => {
     const page = await signedInPage(rest.operator);
     // Drop the stream's socket (the relay stays up); the page must say so, then resume by itself.
     await page.evaluate(() => {
-      for (const ws of (window as unknown as { __sockets: WebSocket[] }).__sockets) ws.close();
+      for (const ws of (globalThis as unknown as { __sockets: WebSocket[] }).__sockets) ws.close();
     });
     await page.locator('[data-testid="connection"][data-status="reconnecting"]').waitFor();
     await page.locator('[data-testid="connection"][data-status="live"]').waitFor();
@@ -297,7 +262,7 @@ describe.skipIf(!HAVE_CHROMIUM)("dashboard in chromium", () => {
     const page = await signedInPage(rest.operator, `/hosts/${hostId}`);
     await page.getByRole("heading", { name: /dash-1/ }).waitFor();
     await page.evaluate(() => {
-      (window as unknown as { __eventDom: unknown[] }).__eventDom.length = 0;
+      (globalThis as unknown as { __eventDom: unknown[] }).__eventDom.length = 0;
     });
     for (let i = 0; i < LATENCY_COMMANDS; i++) {
       await page.getByLabel("Shell script").fill(`sleep 0.2; echo tick ${i}`);
@@ -307,7 +272,7 @@ describe.skipIf(!HAVE_CHROMIUM)("dashboard in chromium", () => {
       await page.getByRole("heading", { name: /dash-1/ }).waitFor();
     }
     const samples = await page.evaluate(() =>
-      (window as unknown as { __eventDom: { at: string; dom: number }[] }).__eventDom.map((s) => s.dom - Date.parse(s.at)),
+      (globalThis as unknown as { __eventDom: { at: string; dom: number }[] }).__eventDom.map((s) => s.dom - Date.parse(s.at)),
     );
     expect(samples.length).toBeGreaterThanOrEqual(LATENCY_COMMANDS);
     const sorted = [...samples].sort((a, b) => a - b);
