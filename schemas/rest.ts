@@ -151,6 +151,12 @@ export const CommandView = z
     history: z.array(StateChange).describe("Every state change, oldest first"),
     result: orNull(CommandResult).describe("The agent's result, once it answered"),
     output: z.string().describe("Output streamed in `status` chunks, in order (bounded)"),
+    output_seq: z
+      .int()
+      .nullable()
+      .describe(
+        "Highest streamed chunk seq included in `output` (null: none yet); a command.output event with a higher seq is not in it yet, one at or below it may be (reload the command)",
+      ),
   })
   .meta({ id: "CommandView", description: "A command: state, attempts, full state history, output and result" });
 export type CommandView = z.infer<typeof CommandView>;
@@ -254,10 +260,35 @@ export const HostView = z
   .meta({ id: "HostView", description: "A registered host" });
 export type HostView = z.infer<typeof HostView>;
 
+/** Most tags one host-list filter takes (as many as the event stream's tag filter). */
+export const MAX_HOST_FILTER_TAGS = 10;
+
 export const HostListQuery = z.strictObject({
   ...PageQuery,
   status: HostStatus.optional(),
+  tags: z
+    .string()
+    .transform((s) => [...new Set(s.split(",").map((t) => t.trim()))])
+    .pipe(z.array(Tag).min(1).max(MAX_HOST_FILTER_TAGS))
+    .optional()
+    .describe(`Comma-separated tags (at most ${MAX_HOST_FILTER_TAGS}); with \`match\`, hosts carrying any (default) or all of them`),
+  match: z.enum(["any", "all"]).default("any").describe("How `tags` combine: `any` (default) or `all`"),
+  q: z
+    .string()
+    .min(1)
+    .max(64)
+    .optional()
+    .describe("Text: hosts whose hostname contains it (case-insensitive) or whose host_id starts with it"),
 });
+export type HostListQuery = z.infer<typeof HostListQuery>;
+
+export const Caller = z
+  .object({
+    sub: z.string().describe("The token's subject"),
+    role: z.enum(["metrics", "viewer", "operator", "admin"]).describe("The highest role the token carries"),
+  })
+  .meta({ id: "Caller", description: "The authenticated caller (`GET /api/whoami`)" });
+export type Caller = z.infer<typeof Caller>;
 
 export const HostPage = Page(HostView, "HostPage");
 

@@ -5,6 +5,7 @@
  */
 
 import { cliFail, parseCli } from "./cli-args.ts";
+import { ensureDashboardBuilt } from "./dashboard-build.ts";
 import type { LocalRelay } from "./local-relay.ts";
 import { DEFAULT_EDGE_PORT, DEFAULT_HOST, DEFAULT_PORT, PortInUseError, startLocalRelay } from "./local-relay.ts";
 
@@ -51,6 +52,15 @@ const host = values.host ?? (process.env.RELAY_HOST || DEFAULT_HOST);
 const port = parsePort(values.port ?? (process.env.RELAY_PORT || String(DEFAULT_PORT)));
 const edgePort = parsePort(values["edge-port"] ?? (process.env.RELAY_EDGE_PORT || String(DEFAULT_EDGE_PORT)));
 const stateDir = values["state-dir"] ?? (process.env.RELAY_STATE_DIR || DEFAULT_STATE_DIR);
+
+// The dashboard's static assets, rebuilt only when its sources changed; the API runs without them.
+let dashboardNote = "";
+try {
+  await ensureDashboardBuilt({ log: (line) => process.stdout.write(`${line}\n`) });
+} catch (err) {
+  dashboardNote = `   (build failed: ${(err as Error).message.split("\n")[0]}; the API still runs)`;
+  process.stderr.write(`dashboard build failed: ${(err as Error).message}\n`);
+}
 
 let relay: LocalRelay | undefined;
 let stopping = false;
@@ -110,6 +120,7 @@ if (!stopping) {
   process.stdout.write(
     [
       `fleet-relay running in workerd, state in ${relay.stateDir}`,
+      `Dashboard ${url}/${dashboardNote}`,
       `REST  ${url}`,
       `Docs  ${url}/docs`,
       `Spec  ${url}/openapi.json`,

@@ -15,6 +15,7 @@ import { healthRoutes } from "./routes/health.ts";
 import { hostRoutes } from "./routes/hosts.ts";
 import { jobRoutes } from "./routes/jobs.ts";
 import { tagRoutes } from "./routes/tags.ts";
+import { whoamiRoutes } from "./routes/whoami.ts";
 import { securityHeaders } from "./security-headers.ts";
 import { strictJsonBodies } from "./strict-body.ts";
 
@@ -49,6 +50,7 @@ export function createApp() {
   app.route("/", jobRoutes);
   app.route("/", eventRoutes);
   app.route("/", alertRoutes);
+  app.route("/", whoamiRoutes);
 
   app.openAPIRegistry.registerComponent("securitySchemes", "bearerAuth", {
     type: "http",

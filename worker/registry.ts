@@ -61,9 +61,26 @@ export async function getHost(db: D1Database, hostId: string): Promise<HostView 
   return row ? toView(row) : null;
 }
 
+/** `%`, `_` and the escape itself match literally in a LIKE pattern built from user text. */
+function likeLiteral(text: string): string {
+  return text.replace(/[\\%_]/g, (c) => `\\${c}`);
+}
+
+/**
+ * One page in host_id order. Every filter is a condition on the row being walked (tags through the
+ * host_tags primary key, at most MAX_HOST_FILTER_TAGS lookups per host), so a page costs at most one
+ * pass over the hosts after the cursor, and the LIMIT stops it as soon as the page is full.
+ */
 export async function listHosts(
   db: D1Database,
-  opts: { status?: HostStatus | undefined; limit: number; after?: string | undefined },
+  opts: {
+    status?: HostStatus | undefined;
+    tags?: string[] | undefined;
+    match?: "any" | "all" | undefined;
+    q?: string | undefined;
+    limit: number;
+    after?: string | undefined;
+  },
 ): Promise<{ items: HostView[]; last: string | null }> {
   const where: string[] = [];
   const binds: unknown[] = [];
@@ -74,6 +91,20 @@ export async function listHosts(
   if (opts.status === "revoked") where.push("h.revoked_at IS NOT NULL");
   if (opts.status === "online") where.push("h.revoked_at IS NULL AND h.online = 1");
   if (opts.status === "offline") where.push("h.revoked_at IS NULL AND h.online = 0");
+  if (opts.tags?.length) {
+    const marks = opts.tags.map(() => "?").join(", ");
+    where.push(
+      opts.match === "all"
+        ? `(SELECT COUNT(*) FROM host_tags t WHERE t.host_id = h.host_id AND t.tag IN (${marks})) = ${opts.tags.length}`
+        : `EXISTS (SELECT 1 FROM host_tags t WHERE t.host_id = h.host_id AND t.tag IN (${marks}))`,
+    );
+    binds.push(...opts.tags);
+  }
+  if (opts.q) {
+    where.push("(h.hostname LIKE ? ESCAPE '\\' OR h.host_id LIKE ? ESCAPE '\\')");
+    const literal = likeLiteral(opts.q);
+    binds.push(`%${literal}%`, `${literal.toLowerCase()}%`);
+  }
   const sql = `${HOST_SELECT} ${where.length ? `WHERE ${where.join(" AND ")}` : ""} ORDER BY h.host_id LIMIT ?`;
   const { results } = await db
     .prepare(sql)

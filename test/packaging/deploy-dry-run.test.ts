@@ -9,6 +9,7 @@ import os from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ensureDashboardBuilt } from "../../scripts/dashboard-build.ts";
 
 const execFileP = promisify(execFile);
 const ROOT = path.resolve(import.meta.dirname, "../..");
@@ -18,6 +19,8 @@ let output: string;
 
 beforeAll(async () => {
   outDir = await mkdtemp(path.join(os.tmpdir(), "fleet-relay-deploy-"));
+  // `npm run deploy` builds the dashboard first; wrangler refuses an [assets] directory that does not exist.
+  await ensureDashboardBuilt();
   const r = await execFileP(
     process.execPath,
     [path.join(ROOT, "node_modules/wrangler/bin/wrangler.js"), "deploy", "--dry-run", "--outdir", outDir],
@@ -58,6 +61,13 @@ describe("wrangler deploy --dry-run", () => {
     const size = /Total Upload: ([\d.]+) KiB \/ gzip: ([\d.]+) KiB/.exec(output);
     expect(size, output).not.toBeNull();
     console.log(`production bundle: ${size![1]} KiB, ${size![2]} KiB gzipped`);
+  });
+
+  it("uploads the dashboard's static assets with the Worker", () => {
+    const read = /Read (\d+) files from the assets directory (\S+)/.exec(output);
+    expect(read, output).not.toBeNull();
+    expect(read![2]!.endsWith(path.join("dashboard", "dist"))).toBe(true);
+    expect(Number(read![1])).toBeGreaterThanOrEqual(2); // index.html and at least the bundle
   });
 
   it("the bundle exports the Worker and each Durable Object class wrangler.toml names", async () => {

@@ -51,6 +51,22 @@ function unauthorized(code: ErrorCode, detail: string, error?: "invalid_token"):
   return new RelayError(code, detail, { headers: { "www-authenticate": challenge } });
 }
 
+/** The header Cloudflare Access adds to every request it lets through to the origin: its signed JWT. */
+export const ACCESS_JWT_HEADER = "cf-access-jwt-assertion";
+
+/**
+ * The token a request carries: its Authorization header, else — only when tokens are checked
+ * against a JWKS (`JWT_JWKS_URL`, e.g. Access's certs) — Cloudflare Access's assertion header, so a
+ * browser behind Access (the dashboard, its WebSocket) is signed in with no token pasting. With the
+ * shared secret the assertion is ignored: Access signs with its own keys, which the secret cannot check.
+ */
+export function requestCredentials(headers: { get(name: string): string | null | undefined }, env: Env): string | undefined {
+  const authorization = headers.get("authorization") ?? undefined;
+  if (authorization !== undefined || !env.JWT_JWKS_URL) return authorization;
+  const assertion = headers.get(ACCESS_JWT_HEADER);
+  return assertion ? `Bearer ${assertion}` : undefined;
+}
+
 /** Reads the Bearer token and proves who is calling; throws a 401 RelayError otherwise. */
 export async function authenticate(authorization: string | undefined, env: Env): Promise<Principal> {
   if (!authorization) throw unauthorized(ErrorCode.AUTH_MISSING, "send Authorization: Bearer <JWT>");

@@ -49,6 +49,7 @@ export class CommandViews {
       history,
       result: r.result === null ? null : (JSON.parse(r.result) as CommandView["result"]),
       output: this.#outputs.read(r.message_id),
+      output_seq: this.#outputs.lastSeq(r.message_id),
     };
   }
 }

@@ -36,6 +36,11 @@ export class OutputStore {
     return "stored";
   }
 
+  /** The highest `seq` stored for the command (null: none), so a live view knows which streamed chunks GET already holds. */
+  lastSeq(messageId: string): number | null {
+    return this.#sql.exec<{ s: number | null }>("SELECT MAX(seq) AS s FROM outputs WHERE message_id = ?", messageId).one().s;
+  }
+
   read(messageId: string): string {
     return this.#sql
       .exec<{ chunk: string }>("SELECT chunk FROM outputs WHERE message_id = ? ORDER BY seq, id", messageId)

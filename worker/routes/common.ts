@@ -1,7 +1,7 @@
 import { OpenAPIHono, z } from "@hono/zod-openapi";
 import type { MiddlewareHandler } from "hono";
 import { Problem } from "../../schemas/index.ts";
-import { authenticate, hasRole, type Principal, type Role } from "../auth/jwt.ts";
+import { authenticate, hasRole, type Principal, type Role, requestCredentials } from "../auth/jwt.ts";
 import type { Env } from "../env.ts";
 import { ErrorCode, PROBLEM_CONTENT_TYPE, RelayError, validationError } from "../errors.ts";
 import { hostExists } from "../registry.ts";
@@ -23,10 +23,13 @@ export function createRouter(): OpenAPIHono<AppEnv> {
   });
 }
 
-/** Authenticates the caller and requires at least `role` (viewer < operator < admin). */
+/**
+ * Authenticates the caller (Authorization: Bearer, or Cloudflare Access's assertion when JWT_JWKS_URL
+ * is set) and requires at least `role` (viewer < operator < admin).
+ */
 export function requireRole(role: Role): MiddlewareHandler<AppEnv> {
   return async (c, next) => {
-    const principal = await authenticate(c.req.header("authorization"), c.env);
+    const principal = await authenticate(requestCredentials(c.req.raw.headers, c.env), c.env);
     if (!hasRole(principal, role)) {
       throw new RelayError(ErrorCode.FORBIDDEN, `this needs the ${role} role; the token has ${principal.role}`);
     }

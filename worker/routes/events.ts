@@ -1,7 +1,7 @@
 import { createRoute, z } from "@hono/zod-openapi";
 import type { MiddlewareHandler } from "hono";
 import { EventFilterLimits, EventStreamQuery, FleetEventType } from "../../schemas/index.ts";
-import { authenticate, hasRole, type Principal, type Role, verifyToken } from "../auth/jwt.ts";
+import { authenticate, hasRole, type Principal, type Role, requestCredentials, verifyToken } from "../auth/jwt.ts";
 import { ErrorCode, RelayError } from "../errors.ts";
 import { INTERNAL_SUBSCRIPTION_HEADER, type Subscription } from "../fleet-events/contract.ts";
 import { fleetEvents } from "../stubs.ts";
@@ -25,7 +25,8 @@ function offeredProtocols(header: string | undefined): string[] {
  */
 function requireStreamRole(role: Role): MiddlewareHandler<AppEnv> {
   return async (c, next) => {
-    const authorization = c.req.header("authorization");
+    // Behind Cloudflare Access the upgrade request carries Access's assertion like any other.
+    const authorization = requestCredentials(c.req.raw.headers, c.env);
     const offered = offeredProtocols(c.req.header("sec-websocket-protocol"));
     const at = offered.indexOf(BEARER_PROTOCOL);
     let principal: Principal;

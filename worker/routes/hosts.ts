@@ -32,7 +32,7 @@ const listHostsRoute = createRoute({
   path: "/api/hosts",
   operationId: "listHosts",
   tags: ["hosts"],
-  summary: "Registered hosts, filtered by status",
+  summary: "Registered hosts, filtered by status, tags and text",
   security: BEARER,
   middleware: [requireRole("viewer")] as const,
   request: { query: HostListQuery },
@@ -115,7 +115,14 @@ export const hostRoutes = createRouter()
     const q = c.req.valid("query");
     const after = Cursor.decodeString("h", q.cursor, UUID);
     if (after === "invalid") throw Cursor.invalid();
-    const page = await listHosts(c.env.DB, { status: q.status, limit: q.limit, after: after ?? undefined });
+    const page = await listHosts(c.env.DB, {
+      status: q.status,
+      tags: q.tags,
+      match: q.match,
+      q: q.q,
+      limit: q.limit,
+      after: after ?? undefined,
+    });
     return c.json({ items: page.items, next_cursor: Cursor.encode("h", page.last ?? null) }, 200);
   })
   .openapi(getHostRoute, async (c) => {

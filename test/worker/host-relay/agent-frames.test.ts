@@ -52,6 +52,8 @@ describe("agent frames drive the command state", () => {
     const view = await getCommand(host_id, id);
     expect(view.state).toBe("running");
     expect(view.output).toBe("line 1\nline 2\nline 3\n");
+    // The highest seq held, whatever order the chunks arrived in: live views append only above it.
+    expect(view.output_seq).toBe(2);
   });
 
   it.each([

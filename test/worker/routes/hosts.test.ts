@@ -171,6 +171,64 @@ describe("GET /api/hosts", () => {
   });
 });
 
+describe("GET /api/hosts: tag and text filters", () => {
+  /** Hosts with a run-unique hostname prefix, so other tests' hosts never match the text filter. */
+  async function fleet() {
+    const run = crypto.randomUUID().slice(0, 8);
+    const make = async (name: string, tags: string[]) => {
+      const res = await createHost({ hostname: `flt${run}-${name}`, cert_fingerprint_sha256: uniqueFingerprint(), tags });
+      expect(res.status).toBe(201);
+      return ((await res.json()) as { host_id: string }).host_id;
+    };
+    const tag = (t: string) => `${t}-${run}`;
+    return {
+      run,
+      tag,
+      web: await make("web-1", [tag("web"), tag("prod")]),
+      webStaging: await make("web-2", [tag("web"), tag("staging")]),
+      db: await make("db-1", [tag("db"), tag("prod")]),
+      bare: await make("bare-1", []),
+    };
+  }
+  const ids = (hosts: any[]) => hosts.map((h) => h.host_id).sort();
+
+  it("tags match any by default, all with match=all; text matches hostnames; all combine with AND and page", async () => {
+    const f = await fleet();
+    expect(ids(await allHosts(`tags=${f.tag("web")}`, 1))).toEqual([f.web, f.webStaging].sort());
+    expect(ids(await allHosts(`tags=${f.tag("web")},${f.tag("db")}`, 1))).toEqual([f.web, f.webStaging, f.db].sort());
+    expect(ids(await allHosts(`tags=${f.tag("web")},${f.tag("prod")}&match=all`, 1))).toEqual([f.web]);
+    expect(ids(await allHosts(`tags=${f.tag("web")},${f.tag("db")}&match=all`))).toEqual([]);
+    // A repeated tag is one tag: "all" of {web, web} is every web host.
+    expect(ids(await allHosts(`tags=${f.tag("web")},${f.tag("web")}&match=all`))).toEqual([f.web, f.webStaging].sort());
+
+    expect(ids(await allHosts(`q=flt${f.run}`, 1))).toEqual([f.web, f.webStaging, f.db, f.bare].sort());
+    expect(ids(await allHosts(`q=FLT${f.run}-WEB`))).toEqual([f.web, f.webStaging].sort());
+    expect(ids(await allHosts(`q=${f.run}-db`))).toEqual([f.db]);
+    // The text is literal: LIKE wildcards in it match only themselves.
+    expect(ids(await allHosts(`q=flt${f.run}%25`))).toEqual([]);
+    expect(ids(await allHosts(`q=flt${f.run}_web`))).toEqual([]);
+    // A host id prefix finds the host.
+    expect(ids(await allHosts(`q=${f.bare.slice(0, 13)}`))).toEqual([f.bare]);
+
+    expect(ids(await allHosts(`q=flt${f.run}&tags=${f.tag("prod")}&status=offline`, 1))).toEqual([f.web, f.db].sort());
+    expect(ids(await allHosts(`q=flt${f.run}&tags=${f.tag("prod")}&status=online`))).toEqual([]);
+    expect((await revoke(f.db)).status).toBe(200);
+    expect(ids(await allHosts(`tags=${f.tag("prod")}&status=revoked`))).toEqual([f.db]);
+    expect(ids(await allHosts(`tags=${f.tag("prod")}&status=offline`))).toEqual([f.web]);
+  });
+
+  it.each([
+    ["an empty tag list", "tags="],
+    ["an invalid tag", "tags=Web"],
+    ["eleven tags", `tags=${Array.from({ length: 11 }, (_, i) => `t${i}`).join(",")}`],
+    ["an unknown match", "tags=web&match=some"],
+    ["an empty text", "q="],
+    ["a 65-character text", `q=${"x".repeat(65)}`],
+  ])("%s → 400", async (_, query) => {
+    await expectProblem(await api(`/api/hosts?${query}`, { role: "viewer" }), 400, "ERR_VALIDATION");
+  });
+});
+
 describe("GET /api/hosts/{host_id}", () => {
   it("shows agent info from hello once online, and queue_depth counts unfinished commands", async () => {
     const host = await registerHost();

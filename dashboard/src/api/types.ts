@@ -1,0 +1,54 @@
+/**
+ * Names for the API's shapes, taken from the generated paths (schema.d.ts), so a change to the
+ * OpenAPI document reaches every screen through the type checker.
+ */
+import type { paths } from "./schema";
+
+type Json<P extends keyof paths, M extends keyof paths[P], S extends number> = paths[P][M] extends {
+  responses: { [K in S]: { content: { "application/json": infer T } } };
+}
+  ? T
+  : never;
+type Body<P extends keyof paths, M extends keyof paths[P]> = paths[P][M] extends {
+  requestBody?: { content: { "application/json": infer T } };
+}
+  ? T
+  : never;
+
+export type Caller = Json<"/api/whoami", "get", 200>;
+export type Role = Caller["role"];
+export type HostView = Json<"/api/hosts/{host_id}", "get", 200>;
+export type HostStatus = HostView["status"];
+export type HostPage = Json<"/api/hosts", "get", 200>;
+export type CommandSummary = Json<"/api/hosts/{host_id}/commands", "get", 200>["items"][number];
+export type CommandView = Json<"/api/hosts/{host_id}/commands/{message_id}", "get", 200>;
+export type CommandState = CommandView["state"];
+export type StateChange = CommandView["history"][number];
+export type DeadLetter = Json<"/api/hosts/{host_id}/dead-letters", "get", 200>["items"][number];
+export type CommandRequest = Body<"/api/hosts/{host_id}/commands", "post">;
+export type JobRequest = Body<"/api/jobs", "post">;
+export type JobView = Json<"/api/jobs/{job_id}", "get", 200>;
+export type JobSummary = Json<"/api/jobs", "get", 200>["items"][number];
+export type JobHostView = Json<"/api/jobs/{job_id}/hosts", "get", 200>["items"][number];
+export type TagCount = Json<"/api/tags", "get", 200>["items"][number];
+
+export const COMMAND_STATES: CommandState[] = [
+  "queued",
+  "delivered",
+  "running",
+  "cancelling",
+  "succeeded",
+  "failed",
+  "timed_out",
+  "expired",
+  "cancelled",
+  "dead_lettered",
+];
+export const TERMINAL_STATES: ReadonlySet<string> = new Set(["succeeded", "failed", "timed_out", "expired", "cancelled", "dead_lettered"]);
+export const JOB_HOST_STATES = ["pending", "dispatching", "skipped", ...COMMAND_STATES] as const;
+export const FINAL_JOB_STATES: ReadonlySet<string> = new Set(["completed", "stopped", "cancelled"]);
+
+const RANK: Record<Role, number> = { metrics: 0, viewer: 1, operator: 2, admin: 3 };
+export function hasRole(role: Role | undefined, needed: Role): boolean {
+  return role !== undefined && RANK[role] >= RANK[needed];
+}
