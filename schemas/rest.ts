@@ -201,6 +201,8 @@ export const Problem = z.object({
   detail: z.string().optional(),
   instance: z.string().optional(),
   errors: z.array(z.object({ path: z.string(), message: z.string() })).optional(),
+  /** The request's id, as in its `X-Request-Id` header, to find its log lines and audit record. */
+  request_id: z.string().optional(),
 });
 export type Problem = z.infer<typeof Problem>;
 

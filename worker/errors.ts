@@ -38,6 +38,7 @@ export const ErrorCode = {
   EMPTY_TARGET: "ERR_EMPTY_TARGET",
   RELAY_UNAVAILABLE: "ERR_RELAY_UNAVAILABLE",
   RATE_LIMITED: "ERR_RATE_LIMITED",
+  AUDIT_UNAVAILABLE: "ERR_AUDIT_UNAVAILABLE",
   INTERNAL: "ERR_INTERNAL",
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
@@ -79,6 +80,7 @@ const TITLES: Record<ErrorCode, string> = {
   ERR_EMPTY_TARGET: "Target matches no host",
   ERR_RELAY_UNAVAILABLE: "The host's relay could not be reached",
   ERR_RATE_LIMITED: "Too many requests",
+  ERR_AUDIT_UNAVAILABLE: "The audit log could not record the request, so it was not carried out",
   ERR_INTERNAL: "Internal error",
 };
 
@@ -120,6 +122,7 @@ export const ERROR_STATUS: Record<ErrorCode, number> = {
   ERR_EMPTY_TARGET: 422,
   ERR_RELAY_UNAVAILABLE: 503,
   ERR_RATE_LIMITED: 429,
+  ERR_AUDIT_UNAVAILABLE: 503,
   ERR_INTERNAL: 500,
 };
 
@@ -160,7 +163,7 @@ export function validationError(error: z.ZodError, prefix?: string): RelayError 
 
 export const PROBLEM_CONTENT_TYPE = "application/problem+json";
 
-export function problemResponse(err: RelayError, instance?: string): Response {
+export function problemResponse(err: RelayError, instance?: string, requestId?: string): Response {
   const body = {
     type: `urn:fleet-relay:problem:${err.code}`,
     title: TITLES[err.code],
@@ -169,6 +172,7 @@ export function problemResponse(err: RelayError, instance?: string): Response {
     detail: err.message,
     ...(instance ? { instance } : {}),
     ...(err.errors ? { errors: err.errors } : {}),
+    ...(requestId ? { request_id: requestId } : {}),
   };
   return new Response(JSON.stringify(body), {
     status: err.status,

@@ -13,7 +13,11 @@ export type FaultName =
   /** HostRelay outbox: the publish RPC to FleetEvents fails. */
   | "relay.publish"
   /** HostRelay outbox: FleetEvents stored the batch, then the answer is lost. */
-  | "relay.after_publish";
+  | "relay.after_publish"
+  /** AuditLog: begin / append / ingest throws before storing anything (the audit log is unavailable). */
+  | "audit.append"
+  /** HostRelay / JobCoordinator outbox: the AuditLog chained the batch, then the answer is lost. */
+  | "audit.after_ingest";
 
 export interface FaultSettings {
   TEST_FAULTS?: string;
