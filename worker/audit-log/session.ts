@@ -37,8 +37,12 @@ export class AuditSession {
     this.target = target;
   }
 
+  #shard: number | undefined;
+
+  /** Fixed on first use (the gate): ids a handler adds to the target later do not move the record. */
   get shard(): number {
-    return shardFor(this.target, this.config.shards);
+    this.#shard ??= shardFor(this.target, this.config.shards);
+    return this.#shard;
   }
 }
 

@@ -5,12 +5,15 @@
  */
 import { canonicalJson } from "./canonical.ts";
 
+/** WebCrypto's key type, named so it resolves under both the Workers and the Node type definitions. */
+export type Key = Awaited<ReturnType<typeof crypto.subtle.importKey>>;
+
 const ALGORITHM = { name: "ECDSA", namedCurve: "P-256" } as const;
 const SIGN = { name: "ECDSA", hash: "SHA-256" } as const;
 
 export interface AuditKeys {
-  privateKey: CryptoKey;
-  publicKey: CryptoKey;
+  privateKey: Key;
+  publicKey: Key;
 }
 
 function pemBody(pem: string, label: string): Uint8Array<ArrayBuffer> {
@@ -47,24 +50,24 @@ export function fromBase64url(text: string): Uint8Array<ArrayBuffer> {
 /** The key pair from the PKCS#8 private key; the public half comes from its JWK (x, y). */
 export async function importAuditKey(pkcs8Pem: string): Promise<AuditKeys> {
   const privateKey = await crypto.subtle.importKey("pkcs8", pemBody(pkcs8Pem, "PRIVATE KEY"), ALGORITHM, true, ["sign"]);
-  const jwk = (await crypto.subtle.exportKey("jwk", privateKey)) as JsonWebKey;
+  const jwk = (await crypto.subtle.exportKey("jwk", privateKey)) as { x?: string; y?: string };
   const publicKey = await crypto.subtle.importKey("jwk", { kty: "EC", crv: "P-256", x: jwk.x, y: jwk.y, ext: true }, ALGORITHM, true, [
     "verify",
   ]);
   return { privateKey, publicKey };
 }
 
-export async function importPublicKey(spkiPem: string): Promise<CryptoKey> {
+export async function importPublicKey(spkiPem: string): Promise<Key> {
   return crypto.subtle.importKey("spki", pemBody(spkiPem, "PUBLIC KEY"), ALGORITHM, true, ["verify"]);
 }
 
-export async function publicKeyPem(key: CryptoKey): Promise<string> {
+export async function publicKeyPem(key: Key): Promise<string> {
   return toPem((await crypto.subtle.exportKey("spki", key)) as ArrayBuffer, "PUBLIC KEY");
 }
 
 /** A new key pair as PEM (PKCS#8 private, SPKI public): for the local stack and the tests. */
 export async function generateAuditKeyPem(): Promise<{ privatePem: string; publicPem: string }> {
-  const pair = (await crypto.subtle.generateKey(ALGORITHM, true, ["sign", "verify"])) as CryptoKeyPair;
+  const pair = (await crypto.subtle.generateKey(ALGORITHM, true, ["sign", "verify"])) as { privateKey: Key; publicKey: Key };
   return {
     privatePem: toPem((await crypto.subtle.exportKey("pkcs8", pair.privateKey)) as ArrayBuffer, "PRIVATE KEY"),
     publicPem: await publicKeyPem(pair.publicKey),
@@ -72,7 +75,7 @@ export async function generateAuditKeyPem(): Promise<{ privatePem: string; publi
 }
 
 /** SHA-256 of the public key's SPKI bytes (hex, first 16 chars): names the key in each checkpoint. */
-export async function keyId(publicKey: CryptoKey): Promise<string> {
+export async function keyId(publicKey: Key): Promise<string> {
   const spki = (await crypto.subtle.exportKey("spki", publicKey)) as ArrayBuffer;
   const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", spki));
   let s = "";
@@ -80,13 +83,13 @@ export async function keyId(publicKey: CryptoKey): Promise<string> {
   return s;
 }
 
-export async function signObject(key: CryptoKey, value: Record<string, unknown>): Promise<string> {
+export async function signObject(key: Key, value: Record<string, unknown>): Promise<string> {
   const { signature: _s, ...rest } = value;
   const sig = await crypto.subtle.sign(SIGN, key, new TextEncoder().encode(canonicalJson(rest)));
   return base64url(new Uint8Array(sig));
 }
 
-export async function verifyObject(key: CryptoKey, value: Record<string, unknown>): Promise<boolean> {
+export async function verifyObject(key: Key, value: Record<string, unknown>): Promise<boolean> {
   const { signature, ...rest } = value;
   if (typeof signature !== "string") return false;
   let sig: Uint8Array<ArrayBuffer>;
