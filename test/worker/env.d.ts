@@ -4,6 +4,8 @@ declare namespace Cloudflare {
     HOST_RELAY: DurableObjectNamespace<import("../../worker/host-relay/host-relay.ts").HostRelay>;
     JOB_COORDINATOR: DurableObjectNamespace<import("../../worker/job-coordinator/job-coordinator.ts").JobCoordinator>;
     FLEET_EVENTS: DurableObjectNamespace<import("../../worker/fleet-events/fleet-events.ts").FleetEvents>;
+    AUDIT_LOG: DurableObjectNamespace<import("../../worker/audit-log/audit-log.ts").AuditLog>;
+    AUDIT_SIGNING_KEY: string;
     JWT_SECRET: string;
     FLEET_CA_CERT: string;
     FLEET_CA_KEY: string;
@@ -18,6 +20,6 @@ declare namespace Cloudflare {
 declare namespace Cloudflare {
   interface GlobalProps {
     mainModule: typeof import("../../worker/index.ts");
-    durableNamespaces: "HostRelay" | "JobCoordinator" | "FleetEvents";
+    durableNamespaces: "HostRelay" | "JobCoordinator" | "FleetEvents" | "AuditLog";
   }
 }

@@ -117,7 +117,7 @@ export class AuditLog extends DurableObject<Env> {
   }
 
   /** Second stage: the outcome (and the verified actor) of a begun mutation; its record joins the chain. */
-  complete(shard: number, id: string, done: Pick<AuditInput, "actor" | "outcome">): Promise<void> {
+  complete(shard: number, id: string, done: Pick<AuditInput, "actor" | "outcome"> & { target?: AuditInput["target"] }): Promise<void> {
     return this.entry.run("complete", () =>
       withLock(this.ac, async () => {
         const stored = this.ac.store.getPending(id);
@@ -126,10 +126,15 @@ export class AuditLog extends DurableObject<Env> {
           return;
         }
         const input = JSON.parse(stored) as AuditInput;
-        await chain(this.ac, this.shard(shard), [{ ...input, actor: done.actor, outcome: done.outcome, id }], () => {
-          this.ac.store.takePending(id);
-          return true;
-        });
+        await chain(
+          this.ac,
+          this.shard(shard),
+          [{ ...input, actor: done.actor, outcome: done.outcome, target: { ...input.target, ...done.target }, id }],
+          () => {
+            this.ac.store.takePending(id);
+            return true;
+          },
+        );
       }),
     );
   }

@@ -24,19 +24,21 @@ export const auditTrail: MiddlewareHandler<AppEnv> = async (c, next) => {
   await next();
   const status = c.res.status;
   if (session?.authorized) {
-    if (session.began || session.config.mode === "best-effort") background(c, finish(c, session, status));
+    if (session.began || session.config.mode === "best-effort") background(c, finish(c, session, status, await outcomeOf(c, status)));
     return;
   }
   if (status === 401 || status === 403) {
-    background(c, refusal(c, status));
+    background(c, refusal(c, status, await outcomeOf(c, status)));
     return;
   }
   if (session && status < 400) {
     // A mutation route that never called the gate: it ran unrecorded beforehand. Record it now.
     c.get("log")?.error("mutation ran without an audit gate", { method: c.req.method, path: c.req.path });
-    background(c, finish(c, session, status));
+    background(c, finish(c, session, status, await outcomeOf(c, status)));
   }
 };
+
+type Outcome = { code: string | null; created: AuditTarget };
 
 function background(c: Context<AppEnv>, work: Promise<void>): void {
   try {
@@ -47,8 +49,11 @@ function background(c: Context<AppEnv>, work: Promise<void>): void {
   }
 }
 
-/** The response's error code (problem+json `code`), and ids it created (message_id, job_id, host_id). */
-async function outcomeOf(c: Context<AppEnv>, status: number): Promise<{ code: string | null; created: AuditTarget }> {
+/**
+ * The response's error code (problem+json `code`), and ids it created (message_id, job_id, host_id).
+ * Read from a copy before the response goes out; only small JSON bodies are looked at.
+ */
+async function outcomeOf(c: Context<AppEnv>, status: number): Promise<Outcome> {
   const type = c.res.headers.get("content-type") ?? "";
   const length = Number(c.res.headers.get("content-length") ?? "0");
   if (!type.startsWith(PROBLEM_CONTENT_TYPE) && !type.startsWith("application/json")) return { code: null, created: {} };
@@ -67,15 +72,14 @@ async function outcomeOf(c: Context<AppEnv>, status: number): Promise<{ code: st
   }
 }
 
-async function finish(c: Context<AppEnv>, s: AuditSession, status: number): Promise<void> {
+async function finish(c: Context<AppEnv>, s: AuditSession, status: number, { code, created }: Outcome): Promise<void> {
   try {
-    const { code, created } = await outcomeOf(c, status);
     // Ids the response names complete the target (a new command's message_id); the shard stays the gate's.
     Object.assign(s.target, { ...created, ...s.target });
     const outcome = { status, code };
     const stub = auditLog(c.env, s.shard);
     if (s.began) {
-      await stub.complete(s.shard, s.id, { actor: await actorOf(c, s.actorExtra), outcome });
+      await stub.complete(s.shard, s.id, { actor: await actorOf(c, s.actorExtra), outcome, target: s.target });
     } else {
       await stub.append(s.shard, [{ ...(await inputOf(c, s, outcome)), id: s.id }]);
     }
@@ -100,7 +104,7 @@ export function takeRefusalToken(ratePerS: number, burst: number, now: number): 
   return true;
 }
 
-async function refusal(c: Context<AppEnv>, status: number): Promise<void> {
+async function refusal(c: Context<AppEnv>, status: number, { code }: Outcome): Promise<void> {
   const config = auditConfig(c.env);
   if (!takeRefusalToken(config.refusalsPerS, config.refusalBurst, Date.now())) return;
   const suppressed = refusals.suppressed;
@@ -108,7 +112,6 @@ async function refusal(c: Context<AppEnv>, status: number): Promise<void> {
   try {
     const template = routeTemplate(c);
     const target = template ? targetFrom(template, c.req.path) : {};
-    const { code } = await outcomeOf(c, status);
     const input: AuditInput = {
       action: "auth.refused",
       time: Date.now(),
