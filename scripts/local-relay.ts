@@ -122,6 +122,8 @@ export async function startLocalRelay(opts: LocalRelayOptions = {}): Promise<Loc
       // a test fleet or benchmark; a caller's bindings can set it back.
       ENROLL_RATE_LIMIT: "100000",
       AUDIT_SIGNING_KEY: auditKey.privatePem,
+      // Quiet means quiet: no JSON line per request from the Worker either.
+      ...(opts.quiet ? { REQUEST_LOGS: "0" } : {}),
       ...opts.bindings,
       LOCAL_EDGE_SECRET: edgeSecret,
       JWT_SECRET: secret,
