@@ -25,7 +25,13 @@ function walk(value: unknown, depth: number): unknown {
   if (Array.isArray(value)) return value.map((v) => walk(v, depth + 1));
   const out: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(value)) {
-    out[redactString(k)] = SECRET_KEY.test(k) && v !== null ? REDACTED : walk(v, depth + 1);
+    // defineProperty: a key "__proto__" stays a plain own key instead of replacing the prototype.
+    Object.defineProperty(out, redactString(k), {
+      value: SECRET_KEY.test(k) && v !== null ? REDACTED : walk(v, depth + 1),
+      enumerable: true,
+      writable: true,
+      configurable: true,
+    });
   }
   return out;
 }

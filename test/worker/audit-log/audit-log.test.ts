@@ -74,6 +74,13 @@ describe("AuditLog shard: the chain", () => {
   });
 });
 
+describe("canonical JSON", () => {
+  it("sorts keys at every depth and keeps a __proto__ key as data", () => {
+    expect(canonicalJson({ b: 1, a: { d: [{ z: 1, y: 2 }], c: null } })).toBe('{"a":{"c":null,"d":[{"y":2,"z":1}]},"b":1}');
+    expect(canonicalJson(JSON.parse('{"__proto__":[1],"a":1}'))).toBe('{"__proto__":[1],"a":1}');
+  });
+});
+
 describe("AuditLog shard: pending entries and retention", () => {
   it("a pending entry whose completion never arrives is chained by the alarm with outcome unknown", async () => {
     const shard = 1;
