@@ -1,11 +1,14 @@
 import path from "node:path";
 import { cloudflareTest, readD1Migrations } from "@cloudflare/vitest-plugin";
 import { defineConfig } from "vitest/config";
+import { generateAuditKeyPem } from "./worker/audit-log/signing.ts";
 import { createCa } from "./worker/pki/fleet-ca.ts";
 
 const migrations = await readD1Migrations(path.join(import.meta.dirname, "migrations"));
 // A throwaway fleet CA for the Worker tests' enrolment and renewal.
 const testCa = await createCa("Fleet relay test CA");
+// A throwaway audit key; the tests read the public half through the AuditLog's publicKey().
+const testAuditKey = await generateAuditKeyPem();
 
 export default defineConfig({
   test: {
@@ -21,6 +24,9 @@ export default defineConfig({
                 FLEET_CA_CERT: testCa.certificatePem,
                 FLEET_CA_KEY: testCa.keyPem,
                 JWT_SECRET: "test-secret-test-secret-test-secret-0123456789",
+                AUDIT_SIGNING_KEY: testAuditKey.privatePem,
+                // One JSON line per request would drown the test output.
+                REQUEST_LOGS: "0",
                 // Short timings so retry/backoff/stale tests run fast; production defaults live in worker/config.ts.
                 ACK_TIMEOUT_MS: "1000",
                 RETRY_BASE_MS: "100",

@@ -1,4 +1,5 @@
 export * from "./alerts.ts";
+export * from "./audit.ts";
 export * from "./commands.ts";
 export * from "./constants.ts";
 export * from "./events.ts";

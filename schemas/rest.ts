@@ -310,6 +310,7 @@ export const Problem = z
       )
       .optional()
       .describe("For validation errors: each failing field"),
+    request_id: z.string().optional().describe("The request's id, as in its `X-Request-Id` header, to find its log lines and audit record"),
   })
   .meta({ id: "Problem", description: "RFC 9457 problem details, with a stable `code` and, for validation, the failing fields" });
 export type Problem = z.infer<typeof Problem>;

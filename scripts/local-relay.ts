@@ -12,6 +12,7 @@ import { build } from "esbuild";
 import type { Json, V4MiniflareOptions, V4WorkerOptions } from "miniflare";
 import { convertV4MiniflareOptions, Log, LogLevel, Miniflare, NoOpLog } from "miniflare";
 import { unstable_getMiniflareWorkerOptions, unstable_readConfig, unstable_splitSqlQuery } from "wrangler";
+import { ensureAuditKey } from "./audit-key.ts";
 import { type Edge, startEdge } from "./edge.ts";
 import { ensureJwtSecret } from "./jwt-secret.ts";
 import { ensureLocalPki } from "./local-pki.ts";
@@ -64,6 +65,8 @@ export interface LocalRelay {
   /** The development fleet CA (PEM) agents pin, and its path under the state directory. */
   caCertPem: string;
   caCertPath: string;
+  /** The audit key's public half (SPKI PEM), for `npm run audit-verify`. */
+  auditPublicKeyPath: string;
   stop(): Promise<void>;
 }
 
@@ -88,6 +91,7 @@ export async function startLocalRelay(opts: LocalRelayOptions = {}): Promise<Loc
   await mkdir(stateDir, { recursive: true, mode: 0o700 });
 
   const secret = await ensureJwtSecret(stateDir);
+  const auditKey = await ensureAuditKey(stateDir);
   const pki = await ensureLocalPki(stateDir);
   const edgePort = opts.edgePort === undefined ? DEFAULT_EDGE_PORT : opts.edgePort;
   if (edgePort !== null && edgePort !== 0) await assertPortFree(host, edgePort);
@@ -119,6 +123,9 @@ export async function startLocalRelay(opts: LocalRelayOptions = {}): Promise<Loc
       ENROLL_RATE_LIMIT: "100000",
       // A local relay's receivers may be plain http:// on loopback (a test receiver, a local bridge); never in production.
       ALERT_ALLOW_HTTP_LOOPBACK: "1",
+      AUDIT_SIGNING_KEY: auditKey.privatePem,
+      // Quiet means quiet: no JSON line per request from the Worker either.
+      ...(opts.quiet ? { REQUEST_LOGS: "0" } : {}),
       ...opts.bindings,
       LOCAL_EDGE_SECRET: edgeSecret,
       JWT_SECRET: secret,
@@ -188,6 +195,7 @@ export async function startLocalRelay(opts: LocalRelayOptions = {}): Promise<Loc
     edgeUrl: edge?.url ?? null,
     caCertPem: pki.caCertPem,
     caCertPath: pki.caCertPath,
+    auditPublicKeyPath: auditKey.publicPath,
     stop: () =>
       (stopped ??= (async () => {
         await edge?.close();

@@ -15,8 +15,9 @@ const HELP = `Usage: npm start -- [options]
 
 Runs the fleet relay locally in workerd (the Workers runtime) via Miniflare, with REST over
 HTTP and a TLS 1.3 edge for agents that requires client certificates from the fleet CA.
-D1 and Durable Object state, the Worker bundle, the JWT secret and the development fleet CA
-live in the state directory.
+D1 and Durable Object state, the Worker bundle, the JWT secret, the audit signing key
+(audit-key.pem, public half audit-key.pub.pem) and the development fleet CA live in the
+state directory.
 
 Options:
   --host <addr>       interface to listen on (env RELAY_HOST, default ${DEFAULT_HOST})
@@ -128,6 +129,7 @@ if (!stopping) {
       `Auth  npm run token -- --role operator${stateDir === DEFAULT_STATE_DIR ? "" : ` --state-dir ${stateDir}`}   (roles: viewer, operator, admin)`,
       `      curl -H "Authorization: Bearer $TOKEN" ${url}/api/hosts`,
       `Enrol npm run enroll-token${stateDir === DEFAULT_STATE_DIR ? "" : ` -- --state-dir ${stateDir}`}   then   npm run agent -- enroll --relay ${relay.edgeUrl} --ca-file ${relay.caCertPath} --token <T> --state-dir <dir>`,
+      `Audit curl -H "Authorization: Bearer $ADMIN" ${url}/api/audit/export > audit.ndjson && npm run audit-verify -- audit.ndjson --public-key ${relay.auditPublicKeyPath}`,
       "Press Ctrl+C to stop.",
       "",
     ].join("\n"),

@@ -2,10 +2,14 @@ import { swaggerUI } from "@hono/swagger-ui";
 import { bodyLimit } from "hono/body-limit";
 import { HTTPException } from "hono/http-exception";
 import { Limits } from "../schemas/index.ts";
+import { auditTrail } from "./audit-log/middleware.ts";
 import { ErrorCode, problemResponse, RelayError } from "./errors.ts";
+import { errorFields, log } from "./log.ts";
 import { isJsonContentType } from "./media-type.ts";
+import { requestId } from "./request-id.ts";
 import { agentRoutes } from "./routes/agent.ts";
 import { alertRoutes } from "./routes/alerts.ts";
+import { auditRoutes } from "./routes/audit.ts";
 import { commandRoutes } from "./routes/commands.ts";
 import { createRouter } from "./routes/common.ts";
 import { deadLetterRoutes } from "./routes/dead-letters.ts";
@@ -21,7 +25,11 @@ import { strictJsonBodies } from "./strict-body.ts";
 
 export function createApp() {
   const app = createRouter();
+  // First, so every response (errors, 404s) carries X-Request-Id and every log line the id.
+  app.use("*", requestId);
   app.use("*", securityHeaders);
+  // Wraps everything after it: sees each mutation's outcome and each refusal (401/403).
+  app.use("*", auditTrail);
 
   const limitBodies = bodyLimit({
     maxSize: Limits.MAX_BODY_BYTES,
@@ -51,6 +59,7 @@ export function createApp() {
   app.route("/", eventRoutes);
   app.route("/", alertRoutes);
   app.route("/", whoamiRoutes);
+  app.route("/", auditRoutes);
 
   app.openAPIRegistry.registerComponent("securitySchemes", "bearerAuth", {
     type: "http",
@@ -89,23 +98,27 @@ export function createApp() {
   });
   app.get("/docs", swaggerUI({ url: "/openapi.json", title: "Fleet relay API" }));
 
-  app.notFound((c) => problemResponse(new RelayError(ErrorCode.NOT_FOUND, `no route for ${c.req.method} ${c.req.path}`), c.req.path));
+  app.notFound((c) =>
+    problemResponse(new RelayError(ErrorCode.NOT_FOUND, `no route for ${c.req.method} ${c.req.path}`), c.req.path, c.get("requestId")),
+  );
   app.onError((err, c) => {
-    if (err instanceof RelayError) return problemResponse(err, c.req.path);
+    const id = c.get("requestId");
+    if (err instanceof RelayError) return problemResponse(err, c.req.path, id);
     if (err instanceof HTTPException && err.status === 400) {
-      return problemResponse(new RelayError(ErrorCode.MALFORMED_JSON, err.message || "malformed JSON body"), c.req.path);
+      return problemResponse(new RelayError(ErrorCode.MALFORMED_JSON, err.message || "malformed JSON body"), c.req.path, id);
     }
     if (err instanceof HTTPException && err.status === 415) {
-      return problemResponse(new RelayError(ErrorCode.UNSUPPORTED_MEDIA_TYPE, "send the body as application/json"), c.req.path);
+      return problemResponse(new RelayError(ErrorCode.UNSUPPORTED_MEDIA_TYPE, "send the body as application/json"), c.req.path, id);
     }
     if (err instanceof HTTPException && err.status === 413) {
       return problemResponse(
         new RelayError(ErrorCode.BODY_TOO_LARGE, `request bodies are limited to ${Limits.MAX_BODY_BYTES} bytes`),
         c.req.path,
+        id,
       );
     }
-    console.error("unhandled error", err);
-    return problemResponse(new RelayError(ErrorCode.INTERNAL, "internal error"), c.req.path);
+    (c.get("log") ?? log).error("unhandled error", { method: c.req.method, path: c.req.path, error: errorFields(err) });
+    return problemResponse(new RelayError(ErrorCode.INTERNAL, "internal error"), c.req.path, id);
   });
   return app;
 }

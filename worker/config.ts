@@ -85,3 +85,51 @@ export function alertConfig(env: Env): AlertConfig {
     externalUrl: (env.ALERT_EXTERNAL_URL ?? "").replace(/\/+$/, ""),
   };
 }
+/** What to do with a mutation whose audit record cannot be written. */
+export type AuditMode = "fail-closed" | "best-effort";
+
+export interface AuditConfig {
+  /**
+   * AuditLog instances ("audit-<n>") records are spread over, by a stable hash of their target, so
+   * commands for many hosts do not queue on one object. Default 4, at most 64. Changing it sends a
+   * target's new records to another shard; every shard's chain stays verifiable.
+   */
+  shards: number;
+  /**
+   * `fail-closed` (default): a mutation whose audit record cannot be written is refused (503
+   * ERR_AUDIT_UNAVAILABLE) before it takes effect. `best-effort`: it proceeds and the failure is counted.
+   */
+  mode: AuditMode;
+  /** Records older than this are pruned by each shard's alarm, behind a signed checkpoint. Default 365 days. */
+  retentionDays: number;
+  /** A signed checkpoint after this many new records. Default 1 000. */
+  checkpointEvery: number;
+  /** ...or this long after the last one, when records were added since. Default 3 600 s. */
+  checkpointIntervalMs: number;
+  /** A mutation's pending record whose outcome never arrived is chained with outcome "unknown" after this. Default 60 s. */
+  pendingTimeoutMs: number;
+  /** Refused requests (401/403) recorded per second per Worker isolate, sustained; the rest are counted. Default 10. */
+  refusalsPerS: number;
+  /** ...and in a burst above that rate. Default 100. */
+  refusalBurst: number;
+}
+
+export const MAX_AUDIT_SHARDS = 64;
+
+export function auditConfig(env: Env): AuditConfig {
+  return {
+    shards: Math.min(MAX_AUDIT_SHARDS, Math.floor(num(env.AUDIT_SHARDS, 4, 1))),
+    mode: env.AUDIT_MODE === "best-effort" ? "best-effort" : "fail-closed",
+    retentionDays: num(env.AUDIT_RETENTION_DAYS, 365, 1),
+    checkpointEvery: Math.floor(num(env.AUDIT_CHECKPOINT_EVERY, 1_000, 1)),
+    checkpointIntervalMs: num(env.AUDIT_CHECKPOINT_INTERVAL_S, 3_600, 1) * 1000,
+    pendingTimeoutMs: num(env.AUDIT_PENDING_TIMEOUT_S, 60, 1) * 1000,
+    refusalsPerS: num(env.AUDIT_REFUSALS_PER_S, 10, 0),
+    refusalBurst: num(env.AUDIT_REFUSAL_BURST, 100, 1),
+  };
+}
+
+/** One JSON line per request (worker/request-id.ts) unless REQUEST_LOGS is "0". Default on. */
+export function requestLogsEnabled(env: Env): boolean {
+  return env.REQUEST_LOGS !== "0";
+}

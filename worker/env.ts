@@ -52,6 +52,19 @@ export interface Env {
   ALERT_NOTIFY_TIMEOUT_S?: string;
   ALERT_ALLOW_HTTP_LOOPBACK?: string;
   ALERT_EXTERNAL_URL?: string;
+  /** Audit settings; defaults and meaning in config.ts `auditConfig`. */
+  AUDIT_SHARDS?: string;
+  AUDIT_MODE?: string;
+  AUDIT_RETENTION_DAYS?: string;
+  AUDIT_CHECKPOINT_EVERY?: string;
+  AUDIT_CHECKPOINT_INTERVAL_S?: string;
+  AUDIT_PENDING_TIMEOUT_S?: string;
+  AUDIT_REFUSALS_PER_S?: string;
+  AUDIT_REFUSAL_BURST?: string;
+  /** ECDSA P-256 private key, PKCS#8 PEM (secret), that signs audit checkpoints. Locally made under `.relay/`. */
+  AUDIT_SIGNING_KEY?: string;
+  /** "0" turns off the one JSON line logged per request. Default on. */
+  REQUEST_LOGS?: string;
   /** "1" only in the vitest miniflare config: enables the test fault hooks (worker/test-faults.ts). Never set in production. */
   TEST_FAULTS?: string;
 }

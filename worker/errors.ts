@@ -41,6 +41,7 @@ export const ErrorCode = {
   ALERT_RULE_NOT_FOUND: "ERR_ALERT_RULE_NOT_FOUND",
   RECEIVER_NOT_FOUND: "ERR_RECEIVER_NOT_FOUND",
   ALERT_LIMIT_REACHED: "ERR_ALERT_LIMIT_REACHED",
+  AUDIT_UNAVAILABLE: "ERR_AUDIT_UNAVAILABLE",
   INTERNAL: "ERR_INTERNAL",
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
@@ -85,6 +86,7 @@ const TITLES: Record<ErrorCode, string> = {
   ERR_ALERT_RULE_NOT_FOUND: "Alert rule not found",
   ERR_RECEIVER_NOT_FOUND: "Alert receiver not found",
   ERR_ALERT_LIMIT_REACHED: "Too many alert rules or receivers",
+  ERR_AUDIT_UNAVAILABLE: "The audit log could not record the request, so it was not carried out",
   ERR_INTERNAL: "Internal error",
 };
 
@@ -129,6 +131,7 @@ export const ERROR_STATUS: Record<ErrorCode, number> = {
   ERR_ALERT_RULE_NOT_FOUND: 404,
   ERR_RECEIVER_NOT_FOUND: 404,
   ERR_ALERT_LIMIT_REACHED: 409,
+  ERR_AUDIT_UNAVAILABLE: 503,
   ERR_INTERNAL: 500,
 };
 
@@ -169,7 +172,7 @@ export function validationError(error: z.ZodError, prefix?: string): RelayError 
 
 export const PROBLEM_CONTENT_TYPE = "application/problem+json";
 
-export function problemResponse(err: RelayError, instance?: string): Response {
+export function problemResponse(err: RelayError, instance?: string, requestId?: string): Response {
   const body = {
     type: `urn:fleet-relay:problem:${err.code}`,
     title: TITLES[err.code],
@@ -178,6 +181,7 @@ export function problemResponse(err: RelayError, instance?: string): Response {
     detail: err.message,
     ...(instance ? { instance } : {}),
     ...(err.errors ? { errors: err.errors } : {}),
+    ...(requestId ? { request_id: requestId } : {}),
   };
   return new Response(JSON.stringify(body), {
     status: err.status,

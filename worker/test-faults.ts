@@ -17,7 +17,11 @@ export type FaultName =
   /** Alerting event outbox: the publish RPC to FleetEvents fails. */
   | "alerting.publish"
   /** Alerting event outbox: FleetEvents stored the batch, then the answer is lost. */
-  | "alerting.after_publish";
+  | "alerting.after_publish"
+  /** AuditLog: begin / append / ingest throws before storing anything (the audit log is unavailable). */
+  | "audit.append"
+  /** HostRelay / JobCoordinator outbox: the AuditLog chained the batch, then the answer is lost. */
+  | "audit.after_ingest";
 
 export interface FaultSettings {
   TEST_FAULTS?: string;

@@ -5,6 +5,8 @@ declare namespace Cloudflare {
     JOB_COORDINATOR: DurableObjectNamespace<import("../../worker/job-coordinator/job-coordinator.ts").JobCoordinator>;
     FLEET_EVENTS: DurableObjectNamespace<import("../../worker/fleet-events/fleet-events.ts").FleetEvents>;
     ALERTING: DurableObjectNamespace<import("../../worker/alerting/alerting.ts").Alerting>;
+    AUDIT_LOG: DurableObjectNamespace<import("../../worker/audit-log/audit-log.ts").AuditLog>;
+    AUDIT_SIGNING_KEY: string;
     JWT_SECRET: string;
     FLEET_CA_CERT: string;
     FLEET_CA_KEY: string;
@@ -19,6 +21,6 @@ declare namespace Cloudflare {
 declare namespace Cloudflare {
   interface GlobalProps {
     mainModule: typeof import("../../worker/index.ts");
-    durableNamespaces: "HostRelay" | "JobCoordinator" | "FleetEvents" | "Alerting";
+    durableNamespaces: "HostRelay" | "JobCoordinator" | "FleetEvents" | "Alerting" | "AuditLog";
   }
 }

@@ -12,6 +12,8 @@ export type Role = (typeof ROLES)[number];
 export interface Principal {
   sub: string;
   role: Role;
+  /** The token's `jti` claim, when it has one (bounded), for the audit record. */
+  jti?: string;
 }
 
 const REALM = 'Bearer realm="fleet-relay"';
@@ -85,7 +87,11 @@ export async function verifyToken(token: string, env: Env): Promise<Principal> {
       audience: env.JWT_AUDIENCE || DEFAULT_AUDIENCE,
       requiredClaims: ["exp"],
     });
-    return { sub: typeof payload.sub === "string" ? payload.sub : "unknown", role: roleOf(payload) };
+    return {
+      sub: typeof payload.sub === "string" ? payload.sub.slice(0, 256) : "unknown",
+      role: roleOf(payload),
+      ...(typeof payload.jti === "string" ? { jti: payload.jti.slice(0, 128) } : {}),
+    };
   } catch (err) {
     if (err instanceof RelayError) throw err;
     if (err instanceof errors.JWTExpired) throw unauthorized(ErrorCode.AUTH_EXPIRED, "the token has expired", "invalid_token");

@@ -1,14 +1,39 @@
 import type { AgentInfo, HelloMessage } from "../../schemas/index.ts";
 import { CloseCode, nowRfc3339, PROTOCOL_VERSION } from "../../schemas/index.ts";
+import type { AuditActor } from "../audit-log/contract.ts";
 import { markOffline, markOnline } from "../registry.ts";
 import { AGENT_TAG, type AgentAttachment, attachment, enqueueRegistryWrite, liveSockets, type RelayContext, sendFrame } from "./context.ts";
 import { cancelsDue, pump, socketDeadline } from "./delivery.ts";
-import { recordPresence } from "./notify.ts";
+import { recordAudit, recordPresence } from "./notify.ts";
 
 export { INTERNAL_HOST_HEADER } from "./contract.ts";
 
+/** What the Worker's connect route proved about the agent, passed on for the audit trail. */
+export interface ConnectInfo {
+  fingerprint: string | null;
+  address: string | null;
+  requestId: string | null;
+}
+
+function agentActor(hostId: string, a: Pick<AgentAttachment, "fingerprint" | "address">): AuditActor {
+  return {
+    kind: "agent",
+    sub: hostId,
+    role: null,
+    jti: null,
+    ip: a.address ?? null,
+    user_agent: null,
+    cert_fingerprint: a.fingerprint ?? null,
+  };
+}
+
 /** Accepts an agent's WebSocket (identity already proven by the Worker) and supersedes any older one. */
-export function acceptAgent(rc: RelayContext, hostId: string, now: number): Response {
+export function acceptAgent(
+  rc: RelayContext,
+  hostId: string,
+  now: number,
+  info: ConnectInfo = { fingerprint: null, address: null, requestId: null },
+): Response {
   for (const old of liveSockets(rc)) {
     closeAgent(rc, old, CloseCode.REPLACED, "replaced by a newer connection", now);
   }
@@ -22,8 +47,22 @@ export function acceptAgent(rc: RelayContext, hostId: string, now: number): Resp
     lastFrameAt: now,
     helloAt: null,
     closed: false,
+    fingerprint: info.fingerprint,
+    address: info.address,
   };
   server.serializeAttachment(a);
+  recordAudit(
+    rc,
+    {
+      action: "agent.connect",
+      time: now,
+      actor: agentActor(hostId, a),
+      request: { connection_id: a.connectionId },
+      outcome: { status: 101, code: null },
+      request_id: info.requestId,
+    },
+    now,
+  );
   return new Response(null, { status: 101, webSocket: client });
 }
 
@@ -68,7 +107,7 @@ export function onHello(rc: RelayContext, ws: WebSocket, hello: HelloMessage, no
 
 /** Closes a socket from the relay side and treats it as gone at once: a dead peer never answers the close. */
 export function closeAgent(rc: RelayContext, ws: WebSocket, code: number, reason: string, now: number): void {
-  onAgentGone(rc, ws, now);
+  onAgentGone(rc, ws, now, { code, reason, by: "relay" });
   try {
     ws.close(code, reason);
   } catch {
@@ -77,11 +116,27 @@ export function closeAgent(rc: RelayContext, ws: WebSocket, code: number, reason
 }
 
 /** Bookkeeping for a socket that is gone; safe to call more than once per socket. */
-export function onAgentGone(rc: RelayContext, ws: WebSocket, now: number): void {
+export function onAgentGone(
+  rc: RelayContext,
+  ws: WebSocket,
+  now: number,
+  close: { code: number | null; reason: string; by: "relay" | "agent" } = { code: null, reason: "socket error", by: "agent" },
+): void {
   const a = attachment(ws);
   if (a.closed) return;
   a.closed = true;
   ws.serializeAttachment(a);
+  recordAudit(
+    rc,
+    {
+      action: "agent.disconnect",
+      time: now,
+      actor: agentActor(a.hostId, a),
+      request: { connection_id: a.connectionId, closed_by: close.by, connected_for_ms: now - a.connectedAt },
+      outcome: { status: null, code: close.code === null ? null : String(close.code), detail: close.reason.slice(0, 123) },
+    },
+    now,
+  );
   rc.frameBudgets.delete(ws);
   // Unacked commands were sent on this socket; the next connection resends them (spending attempts then).
   if (liveSockets(rc).length === 0) rc.store.commands.clearInFlight();

@@ -43,6 +43,9 @@ export interface AgentAttachment {
   helloAt: number | null;
   /** Set when the relay closed the socket or saw it close, so later hooks for it do nothing. */
   closed: boolean;
+  /** The client certificate's SHA-256 fingerprint and the agent's address, for the audit trail. */
+  fingerprint?: string | null;
+  address?: string | null;
 }
 
 export const AGENT_TAG = "agent";

@@ -5,6 +5,12 @@ export type { Page } from "../cursor.ts";
 
 /** Set only by the Worker's `/agent/connect` route, after it verified the agent's certificate. */
 export const INTERNAL_HOST_HEADER = "x-relay-host-id";
+/** Set by the same route: the verified certificate's SHA-256 fingerprint, for the audit record. */
+export const INTERNAL_FINGERPRINT_HEADER = "x-relay-cert-fingerprint";
+/** Set by the same route: the agent's address as the edge saw it (empty when not trusted). */
+export const INTERNAL_ADDRESS_HEADER = "x-relay-remote-address";
+/** Set by the same route: the upgrade request's id. */
+export const INTERNAL_REQUEST_ID_HEADER = "x-relay-request-id";
 
 /** What the Worker hands a HostRelay to queue one command (already validated at the REST boundary). */
 export interface EnqueueInput {

@@ -11,6 +11,7 @@ import { handleAgentFrame } from "./agent-frames.ts";
 import { acceptAgent, closeStale, INTERNAL_HOST_HEADER, onAgentGone } from "./connection.ts";
 import { liveSockets, type RelayContext } from "./context.ts";
 import type { CancelOptions, CancelResult, EnqueueInput } from "./contract.ts";
+import { INTERNAL_ADDRESS_HEADER, INTERNAL_FINGERPRINT_HEADER, INTERNAL_REQUEST_ID_HEADER } from "./contract.ts";
 import { cancelsDue, deadlinesDue, expireDue, pump, retryDue, scheduleAlarm } from "./delivery.ts";
 import { flushOutbox } from "./notify.ts";
 import * as ops from "./operations.ts";
@@ -79,7 +80,11 @@ export class HostRelay extends DurableObject<Env> {
           const code = host.code === ErrorCode.HOST_REVOKED ? ErrorCode.AGENT_REVOKED : host.code;
           return problemResponse(new RelayError(code, host.detail));
         }
-        return acceptAgent(this.rc, hostId, this.now());
+        return acceptAgent(this.rc, hostId, this.now(), {
+          fingerprint: request.headers.get(INTERNAL_FINGERPRINT_HEADER) || null,
+          address: request.headers.get(INTERNAL_ADDRESS_HEADER) || null,
+          requestId: request.headers.get(INTERNAL_REQUEST_ID_HEADER) || null,
+        });
       },
       () => problemResponse(new RelayError(ErrorCode.INTERNAL)),
     );
@@ -91,7 +96,7 @@ export class HostRelay extends DurableObject<Env> {
 
   override webSocketClose(ws: WebSocket, code: number, reason: string): Promise<void> {
     return this.entry.hook("webSocketClose", () => {
-      onAgentGone(this.rc, ws, this.now());
+      onAgentGone(this.rc, ws, this.now(), { code, reason, by: "agent" });
       try {
         ws.close(code === 1005 ? 1000 : code, reason);
       } catch {

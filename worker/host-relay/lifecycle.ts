@@ -1,9 +1,9 @@
 import type { CommandEvent } from "./command-states.ts";
-import { decide } from "./command-states.ts";
+import { decide, isTerminal } from "./command-states.ts";
 import type { CommandRow, MoveExtra } from "./command-store.ts";
 import { factsOf } from "./command-store.ts";
 import type { RelayContext } from "./context.ts";
-import { type Caused, recordTransition } from "./notify.ts";
+import { type Caused, recordFinalOutcome, recordTransition } from "./notify.ts";
 
 /**
  * The only way a command changes state: the state machine (command-states.ts) decides, the command
@@ -28,6 +28,7 @@ export function apply(
   // The dead-letter table lists exactly the commands in dead_lettered.
   if (decision.to === "dead_lettered") rc.store.deadLetters.add(row.message_id, now, t.detail ?? "attempts spent");
   if (from === "dead_lettered") rc.store.deadLetters.remove(row.message_id);
+  if (isTerminal(decision.to)) recordFinalOutcome(rc, t, now);
   return recordTransition(rc, t, now);
 }
 

@@ -1,8 +1,11 @@
 import type { FleetEventInput } from "../../schemas/index.ts";
 import { MAX_EVENT_OUTPUT_CHARS, nowRfc3339 } from "../../schemas/index.ts";
+import type { AuditActor, AuditInput } from "../audit-log/contract.ts";
+import { shardFor } from "../audit-log/shard.ts";
 import { backoffMs, OUTBOX_BACKOFF } from "../backoff.ts";
+import { auditConfig } from "../config.ts";
 import type { JobHostUpdate } from "../job-coordinator/contract.ts";
-import { fleetEvents, jobCoordinator } from "../stubs.ts";
+import { auditLog, fleetEvents, jobCoordinator } from "../stubs.ts";
 import type { RelayContext } from "./context.ts";
 import type { CommandRow, OutboxRow, Transition } from "./storage.ts";
 
@@ -16,6 +19,7 @@ import type { CommandRow, OutboxRow, Transition } from "./storage.ts";
 
 const EVENT = "event";
 const JOB = "job";
+const AUDIT = "audit";
 const FLEET = "fleet";
 /** Rows sent per flush round; a round is one RPC per target. */
 const FLUSH_BATCH = 200;
@@ -96,6 +100,34 @@ export function recordOutput(rc: RelayContext, row: CommandRow, chunk: string, s
   rc.store.outbox.add(EVENT, FLEET, event, now + LEASE_MS, { key, notBefore: now + OUTPUT_COALESCE_MS });
 }
 
+/**
+ * An audit record of something only this object sees (agent connect and disconnect, a command's
+ * final state), written with the change and delivered in batches to the host's audit shard.
+ */
+export function recordAudit(rc: RelayContext, input: Omit<AuditInput, "target" | "request_id"> & Partial<AuditInput>, now: number): void {
+  const host = hostId(rc);
+  const full: AuditInput = { request_id: null, ...input, target: { ...(host ? { host_id: host } : {}), ...input.target } };
+  rc.store.outbox.add(AUDIT, AUDIT, full, now + LEASE_MS);
+}
+
+/** A command reached a final state: its outcome goes to the audit trail (the moves before are in its history). */
+export function recordFinalOutcome(rc: RelayContext, t: Transition, now: number): void {
+  recordAudit(
+    rc,
+    {
+      action: "command.final",
+      time: t.at,
+      actor: SYSTEM_ACTOR,
+      target: { message_id: t.message_id, ...(t.job_id ? { job_id: t.job_id } : {}) },
+      request: { from: t.from, attempt: t.attempt, response_status: t.response_status },
+      outcome: { status: null, code: t.to, detail: t.detail === null ? null : t.detail.slice(0, 512) },
+    },
+    now,
+  );
+}
+
+export const SYSTEM_ACTOR: AuditActor = { kind: "system", sub: null, role: null, jti: null, ip: null, user_agent: null };
+
 export function recordPresence(rc: RelayContext, online: boolean, now: number): void {
   addEvent(rc, { type: online ? "host.online" : "host.offline", at: nowRfc3339(now), host_id: hostId(rc), tags: hostTags(rc) }, now);
 }
@@ -156,12 +188,23 @@ async function deliver(rc: RelayContext, group: OutboxRow[]): Promise<{ ids: num
   const ids = group.map((r) => r.id);
   try {
     const first = group[0]!;
-    rc.faults.check("relay.publish");
+    // Audit rows have their own faults (audit.append at the shard, audit.after_ingest here).
+    if (first.kind !== AUDIT) rc.faults.check("relay.publish");
     if (first.kind === EVENT) {
       const source = `host:${hostId(rc) ?? rc.ctx.id.toString()}`;
       await fleetEvents(rc.env).publish(group.map((r) => ({ ...(JSON.parse(r.body) as FleetEventInput), source, source_seq: r.id })));
       // As if the answer was lost after FleetEvents stored the batch: the retry must not duplicate it.
       rc.faults.check("relay.after_publish");
+    } else if (first.kind === AUDIT) {
+      const host = hostId(rc) ?? rc.ctx.id.toString();
+      const shard = shardFor({ host_id: host }, auditConfig(rc.env).shards);
+      await auditLog(rc.env, shard).ingest(
+        shard,
+        `host:${host}`,
+        group.map((r) => ({ source_seq: r.id, input: JSON.parse(r.body) as AuditInput })),
+      );
+      // As if the answer was lost after the shard chained the batch: the retry must not chain it twice.
+      rc.faults.check("audit.after_ingest");
     } else {
       await jobCoordinator(rc.env, first.target).hostUpdates(group.map((r) => JSON.parse(r.body) as JobHostUpdate));
     }

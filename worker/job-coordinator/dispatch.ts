@@ -1,6 +1,7 @@
 import type { CommandAccepted, CommandView } from "../../schemas/index.ts";
 import { ErrorCode, type RpcResult } from "../errors.ts";
 import { hostRelay } from "../stubs.ts";
+import { recordJobAudit } from "./audit.ts";
 import { inPool, type JobContext, LEASE_MS, RPC_BUDGET, RPC_PARALLELISM, retryDelay, settled } from "./context.ts";
 import { scheduleAlarm, settle } from "./lifecycle.ts";
 import { publishProgress } from "./progress.ts";
@@ -49,6 +50,7 @@ async function oneRound(rc: JobContext): Promise<void> {
   const used = await dispatchBatch(rc, RPC_BUDGET);
   await cancelBatch(rc, RPC_BUDGET - used);
   await publishProgress(rc);
+  await recordJobAudit(rc);
 }
 
 /** Dispatches retries due and as many pending hosts as the window and budget allow; returns how many RPCs it made. */

@@ -1,3 +1,4 @@
+import { auditDueAt } from "./audit.ts";
 import type { JobContext } from "./context.ts";
 import { PROGRESS_COALESCE_MS } from "./context.ts";
 import { activeCount, errorCount, finalCount } from "./states.ts";
@@ -47,6 +48,8 @@ export function scheduleAlarm(rc: JobContext, now: number): void {
   if (due.dispatch !== null) candidates.push(due.dispatch);
   if (due.cancel !== null) candidates.push(due.cancel);
   if (job.progress_due_at !== null) candidates.push(job.progress_due_at);
+  const audit = job.registered_at === null ? null : auditDueAt(job, counts, now);
+  if (audit !== null) candidates.push(audit);
   let next = candidates.length ? Math.min(...candidates) : null;
   // After a failed round, nothing is due before its backoff has passed.
   if (next !== null && rc.backoffUntil !== null && next < rc.backoffUntil) next = rc.backoffUntil;

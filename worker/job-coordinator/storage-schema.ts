@@ -70,4 +70,10 @@ export const JOB_COORDINATOR_MIGRATIONS: readonly string[] = [
   -- A cancel with abort_running also cancels commands already delivered or running on their hosts.
   ALTER TABLE job ADD COLUMN abort_running INTEGER NOT NULL DEFAULT 0;
   `,
+  /* 4 */ `
+  -- Audit records of the job's own lifecycle (1: stopped by max_errors, 2: finished), numbered so the
+  -- audit shard drops a re-delivered one: the highest the shard has confirmed, and when to retry.
+  ALTER TABLE job ADD COLUMN audit_seq INTEGER NOT NULL DEFAULT 0;
+  ALTER TABLE job ADD COLUMN audit_due_at INTEGER;
+  `,
 ];

@@ -30,6 +30,8 @@ export interface JobRow {
   registry_due_at: number | null;
   registry_attempts: number;
   progress_seq: number;
+  audit_seq: number;
+  audit_due_at: number | null;
   [key: string]: SqlStorageValue;
 }
 
@@ -110,6 +112,15 @@ export class JobStorage {
   job(): JobRow | null {
     if (!this.hasTables()) return null;
     return this.sql.exec<JobRow>("SELECT * FROM job WHERE id = 1").toArray()[0] ?? null;
+  }
+
+  /** The shard confirmed the job's audit records through `seq`. */
+  auditSent(seq: number): void {
+    this.sql.exec("UPDATE job SET audit_seq = MAX(audit_seq, ?), audit_due_at = NULL WHERE id = 1", seq);
+  }
+
+  auditRetryAt(at: number): void {
+    this.sql.exec("UPDATE job SET audit_due_at = ? WHERE id = 1", at);
   }
 
   /** Records the job and every target host as pending, in dispatch order. */

@@ -1,12 +1,18 @@
 import { createRoute } from "@hono/zod-openapi";
 import type { MiddlewareHandler } from "hono";
 import { EnrollRequest, EnrollResponse, RenewRequest, RenewResponse } from "../../schemas/index.ts";
+import { auditGate } from "../audit-log/session.ts";
 import { identifyAgent } from "../auth/agent-identity.ts";
-import { sourceAddress } from "../auth/source-address.ts";
+import { sourceAddress, UNTRUSTED_SOURCE } from "../auth/source-address.ts";
 import { relayConfig } from "../config.ts";
 import { countEnrollmentAttempt } from "../enrollment-rate.ts";
 import { ErrorCode, RelayError } from "../errors.ts";
-import { INTERNAL_HOST_HEADER } from "../host-relay/contract.ts";
+import {
+  INTERNAL_ADDRESS_HEADER,
+  INTERNAL_FINGERPRINT_HEADER,
+  INTERNAL_HOST_HEADER,
+  INTERNAL_REQUEST_ID_HEADER,
+} from "../host-relay/contract.ts";
 import { fleetCa, sha256Hex } from "../pki/ca-binding.ts";
 import { type FleetCa, type IssuedCertificate, issueAgentCertificate, verifyCsr } from "../pki/fleet-ca.ts";
 import { addHostCertificate, enrollHost, findEnrollmentToken } from "../registry.ts";
@@ -47,6 +53,8 @@ const limitEnrollment: MiddlewareHandler<AppEnv> = async (c, next) => {
   const config = relayConfig(c.env);
   const address = await sourceAddress(c.req.raw, c.env);
   await countEnrollmentAttempt(c.env.DB, address, { limit: config.enrollRateLimit, windowMs: config.enrollRateWindowMs }, Date.now());
+  // Past the rate limit, the attempt is recorded (fail-closed) before the token is looked at.
+  await auditGate(c, { kind: "agent" });
   await next();
 };
 
@@ -113,13 +121,20 @@ async function verifiedCsr(pem: string) {
 export const agentRoutes = createRouter()
   .openapi(connectRoute, async (c) => {
     // Identity before anything else, so an unauthenticated caller learns nothing about the endpoint.
-    const { hostId } = await identifyAgent(c.req.raw, c.env);
+    const { hostId, fingerprint } = await identifyAgent(c.req.raw, c.env);
     if (c.req.header("upgrade")?.toLowerCase() !== "websocket") {
       throw new RelayError(ErrorCode.UPGRADE_REQUIRED, "connect with a WebSocket upgrade");
     }
-    // A fresh request: nothing the client sent reaches the object except through our own header.
+    const address = await sourceAddress(c.req.raw, c.env);
+    // A fresh request: nothing the client sent reaches the object except through our own headers.
     const forward = new Request("https://host-relay.internal/connect", {
-      headers: { upgrade: "websocket", [INTERNAL_HOST_HEADER]: hostId },
+      headers: {
+        upgrade: "websocket",
+        [INTERNAL_HOST_HEADER]: hostId,
+        [INTERNAL_FINGERPRINT_HEADER]: fingerprint,
+        [INTERNAL_ADDRESS_HEADER]: address === UNTRUSTED_SOURCE ? "" : address,
+        [INTERNAL_REQUEST_ID_HEADER]: c.get("requestId") ?? "",
+      },
     });
     return hostRelay(c.env, hostId).fetch(forward);
   })
@@ -147,10 +162,15 @@ export const agentRoutes = createRouter()
     });
     // Lost a race with another enrolment (or the token expired meanwhile): nothing was written.
     if (!enrolled) throw new RelayError(ErrorCode.ENROLLMENT_TOKEN_USED, "this enrolment token is no longer usable");
+    const session = c.get("audit");
+    if (session) session.actorExtra = { ...session.actorExtra, sub: hostId, cert_fingerprint: issued.fingerprintSha256 };
     return c.json(certificateReply(hostId, issued, ca), 201);
   })
   .openapi(renewRoute, async (c) => {
-    const { hostId } = await identifyAgent(c.req.raw, c.env);
+    const { hostId, fingerprint } = await identifyAgent(c.req.raw, c.env);
+    const session = c.get("audit");
+    if (session) session.target.host_id = hostId;
+    await auditGate(c, { kind: "agent", sub: hostId, cert_fingerprint: fingerprint });
     const body = c.req.valid("json");
     const csr = await verifiedCsr(body.csr);
     const ca = await fleetCa(c.env);

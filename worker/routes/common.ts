@@ -1,14 +1,24 @@
 import { OpenAPIHono, z } from "@hono/zod-openapi";
 import type { MiddlewareHandler } from "hono";
 import { Problem } from "../../schemas/index.ts";
+import { type AuditSession, auditGate } from "../audit-log/session.ts";
 import { authenticate, hasRole, type Principal, type Role, requestCredentials } from "../auth/jwt.ts";
 import type { Env } from "../env.ts";
 import { ErrorCode, PROBLEM_CONTENT_TYPE, RelayError, validationError } from "../errors.ts";
+import type { Logger } from "../log.ts";
 import { hostExists } from "../registry.ts";
 
 export interface AppEnv {
   Bindings: Env;
-  Variables: { principal: Principal };
+  Variables: {
+    principal: Principal;
+    /** This request's id (worker/request-id.ts), echoed in `X-Request-Id` and carried by every log line. */
+    requestId: string;
+    /** A structured logger whose lines carry the request id. */
+    log: Logger;
+    /** The audit record of this request, when it is a mutation (worker/audit-log/middleware.ts). */
+    audit: AuditSession | undefined;
+  };
 }
 
 /** Every router shares one validation hook: failures become 400 problem+json naming the fields. */
@@ -30,10 +40,13 @@ export function createRouter(): OpenAPIHono<AppEnv> {
 export function requireRole(role: Role): MiddlewareHandler<AppEnv> {
   return async (c, next) => {
     const principal = await authenticate(requestCredentials(c.req.raw.headers, c.env), c.env);
+    // Set before the role check, so a refusal's audit record names who was refused.
+    c.set("principal", principal);
     if (!hasRole(principal, role)) {
       throw new RelayError(ErrorCode.FORBIDDEN, `this needs the ${role} role; the token has ${principal.role}`);
     }
-    c.set("principal", principal);
+    // A mutation's audit record is written (fail-closed) before the handler may run.
+    await auditGate(c);
     await next();
   };
 }

@@ -187,6 +187,63 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/audit": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Audit records, newest first, filtered, in cursor pages
+         * @description Merged across the audit shards, ordered by time, then shard, then seq (newest first). Filters combine (AND); `since` is inclusive, `until` exclusive.
+         */
+        get: operations["listAuditRecords"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/audit/export": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The whole audit trail as NDJSON, with signed checkpoints
+         * @description Streams one JSON object per line: an `export` header, then for each shard its stored checkpoints, its records in seq order, and a checkpoint signed now at the shard's head (so a removed last record is detected). Verify with `npm run audit-verify -- <file> --public-key <pem>`.
+         */
+        get: operations["exportAudit"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/audit/public-key": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The public key that verifies audit checkpoints */
+        get: operations["getAuditPublicKey"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/enrollment-tokens": {
         parameters: {
             query?: never;
@@ -837,6 +894,86 @@ export interface components {
          * @enum {string}
          */
         AlertState: "pending" | "firing";
+        /** @description Who did it. */
+        AuditActor: {
+            /** @description Agents: SHA-256 fingerprint of the client certificate */
+            cert_fingerprint?: string | null;
+            /** @description The caller's address as the edge saw it (CF-Connecting-IP) */
+            ip: string | null;
+            /** @description The token's `jti` claim when it has one */
+            jti: string | null;
+            /**
+             * @description user: a REST token; agent: a host's certificate; system: the relay itself
+             * @enum {string}
+             */
+            kind: "user" | "agent" | "system";
+            /** @description The token's role (metrics, viewer, operator, admin), null otherwise */
+            role: string | null;
+            /** @description The token's subject, the agent's host id, or null when unknown */
+            sub: string | null;
+            /** @description User-Agent, cut to 256 characters */
+            user_agent: string | null;
+        };
+        /** @description Records newest first (by time, then shard, then seq), merged across shards. */
+        AuditPage: {
+            items: components["schemas"]["AuditRecord"][];
+            next_cursor: string | null;
+        };
+        /** @description The audit public key, for `npm run audit-verify -- <export> --public-key <pem>`. */
+        AuditPublicKey: {
+            key_id: string;
+            /** @description SPKI PEM of the key that signs checkpoints */
+            public_key: string;
+        };
+        /** @description One audit record: a link of its shard's hash chain. */
+        AuditRecord: {
+            /** @description Dotted verb, e.g. "command.create", "agent.connect", "auth.refused" */
+            action: string;
+            actor: components["schemas"]["AuditActor"];
+            /** @description SHA-256 (hex) of the canonical JSON (keys sorted, no whitespace) of every other field */
+            hash: string;
+            /**
+             * Format: uuid
+             * @description Unique id of the record
+             */
+            id: string;
+            /** @description What came of it */
+            outcome: {
+                /** @description Error code, "unknown" when the outcome never arrived, or an event's result */
+                code: string | null;
+                detail?: string | null;
+                /** @description HTTP status answered, or null (unknown, or not an HTTP request) */
+                status: number | null;
+            };
+            /** @description `hash` of the shard's previous record; 64 zeros for seq 1 */
+            prev_hash: string;
+            /** @description The request body, redacted (secrets and tokens replaced) and bounded to 4 KiB, or details of the event */
+            request?: unknown;
+            /** @description The request's X-Request-Id */
+            request_id: string | null;
+            /** @enum {number} */
+            schema_version: 1;
+            /** @description Position in its shard's chain, from 1, without gaps */
+            seq: number;
+            /** @description The shard (AuditLog instance) whose chain holds it */
+            shard: number;
+            target: components["schemas"]["AuditTarget"];
+            /**
+             * Format: date-time
+             * @description When it happened at its source
+             */
+            time: string;
+            /** @enum {string} */
+            type: "record";
+        };
+        /** @description What it was done to (from the route's path parameters, or the object that recorded it). */
+        AuditTarget: {
+            host_id?: string;
+            job_id?: string;
+            message_id?: string;
+            receiver_id?: string;
+            rule_id?: string;
+        };
         /** @description The authenticated caller (`GET /api/whoami`) */
         Caller: {
             /**
@@ -1371,6 +1508,8 @@ export interface components {
             }[];
             /** @description The request path */
             instance?: string;
+            /** @description The request's id, as in its `X-Request-Id` header, to find its log lines and audit record */
+            request_id?: string;
             /** @description The HTTP status */
             status: number;
             /** @description Short, human-readable summary of the problem type */
@@ -2572,6 +2711,198 @@ export interface operations {
             };
             /** @description Authenticated but the role is insufficient */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Any other error (500 ERR_INTERNAL, 503 …), as a problem document */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    listAuditRecords: {
+        parameters: {
+            query?: {
+                /** @description Only this action, e.g. "command.create" */
+                action?: string;
+                /** @description Only records whose actor `sub` is this */
+                actor?: string;
+                /** @description `next_cursor` of the previous page; absent for the first */
+                cursor?: string;
+                /** @description Only records about this host */
+                host_id?: string;
+                /** @description Only records about this job */
+                job_id?: string;
+                /** @description Most items on the page (1-500) */
+                limit?: number;
+                /** @description Records at or after this time */
+                since?: string;
+                /** @description Records before this time */
+                until?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A page of records */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AuditPage"];
+                };
+            };
+            /** @description Invalid request: malformed JSON, failed validation (with the failing fields) or bad cursor */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing, invalid or expired token (see WWW-Authenticate) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Authenticated but the role is insufficient */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not done: something it needs could not be reached; retry */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Any other error (500 ERR_INTERNAL, 503 …), as a problem document */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    exportAudit: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description `application/x-ndjson`: one AuditExportHeader line, then per shard its AuditCheckpoint and AuditRecord lines, ending with its export checkpoint */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Missing, invalid or expired token (see WWW-Authenticate) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Authenticated but the role is insufficient */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not done: something it needs could not be reached; retry */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Any other error (500 ERR_INTERNAL, 503 …), as a problem document */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    getAuditPublicKey: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description SPKI PEM */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AuditPublicKey"];
+                };
+            };
+            /** @description Missing, invalid or expired token (see WWW-Authenticate) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Authenticated but the role is insufficient */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not done: something it needs could not be reached; retry */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
