@@ -4,6 +4,7 @@ import { HTTPException } from "hono/http-exception";
 import { Limits } from "../schemas/index.ts";
 import { ErrorCode, problemResponse, RelayError } from "./errors.ts";
 import { isJsonContentType } from "./media-type.ts";
+import { requestMetrics } from "./metrics/http-metrics.ts";
 import { agentRoutes } from "./routes/agent.ts";
 import { commandRoutes } from "./routes/commands.ts";
 import { createRouter } from "./routes/common.ts";
@@ -13,12 +14,15 @@ import { eventRoutes } from "./routes/events.ts";
 import { healthRoutes } from "./routes/health.ts";
 import { hostRoutes } from "./routes/hosts.ts";
 import { jobRoutes } from "./routes/jobs.ts";
+import { metricsRoutes } from "./routes/metrics.ts";
 import { tagRoutes } from "./routes/tags.ts";
 import { securityHeaders } from "./security-headers.ts";
 import { strictJsonBodies } from "./strict-body.ts";
 
 export function createApp() {
   const app = createRouter();
+  // First, so it times everything after it, refusals and errors included.
+  app.use("*", requestMetrics);
   app.use("*", securityHeaders);
 
   const limitBodies = bodyLimit({
@@ -47,6 +51,7 @@ export function createApp() {
   app.route("/", tagRoutes);
   app.route("/", jobRoutes);
   app.route("/", eventRoutes);
+  app.route("/", metricsRoutes);
 
   app.openAPIRegistry.registerComponent("securitySchemes", "bearerAuth", {
     type: "http",

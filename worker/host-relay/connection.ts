@@ -1,8 +1,10 @@
 import type { AgentInfo, HelloMessage } from "../../schemas/index.ts";
 import { CloseCode, nowRfc3339, PROTOCOL_VERSION } from "../../schemas/index.ts";
+import { M } from "../metrics/catalogue.ts";
 import { markOffline, markOnline } from "../registry.ts";
 import { AGENT_TAG, type AgentAttachment, attachment, enqueueRegistryWrite, liveSockets, type RelayContext, sendFrame } from "./context.ts";
 import { cancelsDue, pump, socketDeadline } from "./delivery.ts";
+import { addMetrics } from "./metrics-outbox.ts";
 import { recordPresence } from "./notify.ts";
 
 export { INTERNAL_HOST_HEADER } from "./contract.ts";
@@ -24,6 +26,7 @@ export function acceptAgent(rc: RelayContext, hostId: string, now: number): Resp
     closed: false,
   };
   server.serializeAttachment(a);
+  addMetrics(rc, now, (w) => w.count(M.CONNECTIONS_ACCEPTED));
   return new Response(null, { status: 101, webSocket: client });
 }
 
@@ -68,7 +71,7 @@ export function onHello(rc: RelayContext, ws: WebSocket, hello: HelloMessage, no
 
 /** Closes a socket from the relay side and treats it as gone at once: a dead peer never answers the close. */
 export function closeAgent(rc: RelayContext, ws: WebSocket, code: number, reason: string, now: number): void {
-  onAgentGone(rc, ws, now);
+  onAgentGone(rc, ws, now, code);
   try {
     ws.close(code, reason);
   } catch {
@@ -76,12 +79,13 @@ export function closeAgent(rc: RelayContext, ws: WebSocket, code: number, reason
   }
 }
 
-/** Bookkeeping for a socket that is gone; safe to call more than once per socket. */
-export function onAgentGone(rc: RelayContext, ws: WebSocket, now: number): void {
+/** Bookkeeping for a socket that is gone (closed with `code`); safe to call more than once per socket. */
+export function onAgentGone(rc: RelayContext, ws: WebSocket, now: number, code: number): void {
   const a = attachment(ws);
   if (a.closed) return;
   a.closed = true;
   ws.serializeAttachment(a);
+  addMetrics(rc, now, (w) => w.count(M.DISCONNECTS, { code: String(code) }));
   rc.frameBudgets.delete(ws);
   // Unacked commands were sent on this socket; the next connection resends them (spending attempts then).
   if (liveSockets(rc).length === 0) rc.store.commands.clearInFlight();

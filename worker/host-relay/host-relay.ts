@@ -6,12 +6,14 @@ import { relayConfig } from "../config.ts";
 import { DurableEntry } from "../durable-entry.ts";
 import type { Env } from "../env.ts";
 import { ErrorCode, problemResponse, RelayError, type RpcFailure, type RpcResult } from "../errors.ts";
+import { M } from "../metrics/catalogue.ts";
 import { TestFaults } from "../test-faults.ts";
 import { handleAgentFrame } from "./agent-frames.ts";
 import { acceptAgent, closeStale, INTERNAL_HOST_HEADER, onAgentGone } from "./connection.ts";
 import { liveSockets, type RelayContext } from "./context.ts";
 import type { CancelOptions, CancelResult, EnqueueInput } from "./contract.ts";
 import { cancelsDue, deadlinesDue, expireDue, pump, retryDue, scheduleAlarm } from "./delivery.ts";
+import { addMetrics } from "./metrics-outbox.ts";
 import { flushOutbox } from "./notify.ts";
 import * as ops from "./operations.ts";
 import { HostRelayStorage } from "./storage.ts";
@@ -77,6 +79,8 @@ export class HostRelay extends DurableObject<Env> {
         const host = await ops.ensureHost(this.rc, hostId, this.now());
         if (!host.ok) {
           const code = host.code === ErrorCode.HOST_REVOKED ? ErrorCode.AGENT_REVOKED : host.code;
+          // An object that never served this host has no storage to count in; the Worker found the host in the registry anyway.
+          if (this.rc.store.initialized) addMetrics(this.rc, this.now(), (w) => w.count(M.CONNECTIONS_REFUSED, { reason: code }));
           return problemResponse(new RelayError(code, host.detail));
         }
         return acceptAgent(this.rc, hostId, this.now());
@@ -91,7 +95,7 @@ export class HostRelay extends DurableObject<Env> {
 
   override webSocketClose(ws: WebSocket, code: number, reason: string): Promise<void> {
     return this.entry.hook("webSocketClose", () => {
-      onAgentGone(this.rc, ws, this.now());
+      onAgentGone(this.rc, ws, this.now(), code);
       try {
         ws.close(code === 1005 ? 1000 : code, reason);
       } catch {
@@ -101,7 +105,7 @@ export class HostRelay extends DurableObject<Env> {
   }
 
   override webSocketError(ws: WebSocket): Promise<void> {
-    return this.entry.hook("webSocketError", () => onAgentGone(this.rc, ws, this.now()));
+    return this.entry.hook("webSocketError", () => onAgentGone(this.rc, ws, this.now(), 1006));
   }
 
   override alarm(): Promise<void> {
@@ -120,7 +124,8 @@ export class HostRelay extends DurableObject<Env> {
       retryDue(rc, now);
       deadlinesDue(rc, now);
       cancelsDue(rc, now);
-      rc.store.commands.prune(now, rc.config.retentionDays * 86_400_000);
+      // Pruning may remove dead letters: an (empty) metrics row makes the host report its gauges again.
+      if (rc.store.commands.prune(now, rc.config.retentionDays * 86_400_000) > 0) addMetrics(rc, now, () => {});
       pump(rc, now);
     });
   }
