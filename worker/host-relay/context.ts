@@ -24,6 +24,8 @@ export interface RelayContext {
   faults: TestFaults;
   /** Per-connection frame budgets, by socket (in memory: a wake-up starts them afresh). */
   frameBudgets: WeakMap<WebSocket, FrameBudget>;
+  /** Gauge values FleetEvents has from this host (in memory: a wake-up sends them all again). */
+  sentGauges: Map<string, number>;
 }
 
 /** A token bucket of frames for one connection. */

@@ -46,6 +46,7 @@ export class HostRelay extends DurableObject<Env> {
       flushAgain: false,
       settleAlarm: () => scheduleAlarm(rc),
       frameBudgets: new WeakMap(),
+      sentGauges: new Map(),
     };
     this.rc = rc;
     this.entry = new DurableEntry("HostRelay", () => {

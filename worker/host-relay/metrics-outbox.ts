@@ -48,10 +48,22 @@ export function countTransition(w: DeltaWriter, row: CommandRow, t: Transition):
 }
 
 /**
- * This host's absolute gauges, read when a metrics row is sent (not per change): non-final commands
- * by state, current dead letters, and whether a greeted agent is connected.
+ * This host's absolute gauges that FleetEvents does not have yet (all of them after a wake-up),
+ * read when a metrics row is sent, not per change: non-final commands by state, current dead
+ * letters, and whether a greeted agent is connected. Call `gaugesSent` once the send succeeded.
  */
-export function relayGauges(rc: RelayContext): Record<string, number> {
+export function gaugesToSend(rc: RelayContext): Record<string, number> {
+  const changed: Record<string, number> = {};
+  for (const [key, value] of Object.entries(relayGauges(rc))) if (rc.sentGauges.get(key) !== value) changed[key] = value;
+  return changed;
+}
+
+/** FleetEvents has these values (it applies gauges even from a row it had already applied). */
+export function gaugesSent(rc: RelayContext, gauges: Record<string, number>): void {
+  for (const [key, value] of Object.entries(gauges)) rc.sentGauges.set(key, value);
+}
+
+function relayGauges(rc: RelayContext): Record<string, number> {
   const w = new DeltaWriter();
   const byState = rc.store.commands.activeByState();
   for (const state of ["queued", "delivered", "running", "cancelling"]) w.gauge(M.QUEUE_DEPTH, { state }, byState[state] ?? 0);

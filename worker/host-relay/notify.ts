@@ -5,7 +5,7 @@ import type { JobHostUpdate } from "../job-coordinator/contract.ts";
 import { DeltaWriter, type MetricsDelta, type SourcedDelta } from "../metrics/delta.ts";
 import { fleetEvents, jobCoordinator } from "../stubs.ts";
 import type { RelayContext } from "./context.ts";
-import { addMetrics, countTransition, METRICS_KEY, METRICS_KIND, relayGauges } from "./metrics-outbox.ts";
+import { addMetrics, countTransition, gaugesSent, gaugesToSend, METRICS_KEY, METRICS_KIND } from "./metrics-outbox.ts";
 import type { CommandRow, OutboxRow, Transition } from "./storage.ts";
 
 /**
@@ -182,13 +182,15 @@ async function deliverToFleet(rc: RelayContext, events: OutboxRow[], metricRows:
   try {
     rc.faults.check("relay.publish");
     const source = `host:${hostId(rc) ?? rc.ctx.id.toString()}`;
+    const gauges = metricRows.length ? gaugesToSend(rc) : {};
     const metrics: SourcedDelta[] = metricRows.map((r, i) => {
       const delta = JSON.parse(r.body) as MetricsDelta;
-      if (i === metricRows.length - 1) new DeltaWriter(delta).merge({ gauges: relayGauges(rc) });
+      if (i === metricRows.length - 1 && Object.keys(gauges).length) new DeltaWriter(delta).merge({ gauges });
       return { source, seq: r.id, delta };
     });
     const batch = events.map((r) => ({ ...(JSON.parse(r.body) as FleetEventInput), source, source_seq: r.id }));
     await fleetEvents(rc.env).publish(metrics.length ? { events: batch, metrics } : batch);
+    gaugesSent(rc, gauges);
     // As if the answer was lost after FleetEvents stored the batch: the retry must not duplicate it.
     rc.faults.check("relay.after_publish");
     return { ids, ok: true };

@@ -71,20 +71,35 @@ export function applySourced(mc: MetricsContext, input: unknown, now: number, bu
     return false;
   }
   const { source, seq, delta } = parsed.data;
+  // Gauges are absolute, so applying them again is harmless; a publisher sends only the ones that
+  // changed since its last successful send, which may be the retry of a delta applied already.
+  applyGauges(mc, source, delta, now);
   if (!mc.metrics.acceptFromSource(source, seq, now)) return false;
-  applyDelta(mc, source, delta, now, budget);
+  applyIncrements(mc, delta, now, budget);
   return true;
 }
 
-function applyDelta(mc: MetricsContext, source: string, delta: MetricsDelta, now: number, budget: AnalyticsBudget): void {
+function applyGauges(mc: MetricsContext, source: string, delta: MetricsDelta, now: number): void {
+  if (!delta.gauges) return;
+  const store = mc.metrics;
+  const onlineKey = seriesKey(M.AGENTS_CONNECTED);
+  const onlineBefore = store.gaugeTotal(onlineKey);
+  for (const [key, value] of Object.entries(delta.gauges)) store.setGauge(source, key, value, now);
+  const onlineAfter = store.gaugeTotal(onlineKey);
+  if (onlineAfter !== onlineBefore) {
+    store.updateMinute(minuteOf(now), (row) => {
+      row.prev ??= onlineBefore;
+      row.online = onlineAfter;
+    });
+  }
+}
+
+function applyIncrements(mc: MetricsContext, delta: MetricsDelta, now: number, budget: AnalyticsBudget): void {
   const store = mc.metrics;
   for (const [key, by] of Object.entries(delta.counters ?? {})) addCounter(mc, budget, key, by);
   for (const [key, h] of Object.entries(delta.histograms ?? {})) {
     if (!store.addHistogram(key, h.buckets, h.sum)) store.addCounter(M.SERIES_DROPPED, 1);
   }
-  const onlineKey = seriesKey(M.AGENTS_CONNECTED);
-  const onlineBefore = store.gaugeTotal(onlineKey);
-  for (const [key, value] of Object.entries(delta.gauges ?? {})) store.setGauge(source, key, value, now);
   const oldest = minuteOf(now) - KEEP_MINUTES * MINUTE_MS;
   for (const [at, m] of Object.entries(delta.minutes ?? {})) {
     const minute = minuteOf(Number(at));
@@ -95,13 +110,6 @@ function applyDelta(mc: MetricsContext, source: string, delta: MetricsDelta, now
         row.delivery[i] = (row.delivery[i] ?? 0) + n;
       });
       row.dead_letters_new += m.dead_letters_new ?? 0;
-    });
-  }
-  const onlineAfter = store.gaugeTotal(onlineKey);
-  if (onlineAfter !== onlineBefore) {
-    store.updateMinute(minuteOf(now), (row) => {
-      row.prev ??= onlineBefore;
-      row.online = onlineAfter;
     });
   }
   prune(mc, now);

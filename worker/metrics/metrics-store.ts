@@ -20,7 +20,9 @@ export interface HistogramRow {
 /** Counter and histogram series kept (each); past it new series are dropped and counted, so a bug cannot grow the tables without bound. */
 export const MAX_SERIES = 5_000;
 /** Gauge rows (sources × series) kept; the longest idle go first. */
-export const MAX_GAUGE_ROWS = 200_000;
+export const MAX_GAUGE_ROWS = 1_000_000;
+/** The row bounds are checked once per this many new rows (a COUNT per new row would make a growing fleet quadratic). */
+const CAP_CHECK_EVERY = 1_000;
 /** Metrics sources remembered for exactly-once (one per host, job or Worker isolate); the longest idle go first. */
 export const MAX_METRIC_SOURCES = 100_000;
 /** Jobs tracked; the oldest final ones go first. */
@@ -44,6 +46,8 @@ const emptyMinute = (): MinuteRow => ({
  */
 export class MetricsStore {
   readonly #sql: SqlStorage;
+  /** New rows since the last bound check, per table: the bounds are checked every CAP_CHECK_EVERY new rows, not on each. */
+  readonly #newRows = new Map<string, number>();
 
   constructor(sql: SqlStorage) {
     this.#sql = sql;
@@ -59,13 +63,19 @@ export class MetricsStore {
       seq,
       now,
     );
-    if (seen === undefined) this.#cap("metric_sources", "source", MAX_METRIC_SOURCES);
+    if (seen === undefined && this.#checkDue("metric_sources")) this.#cap("metric_sources", "source", MAX_METRIC_SOURCES);
     return true;
   }
 
   /** Forgets sources idle since `before` (their retries are long over). */
   pruneSources(before: number): void {
     this.#sql.exec("DELETE FROM metric_sources WHERE at <= ?", before);
+  }
+
+  #checkDue(table: string): boolean {
+    const n = (this.#newRows.get(table) ?? 0) + 1;
+    this.#newRows.set(table, n % CAP_CHECK_EVERY);
+    return n >= CAP_CHECK_EVERY;
   }
 
   #cap(table: string, keyColumn: string, max: number): void {
@@ -138,7 +148,7 @@ export class MetricsStore {
       key,
       value - (old?.value ?? 0),
     );
-    if (old === undefined) this.#capGauges();
+    if (old === undefined && this.#checkDue("metric_gauges")) this.#capGauges();
   }
 
   /** Rare (a new source's first gauges past the bound): the longest idle rows go, and leave the totals with them. */
