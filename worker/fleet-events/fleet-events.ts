@@ -4,7 +4,8 @@ import { systemClock } from "../clock.ts";
 import { DurableEntry } from "../durable-entry.ts";
 import type { Env } from "../env.ts";
 import { ErrorCode, problemResponse, RelayError } from "../errors.ts";
-import { AnalyticsBudget, applySourced, type MetricsSnapshot, snapshot, summary } from "../metrics/aggregate.ts";
+import { AnalyticsBudget, applySourced, countVolatile, type MetricsSnapshot, snapshot, summary } from "../metrics/aggregate.ts";
+import { M } from "../metrics/catalogue.ts";
 import type { MetricsSummary } from "../metrics/contract.ts";
 import type { MetricsDelta } from "../metrics/delta.ts";
 import { type EventsContext, historyBounds, SUBSCRIBER_TAG, subscriberBudgetBytes } from "./context.ts";
@@ -35,7 +36,7 @@ export class FleetEvents extends DurableObject<Env> {
       clock: systemClock,
       alarmAt: undefined,
       budget: new SendBudget(subscriberBudgetBytes(env)),
-      metrics: { metrics: store.metrics, analytics: env.ANALYTICS, prunedMinute: 0 },
+      metrics: { metrics: store.metrics, analytics: env.ANALYTICS, prunedMinute: 0, volatile: new Map() },
     };
     this.entry = new DurableEntry("FleetEvents", () => scheduleAlarm(this.ec));
     ctx.blockConcurrencyWhile(async () => store.migrate());
@@ -88,7 +89,9 @@ export class FleetEvents extends DurableObject<Env> {
    */
   recordMetrics(source: string, seq: number, delta: MetricsDelta): Promise<void> {
     return this.entry.run("recordMetrics", () => {
-      applySourced(this.ec.metrics, { source, seq, delta }, this.ec.clock.now(), new AnalyticsBudget());
+      if (applySourced(this.ec.metrics, { source, seq, delta }, this.ec.clock.now(), new AnalyticsBudget())) {
+        countVolatile(this.ec.metrics, M.METRICS_DELTAS, { path: "direct" });
+      }
     });
   }
 

@@ -1,6 +1,6 @@
 import type { FleetEvent } from "../../schemas/index.ts";
 import { FleetEventInput, MAX_EVENT_OUTPUT_CHARS } from "../../schemas/index.ts";
-import { AnalyticsBudget, applySourced, countHere, trackJobProgress } from "../metrics/aggregate.ts";
+import { AnalyticsBudget, applySourced, countHere, countVolatile, trackJobProgress } from "../metrics/aggregate.ts";
 import { M } from "../metrics/catalogue.ts";
 import type { SourcedDelta } from "../metrics/delta.ts";
 import type { EventsContext } from "./context.ts";
@@ -64,7 +64,11 @@ export function publish(ec: EventsContext, batch: unknown, now: number): FleetEv
     trackJobProgress(ec.metrics, event, now, budget);
   }
   const metrics = isBatch ? (batch as { metrics?: unknown }).metrics : undefined;
-  for (const delta of Array.isArray(metrics) ? metrics : []) applySourced(ec.metrics, delta, now, budget);
+  const path = Array.isArray(inputs) && inputs.length > 0 ? "with_events" : "alone";
+  for (const delta of Array.isArray(metrics) ? metrics : []) {
+    if (applySourced(ec.metrics, delta, now, budget)) countVolatile(ec.metrics, M.METRICS_DELTAS, { path });
+  }
+  countVolatile(ec.metrics, M.PUBLISH_CALLS, undefined);
   if (stored.length > 0) countHere(ec.metrics, M.EVENTS_PUBLISHED, undefined, stored.length, budget);
   fanOut(ec, stored);
   ec.store.prune(now, ec.bounds);

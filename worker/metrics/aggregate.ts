@@ -26,6 +26,18 @@ export interface MetricsContext {
   analytics?: AnalyticsEngineDataset | undefined;
   /** The minute the last prune ran in (pruning runs once a minute). */
   prunedMinute: number;
+  /**
+   * Counters of FleetEvents' own load, kept in memory only (a storage write per publish to count
+   * publishes would be the very cost they measure); they restart from 0 with the object, which
+   * Prometheus' rate() reads as a counter reset.
+   */
+  volatile: Map<string, number>;
+}
+
+/** Adds to an in-memory counter (see MetricsContext.volatile). */
+export function countVolatile(mc: MetricsContext, name: string, labels: Labels | undefined, by = 1): void {
+  const key = seriesKey(name, labels);
+  mc.volatile.set(key, (mc.volatile.get(key) ?? 0) + by);
 }
 
 /** The whole aggregate, as `/metrics` and `/api/metrics` read it. */
@@ -164,7 +176,9 @@ export function snapshot(mc: MetricsContext, subscribers: number, now: number): 
   const gauges = mc.metrics.gaugeTotals();
   gauges[seriesKey(M.EVENT_SUBSCRIBERS)] = subscribers;
   for (const [state, n] of Object.entries(mc.metrics.jobsByState())) gauges[seriesKey(M.JOBS, { state })] = n;
-  return { at: now, counters: mc.metrics.counters(), histograms: mc.metrics.histograms(), gauges, series: minuteSeries(mc, now) };
+  const counters = mc.metrics.counters();
+  for (const [key, n] of mc.volatile) counters[key] = (counters[key] ?? 0) + n;
+  return { at: now, counters, histograms: mc.metrics.histograms(), gauges, series: minuteSeries(mc, now) };
 }
 
 export function summary(mc: MetricsContext, now: number): MetricsSummary {

@@ -38,6 +38,8 @@ export const M = {
   AUDIT_RECORDS: "fleet_relay_audit_records_written_total",
   AUDIT_WRITE_ERRORS: "fleet_relay_audit_write_errors_total",
   SERIES_DROPPED: "fleet_relay_metrics_series_dropped_total",
+  PUBLISH_CALLS: "fleet_relay_event_publish_calls_total",
+  METRICS_DELTAS: "fleet_relay_metrics_deltas_total",
   BUILD_INFO: "fleet_relay_build_info",
 } as const;
 
@@ -78,6 +80,16 @@ export const CATALOGUE: Readonly<Record<string, MetricInfo>> = {
   [M.AUDIT_RECORDS]: { type: "counter", help: "Audit records written, over all shards.", labels: [] },
   [M.AUDIT_WRITE_ERRORS]: { type: "counter", help: "Audit records that could not be written.", labels: [] },
   [M.SERIES_DROPPED]: { type: "counter", help: "Metric samples dropped because the series limit was reached.", labels: [] },
+  [M.PUBLISH_CALLS]: {
+    type: "counter",
+    help: "publish calls FleetEvents answered (HostRelay outbox flushes, job progress); counted in memory, so it restarts with the object.",
+    labels: [],
+  },
+  [M.METRICS_DELTAS]: {
+    type: "counter",
+    help: "Metric deltas applied, by how they came: with_events (in an event publish), alone (a publish of metrics only), direct (recordMetrics); in memory, like publish calls.",
+    labels: ["path"],
+  },
   [M.BUILD_INFO]: { type: "gauge", help: "Always 1; the relay's version as a label.", labels: ["version"] },
 };
 
