@@ -135,7 +135,8 @@ export class MetricsStore {
   /** Sets `source`'s value of a gauge; the total moves by the difference. */
   setGauge(source: string, key: string, value: number, now: number): void {
     const old = this.#sql.exec<{ value: number }>("SELECT value FROM metric_gauges WHERE source = ? AND key = ?", source, key).toArray()[0];
-    if (old !== undefined && old.value === value) return;
+    // A source's first report is mostly zeros (a new host's empty queue): an absent row already reads 0.
+    if (old === undefined ? value === 0 : old.value === value) return;
     this.#sql.exec(
       "INSERT INTO metric_gauges (source, key, value, at) VALUES (?, ?, ?, ?) ON CONFLICT (source, key) DO UPDATE SET value = excluded.value, at = excluded.at",
       source,
