@@ -13,6 +13,9 @@
  * once a second through `ctx.waitUntil`, and `/metrics` flushes before it reads. A flush is
  * numbered (source = this isolate, seq), and a failed one is resent with the same number, so
  * FleetEvents applies it once; what an isolate counted after its last flush is lost if it is evicted.
+ * Code running in a Durable Object (no request middleware there) calls
+ * `ctx.waitUntil(flushWorkerMetrics(env) ?? Promise.resolve())` after counting; an object with an
+ * outbox of its own can instead send numbered deltas with FleetEvents.recordMetrics(source, seq, delta).
  */
 import type { Env } from "../env.ts";
 import { fleetEvents } from "../stubs.ts";
