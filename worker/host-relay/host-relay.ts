@@ -47,6 +47,8 @@ export class HostRelay extends DurableObject<Env> {
       settleAlarm: () => scheduleAlarm(rc),
       frameBudgets: new WeakMap(),
       sentGauges: new Map(),
+      openMetrics: undefined,
+      gaugeCounts: null,
     };
     this.rc = rc;
     this.entry = new DurableEntry("HostRelay", () => {
@@ -126,7 +128,10 @@ export class HostRelay extends DurableObject<Env> {
       deadlinesDue(rc, now);
       cancelsDue(rc, now);
       // Pruning may remove dead letters: an (empty) metrics row makes the host report its gauges again.
-      if (rc.store.commands.prune(now, rc.config.retentionDays * 86_400_000) > 0) addMetrics(rc, now, () => {});
+      if (rc.store.commands.prune(now, rc.config.retentionDays * 86_400_000) > 0) {
+        rc.gaugeCounts = null;
+        addMetrics(rc, now, () => {});
+      }
       pump(rc, now);
     });
   }

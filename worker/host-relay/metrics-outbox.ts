@@ -22,11 +22,41 @@ const LEASE_MS = 30_000;
 
 /** Merges what `write` adds into the open metrics row, or opens one. */
 export function addMetrics(rc: RelayContext, now: number, write: (w: DeltaWriter) => void): void {
-  const open = rc.store.outbox.openCoalesced(METRICS_KEY, now);
-  const w = new DeltaWriter(open ? (JSON.parse(open.body) as MetricsDelta) : {});
+  if (rc.openMetrics === undefined) {
+    const row = rc.store.outbox.openCoalesced(METRICS_KEY, now);
+    rc.openMetrics = row ? { id: row.id, delta: JSON.parse(row.body) as MetricsDelta, notBefore: row.not_before } : null;
+  }
+  const open = rc.openMetrics && rc.openMetrics.notBefore > now ? rc.openMetrics : null;
+  const w = new DeltaWriter(open ? open.delta : {});
   write(w);
-  if (open) rc.store.outbox.replaceBody(open.id, w.delta);
-  else rc.store.outbox.add(METRICS_KIND, "fleet", w.delta, now + LEASE_MS, { key: METRICS_KEY, notBefore: now + METRICS_WINDOW_MS });
+  if (open) {
+    rc.store.outbox.replaceBody(open.id, w.delta);
+    return;
+  }
+  const notBefore = now + METRICS_WINDOW_MS;
+  const id = rc.store.outbox.add(METRICS_KIND, "fleet", w.delta, now + LEASE_MS, { key: METRICS_KEY, notBefore });
+  rc.openMetrics = { id, delta: w.delta, notBefore };
+}
+
+/** A flush took these metrics rows: if the open one is among them, later changes open a new one. */
+export function metricsRowTaken(rc: RelayContext, ids: number[]): void {
+  if (rc.openMetrics && ids.includes(rc.openMetrics.id)) rc.openMetrics = null;
+}
+
+/** Keeps the gauge counts current for one transition (when they are known). */
+function trackCounts(rc: RelayContext, t: Transition): void {
+  const c = rc.gaugeCounts;
+  if (!c) return;
+  if (t.from !== null && !isTerminal(t.from)) c.active[t.from] = (c.active[t.from] ?? 1) - 1;
+  if (!isTerminal(t.to)) c.active[t.to] = (c.active[t.to] ?? 0) + 1;
+  if (t.to === "dead_lettered") c.deadLetters++;
+  if (t.from === "dead_lettered") c.deadLetters--;
+}
+
+/** Counts a transition into the open metrics row (and the in-memory gauge counts). */
+export function recordTransitionMetrics(rc: RelayContext, row: CommandRow, t: Transition, now: number): void {
+  trackCounts(rc, t);
+  addMetrics(rc, now, (w) => countTransition(w, row, t));
 }
 
 /** What one stored state change counts: entries per state, enqueued, finished, dead letters, expirations, the two latencies. */
@@ -65,9 +95,11 @@ export function gaugesSent(rc: RelayContext, gauges: Record<string, number>): vo
 
 function relayGauges(rc: RelayContext): Record<string, number> {
   const w = new DeltaWriter();
-  const byState = rc.store.commands.activeByState();
-  for (const state of ["queued", "delivered", "running", "cancelling"]) w.gauge(M.QUEUE_DEPTH, { state }, byState[state] ?? 0);
-  w.gauge(M.DEAD_LETTERS, undefined, rc.store.deadLetters.count());
+  // Counted from storage once per instance (and after a prune), then kept per transition.
+  rc.gaugeCounts ??= { active: rc.store.commands.activeByState(), deadLetters: rc.store.deadLetters.count() };
+  const { active, deadLetters } = rc.gaugeCounts;
+  for (const state of ["queued", "delivered", "running", "cancelling"]) w.gauge(M.QUEUE_DEPTH, { state }, active[state] ?? 0);
+  w.gauge(M.DEAD_LETTERS, undefined, deadLetters);
   const online = liveSockets(rc).some((ws) => attachment(ws).helloAt !== null);
   w.gauge(M.AGENTS_CONNECTED, undefined, online ? 1 : 0);
   return w.delta.gauges!;

@@ -5,7 +5,7 @@ import type { JobHostUpdate } from "../job-coordinator/contract.ts";
 import { DeltaWriter, type MetricsDelta, type SourcedDelta } from "../metrics/delta.ts";
 import { fleetEvents, jobCoordinator } from "../stubs.ts";
 import type { RelayContext } from "./context.ts";
-import { addMetrics, countTransition, gaugesSent, gaugesToSend, METRICS_KEY, METRICS_KIND } from "./metrics-outbox.ts";
+import { gaugesSent, gaugesToSend, METRICS_KEY, METRICS_KIND, metricsRowTaken, recordTransitionMetrics } from "./metrics-outbox.ts";
 import type { CommandRow, OutboxRow, Transition } from "./storage.ts";
 
 /**
@@ -68,7 +68,7 @@ export function recordTransition(rc: RelayContext, row: CommandRow, t: Transitio
     job = { host_id: hostId(rc)!, message_id: t.message_id, state: t.to, response_status: t.response_status, detail: t.detail, at: t.at };
     rc.store.outbox.add(JOB, t.job_id, job, now + LEASE_MS);
   }
-  addMetrics(rc, now, (w) => countTransition(w, row, t));
+  recordTransitionMetrics(rc, row, t, now);
   return { transition: t, events: [event], job };
 }
 
@@ -150,8 +150,13 @@ async function flushRounds(rc: RelayContext): Promise<void> {
     const metricsKey = `${METRICS_KIND}\u0000${FLEET}`;
     if (groups.has(eventKey)) {
       const open = rc.store.outbox.takeOpenCoalesced(METRICS_KEY, METRICS_KIND, now, now + LEASE_MS);
-      if (open) groups.set(metricsKey, [...(groups.get(metricsKey) ?? []), open]);
+      if (open.length) groups.set(metricsKey, [...(groups.get(metricsKey) ?? []), ...open]);
     }
+    // Before any await: nothing may merge into a row that is on its way.
+    metricsRowTaken(
+      rc,
+      (groups.get(metricsKey) ?? []).map((r) => r.id),
+    );
     const calls: Promise<{ ids: number[]; ok: boolean }>[] = [];
     const events = groups.get(eventKey) ?? [];
     const metrics = groups.get(metricsKey) ?? [];
