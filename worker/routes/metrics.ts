@@ -17,7 +17,11 @@ const scrapeRoute = createRoute({
   responses: {
     200: {
       description: "The current values of every metric",
-      content: { [EXPOSITION_CONTENT_TYPE]: { schema: z.string().meta({ description: "Prometheus text format 0.0.4" }) } },
+      content: {
+        [EXPOSITION_CONTENT_TYPE]: {
+          schema: z.string().meta({ id: "PrometheusExposition", description: "Prometheus text exposition format 0.0.4" }),
+        },
+      },
     },
     ...problems(401, 403),
   },

@@ -1622,6 +1622,8 @@ export interface components {
             /** @description URI naming the problem type */
             type: string;
         };
+        /** @description Prometheus text exposition format 0.0.4 */
+        PrometheusExposition: string;
         /** @description A CSR for the agent's new key */
         RenewRequest: {
             /** @description PKCS#10 certificate request (PEM) for an ECDSA P-256 or P-384 key the agent generated */
@@ -4814,7 +4816,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "text/plain; version=0.0.4; charset=utf-8": string;
+                    "text/plain; version=0.0.4; charset=utf-8": components["schemas"]["PrometheusExposition"];
                 };
             };
             /** @description Missing, invalid or expired token (see WWW-Authenticate) */
