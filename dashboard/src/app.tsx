@@ -3,6 +3,8 @@ import type { Role } from "./api/types";
 import { getCaller, getToken, onAuthChange, signIn, signOut } from "./auth";
 import { events } from "./live/event-stream";
 import { useConnectionStatus } from "./live/hooks";
+import { Alerts } from "./pages/alerts";
+import { Audit } from "./pages/audit";
 import { CommandPage } from "./pages/command-view";
 import { HostDetail } from "./pages/host-detail";
 import { Hosts } from "./pages/hosts";
@@ -49,8 +51,8 @@ function Page({ path, role }: { path: string; role: Role }) {
   if (path === "/jobs") return <Jobs role={role} />;
   const job = match("/jobs/:job_id", path);
   if (job) return <JobDetail key={job.job_id} jobId={job.job_id!} role={role} />;
-  if (path === "/alerts") return <Placeholder title="Alerts" needs="the alerting API (issue 9)" />;
-  if (path === "/audit") return <Placeholder title="Audit" needs="the audit API (issue 9)" />;
+  if (path === "/alerts") return <Alerts role={role} />;
+  if (path === "/audit") return <Audit role={role} />;
   return <Placeholder title="Not found" needs={`a page at ${path}, which the dashboard does not have`} />;
 }
 
