@@ -7,7 +7,8 @@
  *   2. throughput: many agents, many concurrent REST callers;
  *   3. memory per idle connected agent (workerd and the edge process, RSS before/after);
  *   4. Mosquitto QoS 1 doing the same round trip (run first, before the relay starts);
- *   5. summary with relay/Mosquitto ratios and the machine.
+ *   5. summary with relay/Mosquitto ratios and the machine;
+ *   6. what the metrics cost per command (outbox rows and publish RPCs, from the relay's /metrics).
  *
  * Sizes can be lowered for a quick look: BENCH_COMMANDS, BENCH_WARMUP, BENCH_CONNECTIONS,
  * BENCH_AGENTS, BENCH_CONCURRENCY (see bench/README.md).
@@ -20,6 +21,7 @@ import os from "node:os";
 import path from "node:path";
 import { signDevToken } from "../scripts/dev-token.ts";
 import { readJwtSecret } from "../scripts/jwt-secret.ts";
+import { type MetricsCost, metricsCost, scrapeCounters } from "./metrics-cost.ts";
 import { findMosquitto, MOSQUITTO_PATHS, type MqttResult, runMosquitto } from "./mqtt-peer.ts";
 import { clientCertFactory } from "./pki.ts";
 import { ProtocolAgent } from "./protocol-agent.ts";
@@ -524,6 +526,7 @@ async function main(): Promise<void> {
     const secret = (await readJwtSecret(stateDir))!;
     const admin = await signDevToken({ secret, role: "admin", ttlSeconds: 7200, sub: "bench-admin" });
     const operator = await signDevToken({ secret, role: "operator", ttlSeconds: 7200, sub: "bench" });
+    const metricsToken = await signDevToken({ secret, role: "metrics", ttlSeconds: 7200, sub: "bench-metrics" });
     rest = new RestClient(relay.url, operator, Math.max(64, CONCURRENCY * 2));
     const certs = await clientCertFactory(stateDir);
 
@@ -564,6 +567,7 @@ async function main(): Promise<void> {
     out(`${AGENTS} real agents enrolled and ${AGENTS} protocol-only agents connected in ${((now() - t) / 1000).toFixed(1)} s`);
 
     // ---- 1. latency
+    const countersBefore = await scrapeCounters(relay.url, metricsToken);
     out("latency, real agent …");
     t = now();
     const latReal = await latencyRun("latency, real agent", rest, tracker, realAgents[0]!.hostId);
@@ -615,6 +619,8 @@ async function main(): Promise<void> {
       realAgents.map((a) => a.hostId),
     );
     out(`  ${tpReal.perSecond} cmds/s`);
+    // Over latency and throughput: every command in them went through a real or protocol agent.
+    const cost: MetricsCost = metricsCost(countersBefore, await scrapeCounters(relay.url, metricsToken));
 
     // Only idle connections from here on.
     await Promise.all(protoAgents.splice(0).map((a) => a.close()));
@@ -777,6 +783,20 @@ async function main(): Promise<void> {
       out(`  skipped: ${mqttSkipped}`);
     }
     out();
+    out(`6. Metrics cost per finished command (${cost.commands} commands of runs 1 and 2, from the relay's /metrics)`);
+    out(
+      table(
+        ["", "before metrics", "with metrics"],
+        [
+          ["outbox rows", String(cost.outbox_rows_per_command_before_metrics), String(cost.outbox_rows_per_command_with_metrics)],
+          ["publish RPCs to FleetEvents", String(cost.rpcs_per_command_before_metrics), String(cost.rpcs_per_command_with_metrics)],
+        ],
+      ),
+    );
+    out(
+      `  metrics rows ${cost.metrics_rows_per_command}/command, of which ${cost.metrics_rows_alone_per_command} travelled alone; the rest rode in an event publish`,
+    );
+    out();
     if (cutShort.length) out(`Stopped at their time budget (n above is what was measured): ${cutShort.join("; ")}`);
     out(`relay code: ${m.code}`);
     out(`machine: ${m.cpu}; ${m.cores} cores; ${bytes(m.memory_bytes)} RAM; ${m.os}; node ${m.node}`);
@@ -789,6 +809,7 @@ async function main(): Promise<void> {
       units: { latency: "ms", memory: "bytes", throughput: "commands/s" },
       latency: { real_agent: latReal, protocol_agent: latProto },
       throughput: { protocol_agents: tpProto, real_agents: tpReal },
+      metrics_cost: cost,
       memory: mem,
       baselines: { ...base, readHosts, readCommand, enqueueOffline },
       mosquitto: mqtt ?? { skipped: mqttSkipped },

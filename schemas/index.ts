@@ -6,6 +6,7 @@ export * from "./events.ts";
 export * from "./frames.ts";
 export * from "./jobs.ts";
 export * from "./messages.ts";
+export * from "./metrics.ts";
 export * from "./package-names.ts";
 export * from "./primitives.ts";
 export * from "./rest.ts";

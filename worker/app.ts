@@ -6,6 +6,7 @@ import { auditTrail } from "./audit-log/middleware.ts";
 import { ErrorCode, problemResponse, RelayError } from "./errors.ts";
 import { errorFields, log } from "./log.ts";
 import { isJsonContentType } from "./media-type.ts";
+import { requestMetrics } from "./metrics/http-metrics.ts";
 import { requestId } from "./request-id.ts";
 import { agentRoutes } from "./routes/agent.ts";
 import { alertRoutes } from "./routes/alerts.ts";
@@ -18,6 +19,7 @@ import { eventRoutes } from "./routes/events.ts";
 import { healthRoutes } from "./routes/health.ts";
 import { hostRoutes } from "./routes/hosts.ts";
 import { jobRoutes } from "./routes/jobs.ts";
+import { metricsRoutes } from "./routes/metrics.ts";
 import { tagRoutes } from "./routes/tags.ts";
 import { whoamiRoutes } from "./routes/whoami.ts";
 import { securityHeaders } from "./security-headers.ts";
@@ -27,6 +29,8 @@ export function createApp() {
   const app = createRouter();
   // First, so every response (errors, 404s) carries X-Request-Id and every log line the id.
   app.use("*", requestId);
+  // Next, so it times everything after it, refusals and errors included.
+  app.use("*", requestMetrics);
   app.use("*", securityHeaders);
   // Wraps everything after it: sees each mutation's outcome and each refusal (401/403).
   app.use("*", auditTrail);
@@ -60,6 +64,7 @@ export function createApp() {
   app.route("/", alertRoutes);
   app.route("/", whoamiRoutes);
   app.route("/", auditRoutes);
+  app.route("/", metricsRoutes);
 
   app.openAPIRegistry.registerComponent("securitySchemes", "bearerAuth", {
     type: "http",

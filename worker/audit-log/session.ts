@@ -6,6 +6,8 @@ import { type AuditConfig, auditConfig } from "../config.ts";
 import type { Env } from "../env.ts";
 import { ErrorCode, RelayError } from "../errors.ts";
 import { log } from "../log.ts";
+import { M } from "../metrics/catalogue.ts";
+import { countWorker } from "../metrics/worker-recorder.ts";
 import type { AppEnv } from "../routes/common.ts";
 import { auditLog } from "../stubs.ts";
 import { actionFor, targetFrom } from "./actions.ts";
@@ -119,10 +121,8 @@ export async function auditGate(c: Context<AppEnv>, extra?: Partial<AuditActor>)
   }
 }
 
-/**
- * A failed audit write. Logged as one JSON line; fleet_relay_audit_write_errors_total counts it
- * once the metrics module's Worker recorder is wired here.
- */
+/** A failed audit write: counted in fleet_relay_audit_write_errors_total and logged as one JSON line. */
 export function countAuditWriteError(_env: Env, stage: string, err: unknown): void {
+  countWorker(M.AUDIT_WRITE_ERRORS);
   log.error("audit write failed", { metric: "fleet_relay_audit_write_errors_total", stage, error: String(err) });
 }

@@ -1,6 +1,7 @@
 import type { EventFilter } from "../../schemas/index.ts";
 import type { Clock } from "../clock.ts";
 import type { Env } from "../env.ts";
+import type { MetricsContext } from "../metrics/aggregate.ts";
 import type { SendBudget } from "./send-budget.ts";
 import type { FleetEventsStorage, HistoryBounds } from "./storage.ts";
 
@@ -15,6 +16,8 @@ export interface EventsContext {
   alarmAt: number | null | undefined;
   /** Bytes each subscriber has been sent and not acknowledged, against its budget. */
   budget: SendBudget;
+  /** The fleet's metrics, aggregated here (worker/metrics/aggregate.ts). */
+  metrics: MetricsContext;
 }
 
 /** Optional settings of the event history (strings, like every Worker var). */

@@ -4,13 +4,17 @@ import { systemClock } from "../clock.ts";
 import { DurableEntry } from "../durable-entry.ts";
 import type { Env } from "../env.ts";
 import { ErrorCode, problemResponse, RelayError } from "../errors.ts";
-import { type EventsContext, historyBounds, subscriberBudgetBytes } from "./context.ts";
-import { type PublishedEvent, pruneDue, publish, scheduleAlarm } from "./publish.ts";
+import { AnalyticsBudget, applySourced, countVolatile, type MetricsSnapshot, snapshot, summary } from "../metrics/aggregate.ts";
+import { M } from "../metrics/catalogue.ts";
+import type { MetricsSummary } from "../metrics/contract.ts";
+import type { MetricsDelta } from "../metrics/delta.ts";
+import { type EventsContext, historyBounds, SUBSCRIBER_TAG, subscriberBudgetBytes } from "./context.ts";
+import { type PublishBatch, type PublishedEvent, pruneDue, publish, scheduleAlarm } from "./publish.ts";
 import { SendBudget } from "./send-budget.ts";
 import { FleetEventsStorage } from "./storage.ts";
 import { drop, onSubscriberMessage, subscribe, subscriberClosed } from "./subscribers.ts";
 
-export type { PublishedEvent } from "./publish.ts";
+export type { PublishBatch, PublishedEvent } from "./publish.ts";
 
 /**
  * The fleet's live event stream (one instance, named "fleet"): stamps offsets, keeps a bounded
@@ -32,6 +36,7 @@ export class FleetEvents extends DurableObject<Env> {
       clock: systemClock,
       alarmAt: undefined,
       budget: new SendBudget(subscriberBudgetBytes(env)),
+      metrics: { metrics: store.metrics, analytics: env.ANALYTICS, prunedMinute: 0, volatile: new Map() },
     };
     this.entry = new DurableEntry("FleetEvents", () => scheduleAlarm(this.ec));
     ctx.blockConcurrencyWhile(async () => store.migrate());
@@ -72,9 +77,37 @@ export class FleetEvents extends DurableObject<Env> {
    * `source` and `source_seq` that source already published is dropped, so retrying a batch is safe.
    * A failure reaches the caller (which retries).
    */
-  publish(events: PublishedEvent[]): Promise<void> {
+  publish(batch: PublishedEvent[] | PublishBatch): Promise<void> {
     return this.entry.run("publish", () => {
-      publish(this.ec, events, this.ec.clock.now());
+      publish(this.ec, batch, this.ec.clock.now());
     });
+  }
+
+  /**
+   * Metric changes from a Worker isolate or another object: `seq` increases per `source`, and a
+   * delta whose number its source already used is dropped, so a retried call is applied once.
+   */
+  recordMetrics(source: string, seq: number, delta: MetricsDelta): Promise<void> {
+    return this.entry.run("recordMetrics", () => {
+      if (applySourced(this.ec.metrics, { source, seq, delta }, this.ec.clock.now(), new AnalyticsBudget())) {
+        countVolatile(this.ec.metrics, M.METRICS_DELTAS, { path: "direct" });
+      }
+    });
+  }
+
+  /** What the Alerting object evaluates rules over: the last hour by minute, dead letters, recently ended jobs. */
+  metricsSummary(): Promise<MetricsSummary> {
+    return this.entry.run("metricsSummary", () => summary(this.ec.metrics, this.ec.clock.now()));
+  }
+
+  /** Every aggregated series and the minute series, for `/metrics` and `/api/metrics`. */
+  metricsSnapshot(): Promise<MetricsSnapshot> {
+    return this.entry.run("metricsSnapshot", () =>
+      snapshot(
+        this.ec.metrics,
+        this.ec.ctx.getWebSockets(SUBSCRIBER_TAG).filter((ws) => ws.readyState === WebSocket.OPEN).length,
+        this.ec.clock.now(),
+      ),
+    );
   }
 }

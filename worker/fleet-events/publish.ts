@@ -1,5 +1,8 @@
 import type { FleetEvent } from "../../schemas/index.ts";
 import { FleetEventInput, MAX_EVENT_OUTPUT_CHARS } from "../../schemas/index.ts";
+import { AnalyticsBudget, applySourced, countHere, countVolatile, trackJobProgress } from "../metrics/aggregate.ts";
+import { M } from "../metrics/catalogue.ts";
+import type { SourcedDelta } from "../metrics/delta.ts";
 import type { EventsContext } from "./context.ts";
 import { fanOut } from "./subscribers.ts";
 
@@ -10,6 +13,15 @@ import { fanOut } from "./subscribers.ts";
  * optional; they are not stored in the event nor sent to subscribers.
  */
 export type PublishedEvent = FleetEventInput & { source?: string | undefined; source_seq?: number | undefined };
+
+/**
+ * What `publish` takes besides a bare list of events: the events and the publisher's metric deltas
+ * (a HostRelay's coalesced metrics rows), applied in the same step, each once per (source, seq).
+ */
+export interface PublishBatch {
+  events: PublishedEvent[];
+  metrics?: SourcedDelta[] | undefined;
+}
 
 const MAX_SOURCE_CHARS = 200;
 
@@ -28,8 +40,11 @@ function sourceKey(input: unknown): { source: string; seq: number } | null {
  * stored and sent as one step. An invalid event is logged and skipped rather than refused: refusing
  * would make its publisher retry it forever.
  */
-export function publish(ec: EventsContext, inputs: unknown, now: number): FleetEvent[] {
+export function publish(ec: EventsContext, batch: unknown, now: number): FleetEvent[] {
+  const isBatch = batch !== null && typeof batch === "object" && !Array.isArray(batch);
+  const inputs = isBatch ? (batch as { events?: unknown }).events : batch;
   const stored: FleetEvent[] = [];
+  const budget = new AnalyticsBudget();
   for (const input of Array.isArray(inputs) ? inputs : []) {
     const key = sourceKey(input);
     // Parsing strips source and source_seq: they are the publisher's bookkeeping, not the event's.
@@ -46,7 +61,15 @@ export function publish(ec: EventsContext, inputs: unknown, now: number): FleetE
       event.output_truncated = true;
     }
     stored.push(ec.store.append(event, now));
+    trackJobProgress(ec.metrics, event, now, budget);
   }
+  const metrics = isBatch ? (batch as { metrics?: unknown }).metrics : undefined;
+  const path = Array.isArray(inputs) && inputs.length > 0 ? "with_events" : "alone";
+  for (const delta of Array.isArray(metrics) ? metrics : []) {
+    if (applySourced(ec.metrics, delta, now, budget)) countVolatile(ec.metrics, M.METRICS_DELTAS, { path });
+  }
+  countVolatile(ec.metrics, M.PUBLISH_CALLS, undefined);
+  if (stored.length > 0) countHere(ec.metrics, M.EVENTS_PUBLISHED, undefined, stored.length, budget);
   fanOut(ec, stored);
   ec.store.prune(now, ec.bounds);
   scheduleAlarm(ec);

@@ -35,4 +35,24 @@ export const FLEET_EVENTS_MIGRATIONS: readonly string[] = [
   );
   CREATE INDEX sources_by_at ON sources(at);
   `,
+  /* 3 */ `
+  -- Metrics aggregated from every publisher (worker/metrics/metrics-store.ts owns these tables).
+  -- Series keys are the Prometheus spelling: name{label="value",...}, labels sorted, never per host.
+  CREATE TABLE metric_counters (key TEXT PRIMARY KEY, value REAL NOT NULL);
+  -- buckets: JSON array of per-bucket (not cumulative) counts, LATENCY_BUCKETS_S then +Inf.
+  CREATE TABLE metric_histograms (key TEXT PRIMARY KEY, buckets TEXT NOT NULL, sum REAL NOT NULL, count INTEGER NOT NULL);
+  -- Absolute gauges per publishing source (a host's queue depth, its online 0/1), and their running sums,
+  -- kept by difference so reading a total never scans the fleet.
+  CREATE TABLE metric_gauges (source TEXT NOT NULL, key TEXT NOT NULL, value REAL NOT NULL, at INTEGER NOT NULL, PRIMARY KEY (source, key));
+  CREATE TABLE metric_gauge_totals (key TEXT PRIMARY KEY, value REAL NOT NULL);
+  -- One row per minute (start, epoch ms) with activity, kept a little over an hour; body: JSON MinuteRow.
+  CREATE TABLE metric_minutes (minute INTEGER PRIMARY KEY, body TEXT NOT NULL);
+  -- Exactly-once metrics: the highest delta number applied per source, apart from the events' watermark
+  -- (a HostRelay numbers both from one outbox, but sends them as separate streams).
+  CREATE TABLE metric_sources (source TEXT PRIMARY KEY, seq INTEGER NOT NULL, at INTEGER NOT NULL);
+  CREATE INDEX metric_sources_by_at ON metric_sources(at);
+  -- Each job's last reported state (from job.progress events); final ones are kept 24 hours.
+  CREATE TABLE metric_jobs (job_id TEXT PRIMARY KEY, state TEXT NOT NULL, at INTEGER NOT NULL, final INTEGER NOT NULL);
+  CREATE INDEX metric_jobs_by_final ON metric_jobs(final, at);
+  `,
 ];

@@ -1,4 +1,5 @@
 import type { FleetEvent, FleetEventInput } from "../../schemas/index.ts";
+import { MetricsStore } from "../metrics/metrics-store.ts";
 import { applySqlMigrations } from "../sql-migrations.ts";
 import { FLEET_EVENTS_MIGRATIONS } from "./storage-schema.ts";
 
@@ -21,9 +22,12 @@ export const MAX_SOURCES = 100_000;
 export class FleetEventsStorage {
   private readonly sql: SqlStorage;
   private epochCache: string | undefined;
+  /** The metric tables, over the same database (migration 3). */
+  readonly metrics: MetricsStore;
 
   constructor(storage: DurableObjectStorage) {
     this.sql = storage.sql;
+    this.metrics = new MetricsStore(storage.sql);
   }
 
   /** Applies pending migrations and gives a new store its epoch. */

@@ -1,6 +1,8 @@
 import type { EventFilter, EventStreamControl, FleetEvent, FleetEventInput, RefetchReason } from "../../schemas/index.ts";
 import { EventStreamAck, EventStreamCloseCode, parseStrictJson, utf8ByteLength } from "../../schemas/index.ts";
 import { ErrorCode, problemResponse, RelayError } from "../errors.ts";
+import { AnalyticsBudget, countHere } from "../metrics/aggregate.ts";
+import { M } from "../metrics/catalogue.ts";
 import { attachment, type EventsContext, SUBSCRIBER_TAG, type SubscriberAttachment } from "./context.ts";
 
 export { INTERNAL_SUBSCRIPTION_HEADER, Subscription } from "./contract.ts";
@@ -58,6 +60,7 @@ function catchUp(ec: EventsContext, ws: WebSocket, id: string, sub: Subscription
   }
   const reason = uncovered(sub.after, sub.epoch, epoch, head, store.prunedThrough());
   if (reason) {
+    countHere(ec.metrics, M.EVENT_REFETCHES, { reason }, 1, new AnalyticsBudget());
     sendControl(ec, ws, id, { type: "refetch", epoch, offset: head, reason });
     return;
   }

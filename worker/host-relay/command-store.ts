@@ -264,6 +264,17 @@ export class CommandStore {
     return this.#sql.exec<CommandRow>("SELECT * FROM commands WHERE state IN ('delivered', 'running') ORDER BY seq").toArray();
   }
 
+  /** Non-final commands per state (for the queue-depth gauge; read when metrics are sent, not per change). */
+  activeByState(): Record<string, number> {
+    const out: Record<string, number> = {};
+    for (const r of this.#sql.exec<{ state: string; n: number }>(
+      `SELECT state, COUNT(*) AS n FROM commands WHERE state NOT IN (${TERMINAL_SQL}) GROUP BY state`,
+    )) {
+      out[r.state] = r.n;
+    }
+    return out;
+  }
+
   queueDepth(): number {
     return this.#sql.exec<{ n: number }>(`SELECT COUNT(*) AS n FROM commands WHERE state NOT IN (${TERMINAL_SQL})`).one().n;
   }

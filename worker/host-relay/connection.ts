@@ -1,9 +1,11 @@
 import type { AgentInfo, HelloMessage } from "../../schemas/index.ts";
 import { CloseCode, nowRfc3339, PROTOCOL_VERSION } from "../../schemas/index.ts";
 import type { AuditActor } from "../audit-log/contract.ts";
+import { M } from "../metrics/catalogue.ts";
 import { markOffline, markOnline } from "../registry.ts";
 import { AGENT_TAG, type AgentAttachment, attachment, enqueueRegistryWrite, liveSockets, type RelayContext, sendFrame } from "./context.ts";
 import { cancelsDue, pump, socketDeadline } from "./delivery.ts";
+import { addMetrics } from "./metrics-outbox.ts";
 import { recordAudit, recordPresence } from "./notify.ts";
 
 export { INTERNAL_HOST_HEADER } from "./contract.ts";
@@ -63,6 +65,7 @@ export function acceptAgent(
     },
     now,
   );
+  addMetrics(rc, now, (w) => w.count(M.CONNECTIONS_ACCEPTED));
   return new Response(null, { status: 101, webSocket: client });
 }
 
@@ -137,6 +140,7 @@ export function onAgentGone(
     },
     now,
   );
+  addMetrics(rc, now, (w) => w.count(M.DISCONNECTS, { code: close.code === null ? "none" : String(close.code) }));
   rc.frameBudgets.delete(ws);
   // Unacked commands were sent on this socket; the next connection resends them (spending attempts then).
   if (liveSockets(rc).length === 0) rc.store.commands.clearInFlight();

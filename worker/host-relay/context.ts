@@ -1,6 +1,7 @@
 import type { Clock } from "../clock.ts";
 import type { RelayConfig } from "../config.ts";
 import type { Env } from "../env.ts";
+import type { MetricsDelta } from "../metrics/delta.ts";
 import type { TestFaults } from "../test-faults.ts";
 import type { HostRelayStorage } from "./storage.ts";
 
@@ -24,6 +25,15 @@ export interface RelayContext {
   faults: TestFaults;
   /** Per-connection frame budgets, by socket (in memory: a wake-up starts them afresh). */
   frameBudgets: WeakMap<WebSocket, FrameBudget>;
+  /** Gauge values FleetEvents has from this host (in memory: a wake-up sends them all again). */
+  sentGauges: Map<string, number>;
+  /**
+   * The open metrics outbox row, kept in memory so merging a change costs one UPDATE: undefined
+   * when not known (after a wake-up: read from storage once), null when there is none.
+   */
+  openMetrics: { id: number; delta: MetricsDelta; notBefore: number } | null | undefined;
+  /** Non-final commands per state and dead letters, kept up to date per transition; null when not known (counted once from storage). */
+  gaugeCounts: { active: Record<string, number>; deadLetters: number } | null;
 }
 
 /** A token bucket of frames for one connection. */

@@ -24,6 +24,10 @@ export class DeadLetterStore {
     this.#sql.exec("DELETE FROM dead_letters WHERE message_id = ?", messageId);
   }
 
+  count(): number {
+    return this.#sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM dead_letters").one().n;
+  }
+
   list(limit: number, beforeSeq: number | null): { items: DeadLetter[]; lastSeq: number | null } {
     const rows = this.#sql
       .exec<CommandRow & { dead_lettered_at: number; reason: string }>(

@@ -1,8 +1,10 @@
 import type { CancelMessage, CommandMessage } from "../../schemas/index.ts";
 import { nowRfc3339 } from "../../schemas/index.ts";
 import { backoffMs } from "../backoff.ts";
+import { M } from "../metrics/catalogue.ts";
 import { attachment, HELLO_TIMEOUT_MS, liveSockets, type RelayContext, readySocket, sendFrame } from "./context.ts";
 import { apply, executionDeadline } from "./lifecycle.ts";
+import { addMetrics } from "./metrics-outbox.ts";
 import { nextRegistryCheck } from "./operations.ts";
 import type { CommandRow } from "./storage.ts";
 
@@ -27,6 +29,7 @@ function sendAttempt(rc: RelayContext, ws: WebSocket, row: CommandRow, now: numb
   const { ackTimeoutMs, retryBaseMs, retryCapMs } = rc.config;
   const jitter = backoffMs(attempt, { baseMs: retryBaseMs, capMs: retryCapMs }, () => rc.clock.random());
   rc.store.commands.markSent(row, attempt, now, now + ackTimeoutMs + jitter);
+  if (attempt > 1) addMetrics(rc, now, (w) => w.count(M.RESENDS));
   return true;
 }
 

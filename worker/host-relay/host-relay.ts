@@ -6,6 +6,7 @@ import { relayConfig } from "../config.ts";
 import { DurableEntry } from "../durable-entry.ts";
 import type { Env } from "../env.ts";
 import { ErrorCode, problemResponse, RelayError, type RpcFailure, type RpcResult } from "../errors.ts";
+import { M } from "../metrics/catalogue.ts";
 import { TestFaults } from "../test-faults.ts";
 import { handleAgentFrame } from "./agent-frames.ts";
 import { acceptAgent, closeStale, INTERNAL_HOST_HEADER, onAgentGone } from "./connection.ts";
@@ -13,6 +14,7 @@ import { liveSockets, type RelayContext } from "./context.ts";
 import type { CancelOptions, CancelResult, EnqueueInput } from "./contract.ts";
 import { INTERNAL_ADDRESS_HEADER, INTERNAL_FINGERPRINT_HEADER, INTERNAL_REQUEST_ID_HEADER } from "./contract.ts";
 import { cancelsDue, deadlinesDue, expireDue, pump, retryDue, scheduleAlarm } from "./delivery.ts";
+import { addMetrics } from "./metrics-outbox.ts";
 import { flushOutbox } from "./notify.ts";
 import * as ops from "./operations.ts";
 import { HostRelayStorage } from "./storage.ts";
@@ -45,6 +47,9 @@ export class HostRelay extends DurableObject<Env> {
       flushAgain: false,
       settleAlarm: () => scheduleAlarm(rc),
       frameBudgets: new WeakMap(),
+      sentGauges: new Map(),
+      openMetrics: undefined,
+      gaugeCounts: null,
     };
     this.rc = rc;
     this.entry = new DurableEntry("HostRelay", () => {
@@ -78,6 +83,8 @@ export class HostRelay extends DurableObject<Env> {
         const host = await ops.ensureHost(this.rc, hostId, this.now());
         if (!host.ok) {
           const code = host.code === ErrorCode.HOST_REVOKED ? ErrorCode.AGENT_REVOKED : host.code;
+          // An object that never served this host has no storage to count in; the Worker found the host in the registry anyway.
+          if (this.rc.store.initialized) addMetrics(this.rc, this.now(), (w) => w.count(M.CONNECTIONS_REFUSED, { reason: code }));
           return problemResponse(new RelayError(code, host.detail));
         }
         return acceptAgent(this.rc, hostId, this.now(), {
@@ -106,7 +113,9 @@ export class HostRelay extends DurableObject<Env> {
   }
 
   override webSocketError(ws: WebSocket): Promise<void> {
-    return this.entry.hook("webSocketError", () => onAgentGone(this.rc, ws, this.now()));
+    return this.entry.hook("webSocketError", () =>
+      onAgentGone(this.rc, ws, this.now(), { code: 1006, reason: "socket error", by: "agent" }),
+    );
   }
 
   override alarm(): Promise<void> {
@@ -125,7 +134,11 @@ export class HostRelay extends DurableObject<Env> {
       retryDue(rc, now);
       deadlinesDue(rc, now);
       cancelsDue(rc, now);
-      rc.store.commands.prune(now, rc.config.retentionDays * 86_400_000);
+      // Pruning may remove dead letters: an (empty) metrics row makes the host report its gauges again.
+      if (rc.store.commands.prune(now, rc.config.retentionDays * 86_400_000) > 0) {
+        rc.gaugeCounts = null;
+        addMetrics(rc, now, () => {});
+      }
       pump(rc, now);
     });
   }

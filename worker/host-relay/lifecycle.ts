@@ -29,7 +29,7 @@ export function apply(
   if (decision.to === "dead_lettered") rc.store.deadLetters.add(row.message_id, now, t.detail ?? "attempts spent");
   if (from === "dead_lettered") rc.store.deadLetters.remove(row.message_id);
   if (isTerminal(decision.to)) recordFinalOutcome(rc, t, now);
-  return recordTransition(rc, t, now);
+  return recordTransition(rc, row, t, now);
 }
 
 /** `timeout + grace` from `from`: how long the relay waits for an executing command's response. */

@@ -5,8 +5,10 @@ import { shardFor } from "../audit-log/shard.ts";
 import { backoffMs, OUTBOX_BACKOFF } from "../backoff.ts";
 import { auditConfig } from "../config.ts";
 import type { JobHostUpdate } from "../job-coordinator/contract.ts";
+import { DeltaWriter, type MetricsDelta, type SourcedDelta } from "../metrics/delta.ts";
 import { auditLog, fleetEvents, jobCoordinator } from "../stubs.ts";
 import type { RelayContext } from "./context.ts";
+import { gaugesSent, gaugesToSend, METRICS_KEY, METRICS_KIND, metricsRowTaken, recordTransitionMetrics } from "./metrics-outbox.ts";
 import type { CommandRow, OutboxRow, Transition } from "./storage.ts";
 
 /**
@@ -14,7 +16,8 @@ import type { CommandRow, OutboxRow, Transition } from "./storage.ts";
  * progress to the command's JobCoordinator. Rows are written in the same synchronous step as the
  * change that caused them and delivered after it, first-in-first-out per target, retried until
  * delivered. Each event carries its source (this host) and its outbox row id, so a publish that is
- * retried after FleetEvents stored it is dropped there, not stored twice.
+ * retried after FleetEvents stored it is dropped there, not stored twice. Metric changes ride in
+ * the same flush (metrics-outbox.ts).
  */
 
 const EVENT = "event";
@@ -50,8 +53,8 @@ function addEvent(rc: RelayContext, event: FleetEventInput, now: number): void {
   rc.store.outbox.add(EVENT, FLEET, event, now + LEASE_MS);
 }
 
-/** Writes the notifications of one transition to the outbox and returns them. */
-export function recordTransition(rc: RelayContext, t: Transition, now: number): Caused {
+/** Writes the notifications of one transition (and its metrics) to the outbox and returns them. */
+export function recordTransition(rc: RelayContext, row: CommandRow, t: Transition, now: number): Caused {
   const event: FleetEventInput = {
     type: "command.state",
     at: nowRfc3339(t.at),
@@ -69,6 +72,7 @@ export function recordTransition(rc: RelayContext, t: Transition, now: number): 
     job = { host_id: hostId(rc)!, message_id: t.message_id, state: t.to, response_status: t.response_status, detail: t.detail, at: t.at };
     rc.store.outbox.add(JOB, t.job_id, job, now + LEASE_MS);
   }
+  recordTransitionMetrics(rc, row, t, now);
   return { transition: t, events: [event], job };
 }
 
@@ -173,7 +177,27 @@ async function flushRounds(rc: RelayContext): Promise<void> {
       if (group) group.push(r);
       else groups.set(key, [r]);
     }
-    const outcomes = await Promise.all([...groups.values()].map((group) => deliver(rc, group)));
+    // Events are going to FleetEvents anyway: the open metrics row goes with them, in the same RPC.
+    const eventKey = `${EVENT}\u0000${FLEET}`;
+    const metricsKey = `${METRICS_KIND}\u0000${FLEET}`;
+    if (groups.has(eventKey)) {
+      const open = rc.store.outbox.takeOpenCoalesced(METRICS_KEY, METRICS_KIND, now, now + LEASE_MS);
+      if (open.length) groups.set(metricsKey, [...(groups.get(metricsKey) ?? []), ...open]);
+    }
+    // Before any await: nothing may merge into a row that is on its way.
+    metricsRowTaken(
+      rc,
+      (groups.get(metricsKey) ?? []).map((r) => r.id),
+    );
+    const calls: Promise<{ ids: number[]; ok: boolean }>[] = [];
+    const events = groups.get(eventKey) ?? [];
+    const metrics = groups.get(metricsKey) ?? [];
+    if (events.length || metrics.length) calls.push(deliverToFleet(rc, events, metrics));
+    for (const [key, group] of groups) {
+      if (key === eventKey || key === metricsKey) continue;
+      calls.push(group[0]!.kind === AUDIT ? deliverAudit(rc, group) : deliverJobUpdates(rc, group));
+    }
+    const outcomes = await Promise.all(calls);
     for (const { ids, ok } of outcomes) {
       if (ok) rc.store.outbox.delete(ids);
       else rc.store.outbox.defer(ids, (attempts) => rc.clock.now() + 250 + backoffMs(attempts, OUTBOX_BACKOFF, () => rc.clock.random()));
@@ -184,35 +208,65 @@ async function flushRounds(rc: RelayContext): Promise<void> {
   }
 }
 
-async function deliver(rc: RelayContext, group: OutboxRow[]): Promise<{ ids: number[]; ok: boolean }> {
-  const ids = group.map((r) => r.id);
+function failed(target: string, err: unknown): void {
+  console.error(JSON.stringify({ level: "warn", msg: "notification delivery failed; will retry", target, error: String(err) }));
+}
+
+/**
+ * One `publish` to FleetEvents: the event rows and the metrics rows, each numbered by its outbox id
+ * (FleetEvents keeps one watermark per source for each). The host's absolute gauges are read now and
+ * travel with the newest metrics row.
+ */
+async function deliverToFleet(rc: RelayContext, events: OutboxRow[], metricRows: OutboxRow[]): Promise<{ ids: number[]; ok: boolean }> {
+  const ids = [...events, ...metricRows].map((r) => r.id);
   try {
-    const first = group[0]!;
-    // Audit rows have their own faults (audit.append at the shard, audit.after_ingest here).
-    if (first.kind !== AUDIT) rc.faults.check("relay.publish");
-    if (first.kind === EVENT) {
-      const source = `host:${hostId(rc) ?? rc.ctx.id.toString()}`;
-      await fleetEvents(rc.env).publish(group.map((r) => ({ ...(JSON.parse(r.body) as FleetEventInput), source, source_seq: r.id })));
-      // As if the answer was lost after FleetEvents stored the batch: the retry must not duplicate it.
-      rc.faults.check("relay.after_publish");
-    } else if (first.kind === AUDIT) {
-      const host = hostId(rc) ?? rc.ctx.id.toString();
-      const shard = shardFor({ host_id: host }, auditConfig(rc.env).shards);
-      await auditLog(rc.env, shard).ingest(
-        shard,
-        `host:${host}`,
-        group.map((r) => ({ source_seq: r.id, input: JSON.parse(r.body) as AuditInput })),
-      );
-      // As if the answer was lost after the shard chained the batch: the retry must not chain it twice.
-      rc.faults.check("audit.after_ingest");
-    } else {
-      await jobCoordinator(rc.env, first.target).hostUpdates(group.map((r) => JSON.parse(r.body) as JobHostUpdate));
-    }
+    rc.faults.check("relay.publish");
+    const source = `host:${hostId(rc) ?? rc.ctx.id.toString()}`;
+    const gauges = metricRows.length ? gaugesToSend(rc) : {};
+    const metrics: SourcedDelta[] = metricRows.map((r, i) => {
+      const delta = JSON.parse(r.body) as MetricsDelta;
+      if (i === metricRows.length - 1 && Object.keys(gauges).length) new DeltaWriter(delta).merge({ gauges });
+      return { source, seq: r.id, delta };
+    });
+    const batch = events.map((r) => ({ ...(JSON.parse(r.body) as FleetEventInput), source, source_seq: r.id }));
+    await fleetEvents(rc.env).publish(metrics.length ? { events: batch, metrics } : batch);
+    gaugesSent(rc, gauges);
+    // As if the answer was lost after FleetEvents stored the batch: the retry must not duplicate it.
+    rc.faults.check("relay.after_publish");
     return { ids, ok: true };
   } catch (err) {
-    console.error(
-      JSON.stringify({ level: "warn", msg: "notification delivery failed; will retry", target: group[0]!.target, error: String(err) }),
+    failed(FLEET, err);
+    return { ids, ok: false };
+  }
+}
+
+/** Audit rows go to the host's audit shard, which drops a re-delivered row by source and outbox id. */
+async function deliverAudit(rc: RelayContext, group: OutboxRow[]): Promise<{ ids: number[]; ok: boolean }> {
+  const ids = group.map((r) => r.id);
+  try {
+    const host = hostId(rc) ?? rc.ctx.id.toString();
+    const shard = shardFor({ host_id: host }, auditConfig(rc.env).shards);
+    await auditLog(rc.env, shard).ingest(
+      shard,
+      `host:${host}`,
+      group.map((r) => ({ source_seq: r.id, input: JSON.parse(r.body) as AuditInput })),
     );
+    // As if the answer was lost after the shard chained the batch: the retry must not chain it twice.
+    rc.faults.check("audit.after_ingest");
+    return { ids, ok: true };
+  } catch (err) {
+    failed(`audit:${group[0]!.target}`, err);
+    return { ids, ok: false };
+  }
+}
+
+async function deliverJobUpdates(rc: RelayContext, group: OutboxRow[]): Promise<{ ids: number[]; ok: boolean }> {
+  const ids = group.map((r) => r.id);
+  try {
+    await jobCoordinator(rc.env, group[0]!.target).hostUpdates(group.map((r) => JSON.parse(r.body) as JobHostUpdate));
+    return { ids, ok: true };
+  } catch (err) {
+    failed(group[0]!.target, err);
     return { ids, ok: false };
   }
 }

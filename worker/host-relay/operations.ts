@@ -101,7 +101,7 @@ export async function enqueue(rc: RelayContext, input: EnqueueInput, now: number
     },
     now,
   );
-  recordTransition(rc, transition, now);
+  recordTransition(rc, row, transition, now);
   pump(rc, now);
   return { ok: true, value: { message_id: row.message_id, status: "queued" } };
 }

@@ -48,6 +48,29 @@ export class OutboxStore {
     );
   }
 
+  /**
+   * Leases the open row for `key` before its window closes, so it travels with a flush that is
+   * going anyway, but only if every older row of its kind is leased already (taken by this flush:
+   * first in, first out per target) and it is not backing off. Its window is closed on the way:
+   * nothing merges into a row once it was sent.
+   */
+  takeOpenCoalesced(key: string, kind: string, now: number, leaseUntil: number): OutboxRow[] {
+    return this.#sql
+      .exec<OutboxRow>(
+        `UPDATE outbox SET leased = 1, not_before = MIN(not_before, ?), next_at = ?
+           WHERE coalesce_key = ? AND leased = 0 AND (backoff_until IS NULL OR backoff_until <= ?)
+             AND NOT EXISTS (SELECT 1 FROM outbox AS older WHERE older.kind = ? AND older.id < outbox.id AND older.leased = 0)
+           RETURNING *`,
+        now,
+        leaseUntil,
+        key,
+        now,
+        kind,
+      )
+      .toArray()
+      .sort((a, b) => a.id - b.id);
+  }
+
   replaceBody(id: number, body: unknown): void {
     this.#sql.exec("UPDATE outbox SET body = ? WHERE id = ?", JSON.stringify(body), id);
   }

@@ -13,6 +13,8 @@ import {
   INTERNAL_HOST_HEADER,
   INTERNAL_REQUEST_ID_HEADER,
 } from "../host-relay/contract.ts";
+import { M } from "../metrics/catalogue.ts";
+import { countWorker } from "../metrics/worker-recorder.ts";
 import { fleetCa, sha256Hex } from "../pki/ca-binding.ts";
 import { type FleetCa, type IssuedCertificate, issueAgentCertificate, verifyCsr } from "../pki/fleet-ca.ts";
 import { addHostCertificate, enrollHost, findEnrollmentToken } from "../registry.ts";
@@ -121,8 +123,12 @@ async function verifiedCsr(pem: string) {
 export const agentRoutes = createRouter()
   .openapi(connectRoute, async (c) => {
     // Identity before anything else, so an unauthenticated caller learns nothing about the endpoint.
-    const { hostId, fingerprint } = await identifyAgent(c.req.raw, c.env);
+    const { hostId, fingerprint } = await identifyAgent(c.req.raw, c.env).catch((err: unknown) => {
+      if (err instanceof RelayError) countWorker(M.CONNECTIONS_REFUSED, { reason: err.code });
+      throw err;
+    });
     if (c.req.header("upgrade")?.toLowerCase() !== "websocket") {
+      countWorker(M.CONNECTIONS_REFUSED, { reason: ErrorCode.UPGRADE_REQUIRED });
       throw new RelayError(ErrorCode.UPGRADE_REQUIRED, "connect with a WebSocket upgrade");
     }
     const address = await sourceAddress(c.req.raw, c.env);

@@ -538,6 +538,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/metrics": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Metrics for the dashboard
+         * @description Current values (hosts by status, queue depth, dead letters, commands, delivery latency, subscribers, jobs) and the last hour at one-minute resolution: commands per state, p50/p99 send → ack latency and online hosts.
+         */
+        get: operations["getMetricsOverview"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/tags": {
         parameters: {
             query?: never;
@@ -584,6 +604,26 @@ export interface paths {
         };
         /** Liveness */
         get: operations["getHealth"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/metrics": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Prometheus metrics
+         * @description The Prometheus text exposition format 0.0.4: every `fleet_relay_` metric with `# HELP` and `# TYPE`, base units, `_total` counters, no per-host labels. Needs the `metrics` role (or any higher one): `npm run token -- --role metrics --ttl 365d` makes a token for a scrape config.
+         */
+        get: operations["scrapeMetrics"];
         put?: never;
         post?: never;
         delete?: never;
@@ -1401,6 +1441,71 @@ export interface components {
             target: {
                 [key: string]: unknown;
             };
+        };
+        /** @description One minute of the fleet */
+        MetricsMinute: {
+            /** @description Commands that entered each state during the minute */
+            commands_by_state: {
+                [key: string]: number;
+            };
+            /** @description Commands dead-lettered during the minute */
+            dead_letters_new: number;
+            /** @description Commands acked by their agent during the minute */
+            deliveries: number;
+            /** @description Median send → ack time of those deliveries */
+            delivery_p50_seconds: number | null;
+            /** @description 99th percentile send → ack time of those deliveries */
+            delivery_p99_seconds: number | null;
+            /**
+             * Format: date-time
+             * @description Start of the minute
+             */
+            minute: string;
+            /** @description Agents connected at the end of the minute (now, for the current one) */
+            online_hosts: number;
+        };
+        /** @description The fleet's metrics for the dashboard: current values and the last hour by minute */
+        MetricsOverview: {
+            /**
+             * Format: date-time
+             * @description When the values were read
+             */
+            at: string;
+            /** @description Values now */
+            current: {
+                /** @description Agents connected and greeted, as their relays last reported */
+                agents_connected: number;
+                /** @description Commands accepted since the metrics began */
+                commands_enqueued_total: number;
+                /** @description Commands that entered each final state since the metrics began */
+                commands_finished_total: {
+                    [key: string]: number;
+                };
+                /** @description Commands currently dead-lettered */
+                dead_letters: number;
+                /** @description Median send → ack time over the last hour */
+                delivery_p50_seconds: number | null;
+                /** @description 99th percentile send → ack time over the last hour */
+                delivery_p99_seconds: number | null;
+                /** @description Open /api/events subscribers */
+                event_subscribers: number;
+                /** @description Registered hosts by status, from the registry */
+                hosts: {
+                    offline: number;
+                    online: number;
+                    revoked: number;
+                };
+                /** @description Jobs by state (final ones for 24 hours after they ended) */
+                jobs_by_state: {
+                    [key: string]: number;
+                };
+                /** @description Commands not yet final, by state (queued, delivered, running, cancelling) */
+                queue_depth: {
+                    [key: string]: number;
+                };
+            };
+            /** @description The last 60 minutes and the current, partial one, oldest first: one entry per minute, quiet ones included */
+            series: components["schemas"]["MetricsMinute"][];
         };
         /** @description A package name from a configured repository: 1-128 of letters, digits and . _ + : = @ ~ -, starting with a letter or digit; no '/', '..', file: or package-file suffix (.rpm, .deb, .apk, .rb, .pkg.tar…). */
         PackageName: string;
@@ -4501,6 +4606,53 @@ export interface operations {
             };
         };
     };
+    getMetricsOverview: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Current values and the last hour */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MetricsOverview"];
+                };
+            };
+            /** @description Missing, invalid or expired token (see WWW-Authenticate) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Authenticated but the role is insufficient */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Any other error (500 ERR_INTERNAL, 503 …), as a problem document */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
     listTags: {
         parameters: {
             query?: {
@@ -4629,6 +4781,53 @@ export interface operations {
             };
             /** @description Malformed HTTP (e.g. conflicting Content-Length and Transfer-Encoding), refused by the edge in front of the Worker */
             400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Any other error (500 ERR_INTERNAL, 503 …), as a problem document */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    scrapeMetrics: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The current values of every metric */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/plain; version=0.0.4; charset=utf-8": string;
+                };
+            };
+            /** @description Missing, invalid or expired token (see WWW-Authenticate) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Authenticated but the role is insufficient */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
