@@ -19,7 +19,7 @@ import { readJwtSecret } from "../../scripts/jwt-secret.ts";
 import type { LocalRelay } from "../../scripts/local-relay.ts";
 import { startLocalRelay } from "../../scripts/local-relay.ts";
 import { type AgentChild, killAllAgents, spawnAgentCli } from "../helpers/agent-cli.ts";
-import { HAVE_CHROMIUM, launchChromium, nav, signedInPage, skipNote, stillSamePage } from "../helpers/dashboard-browser.ts";
+import { HAVE_CHROMIUM, launchChromium, nav, screenshots, signedInPage, skipNote, stillSamePage } from "../helpers/dashboard-browser.ts";
 import { RelayRest, waitUntil } from "../helpers/relay-rest.ts";
 
 skipNote("dashboard observability browser test");
@@ -143,6 +143,7 @@ describe.skipIf(!HAVE_CHROMIUM)("dashboard observability in chromium", () => {
     const firing = page.getByRole("table", { name: "Active alerts" }).locator(`tr[data-alertname="${RULE}"]`);
     await firing.getByText("firing", { exact: true }).waitFor();
     await expect(firing.textContent()).resolves.toContain("obs-1");
+    await screenshots(page, "alerts-firing");
     await waitUntil(() => received.find((r) => r.status === "firing"), { timeoutMs: 20_000, what: "the receiver's firing notification" });
 
     agent = runAgent();
@@ -182,6 +183,30 @@ describe.skipIf(!HAVE_CHROMIUM)("dashboard observability in chromium", () => {
     await expect(result.getAttribute("data-ok")).resolves.toBe("true");
     await expect(result.textContent()).resolves.toMatch(/^OK: [1-9]\d* records/);
     expect(await page.getByRole("table", { name: "Shards" }).locator("tbody tr").count()).toBeGreaterThan(0);
+    await screenshots(page, "audit-verified");
+    await page.close();
+  }, 60_000);
+
+  it("the overview draws the last hour from /api/metrics with uPlot, and its charts move after a command", async () => {
+    const page = await signedInPage(browser!, relay!.url, rest.operator, "/");
+    const perState = page.getByRole("figure", { name: "Commands per state per minute" });
+    const latency = page.getByRole("figure", { name: "Delivery latency p50 and p99 per minute" });
+    const online = page.getByRole("figure", { name: "Online hosts per minute" });
+    for (const fig of [perState, latency, online]) await fig.locator("canvas").first().waitFor();
+    const sumOf = async () => Number(await perState.getAttribute("data-sum"));
+    const before = await sumOf();
+    await expect(page.getByTestId("dead-letters").textContent()).resolves.toMatch(/^\d+$/);
+    await expect(page.getByTestId("queue-depth").textContent()).resolves.toMatch(/^\d+$/);
+    await expect(page.getByTestId("active-alerts").textContent()).resolves.toBe("0");
+
+    const messageId = await rest.send(hostId, { command_type: "system_info", parameters: {} });
+    await rest.waitForCommand(hostId, messageId);
+    // The page re-reads /api/metrics after the command's events (or on its 15 s timer): the chart moves without a reload.
+    await expect.poll(sumOf, { timeout: 30_000, interval: 200 }).toBeGreaterThan(before);
+    await expect.poll(async () => Number(await latency.getAttribute("data-points")), { timeout: 30_000, interval: 200 }).toBeGreaterThan(0);
+    expect(Number(await online.getAttribute("data-sum"))).toBeGreaterThan(0);
+    await screenshots(page, "overview");
+    expect(await stillSamePage(page)).toBe(true);
     await page.close();
   }, 60_000);
 

@@ -4,6 +4,7 @@
  * (dashboard-probe.js) that records event → DOM timings and keeps the page's sockets reachable.
  */
 import { existsSync } from "node:fs";
+import { mkdir } from "node:fs/promises";
 import path from "node:path";
 import { type Browser, chromium, type Page } from "playwright-core";
 
@@ -56,4 +57,20 @@ export async function stillSamePage(page: Page): Promise<boolean> {
 /** Follows a link in the main navigation: the router's pushState, never a reload. */
 export async function nav(page: Page, name: string): Promise<void> {
   await page.getByRole("navigation", { name: "Main" }).getByRole("link", { name }).click();
+}
+
+/**
+ * With DASHBOARD_ARTIFACTS=<dir>, saves the page at 1280 px and 390 px wide (full page) as
+ * `<name>-1280.png` and `<name>-390.png` there; without it, nothing.
+ */
+export async function screenshots(page: Page, name: string): Promise<void> {
+  const dir = process.env.DASHBOARD_ARTIFACTS;
+  if (!dir) return;
+  await mkdir(dir, { recursive: true });
+  const size = page.viewportSize();
+  for (const width of [1280, 390]) {
+    await page.setViewportSize({ width, height: 900 });
+    await page.screenshot({ path: path.join(dir, `${name}-${width}.png`), fullPage: true });
+  }
+  if (size) await page.setViewportSize(size);
 }

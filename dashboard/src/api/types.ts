@@ -41,6 +41,7 @@ export type AlertReceiver = Json<"/api/alert-receivers/{receiver_id}", "get", 20
 export type AlertReceiverInput = Body<"/api/alert-receivers", "post">;
 export type AlertReceiverUpdate = Body<"/api/alert-receivers/{receiver_id}", "put">;
 export type AlertNotification = Json<"/api/alert-notifications", "get", 200>["items"][number];
+export type MetricsOverview = Json<"/api/metrics", "get", 200>;
 export type AuditPage = Json<"/api/audit", "get", 200>;
 export type AuditRecord = AuditPage["items"][number];
 export type AuditFilter = NonNullable<paths["/api/audit"]["get"]["parameters"]["query"]>;

@@ -70,19 +70,21 @@ export function AlertReceivers() {
               <td>
                 <Time at={r.updated_at} />
               </td>
-              <td className="actions">
-                <button type="button" onClick={() => setEditing(r)} aria-label={`Edit receiver ${r.name}`}>
-                  Edit
-                </button>
-                {confirmDelete === r.receiver_id ? (
-                  <button type="button" className="danger" onClick={() => void remove(r.receiver_id)}>
-                    Confirm delete
+              <td>
+                <span className="actions">
+                  <button type="button" onClick={() => setEditing(r)} aria-label={`Edit receiver ${r.name}`}>
+                    Edit
                   </button>
-                ) : (
-                  <button type="button" onClick={() => setConfirmDelete(r.receiver_id)} aria-label={`Delete receiver ${r.name}`}>
-                    Delete
-                  </button>
-                )}
+                  {confirmDelete === r.receiver_id ? (
+                    <button type="button" className="danger" onClick={() => void remove(r.receiver_id)}>
+                      Confirm delete
+                    </button>
+                  ) : (
+                    <button type="button" onClick={() => setConfirmDelete(r.receiver_id)} aria-label={`Delete receiver ${r.name}`}>
+                      Delete
+                    </button>
+                  )}
+                </span>
               </td>
             </tr>
           ))}

@@ -182,19 +182,21 @@ export function AlertRules() {
                 <LabelList labels={r.labels ?? {}} />
               </td>
               <td>{r.enabled ? "yes" : "no"}</td>
-              <td className="actions">
-                <button type="button" onClick={() => setEditing(r)} aria-label={`Edit rule ${r.name}`}>
-                  Edit
-                </button>
-                {confirmDelete === r.rule_id ? (
-                  <button type="button" className="danger" onClick={() => void remove(r.rule_id)}>
-                    Confirm delete
+              <td>
+                <span className="actions">
+                  <button type="button" onClick={() => setEditing(r)} aria-label={`Edit rule ${r.name}`}>
+                    Edit
                   </button>
-                ) : (
-                  <button type="button" onClick={() => setConfirmDelete(r.rule_id)} aria-label={`Delete rule ${r.name}`}>
-                    Delete
-                  </button>
-                )}
+                  {confirmDelete === r.rule_id ? (
+                    <button type="button" className="danger" onClick={() => void remove(r.rule_id)}>
+                      Confirm delete
+                    </button>
+                  ) : (
+                    <button type="button" onClick={() => setConfirmDelete(r.rule_id)} aria-label={`Delete rule ${r.name}`}>
+                      Delete
+                    </button>
+                  )}
+                </span>
               </td>
             </tr>
           ))}

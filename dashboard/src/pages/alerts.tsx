@@ -6,16 +6,21 @@ import { useState } from "react";
 import { api, unwrap } from "../api/client";
 import type { AlertHistoryEntry, AlertNotification, Role } from "../api/types";
 import { hasRole } from "../api/types";
-import { Badge, ErrorNote, Section, Time, useResource } from "../components/ui";
+import { Badge, ErrorNote, Section, Time, useCoalesced, useResource } from "../components/ui";
 import { useFleetEvents, useRefetchGeneration } from "../live/hooks";
 import { Link } from "../router";
 import { AlertReceivers } from "./alert-receivers";
 import { AlertRules } from "./alert-rules";
 
 const HISTORY_PAGE = 50;
+/** A burst of alert events (many hosts at once) re-reads the list at most this often. */
+const EVENT_RELOAD_MS = 300;
+
+/** Labels the table shows in its own columns (name, the host or job it is about). */
+const SHOWN_ELSEWHERE = new Set(["alertname", "rule_id", "host_id", "hostname", "job_id"]);
 
 export function LabelList({ labels }: { labels: Record<string, string> }) {
-  const entries = Object.entries(labels).filter(([k]) => k !== "alertname" && k !== "rule_id");
+  const entries = Object.entries(labels).filter(([k]) => !SHOWN_ELSEWHERE.has(k));
   if (entries.length === 0) return <span className="muted">—</span>;
   return (
     <span className="labels">
@@ -51,11 +56,13 @@ export function Alerts({ role }: { role: Role | undefined }) {
     [admin, generation],
   );
 
+  // The event carries the alert but not the history row's id or pending peers: re-read the list.
+  const reloadAlerts = useCoalesced(alerts.reload, EVENT_RELOAD_MS);
+  const reloadFailed = useCoalesced(failed.reload, EVENT_RELOAD_MS);
   useFleetEvents((e) => {
     if (e.type !== "alert.firing" && e.type !== "alert.resolved") return;
-    // The event carries the alert but not the history row's id or pending peers: re-read the list.
-    alerts.reload();
-    if (admin) failed.reload();
+    reloadAlerts();
+    if (admin) reloadFailed();
   });
 
   const history = [...(alerts.data?.history ?? []), ...older.filter((o) => !alerts.data?.history.some((h) => h.id === o.id))];

@@ -5,8 +5,7 @@
  * relay's public key, so the page does not take the relay's word for it.
  */
 import { type FormEvent, useState } from "react";
-import { importPublicKey } from "../../../worker/audit-log/signing.ts";
-import { type VerifyResult, verifyExport } from "../../../worker/audit-log/verify.ts";
+import type { VerifyResult } from "../../../worker/audit-log/verify.ts";
 import { api, unwrap } from "../api/client";
 import { type AuditFilter, type AuditRecord, hasRole, type Role } from "../api/types";
 import { getToken } from "../auth";
@@ -245,7 +244,13 @@ function ExportAndVerify() {
     setError(undefined);
     setResult(null);
     try {
-      const [text, pub] = await Promise.all([fetchExport(), unwrap(api.GET("/api/audit/public-key"))]);
+      // The verifier loads on first use: only admins who verify download it.
+      const [text, pub, { verifyExport }, { importPublicKey }] = await Promise.all([
+        fetchExport(),
+        unwrap(api.GET("/api/audit/public-key")),
+        import("../../../worker/audit-log/verify.ts"),
+        import("../../../worker/audit-log/signing.ts"),
+      ]);
       setResult(await verifyExport(text, await importPublicKey(pub.public_key)));
     } catch (err) {
       setError(err);
