@@ -110,7 +110,7 @@ async function fill(page: Page, form: string, fields: Record<string, string>): P
 }
 
 describe.skipIf(!HAVE_CHROMIUM)("dashboard observability in chromium", () => {
-  it("an admin makes a host_offline rule and a receiver in the UI; killing the agent shows the alert live, its return resolves it", async () => {
+  it("an admin makes a host_offline rule and a receiver in the UI; killing the agent shows the alert live, its return resolves it; edit and delete", async () => {
     const page = await signedInPage(browser!, relay!.url, rest.admin);
     await nav(page, "Alerts");
     await page.getByRole("table", { name: "Active alerts" }).waitFor();
@@ -151,6 +151,30 @@ describe.skipIf(!HAVE_CHROMIUM)("dashboard observability in chromium", () => {
     await expect(firing.count()).resolves.toBe(0);
     expect(await stillSamePage(page)).toBe(true);
     await rest.waitForHostStatus(hostId, "online", 30_000);
+
+    // Edit keeps the kind and replaces the rest; a receiver edit without a new secret keeps it.
+    await page.getByRole("button", { name: `Edit rule ${RULE}` }).click();
+    await fill(page, "Edit rule", { "Repeat interval": "1h" });
+    await page.getByRole("button", { name: "Save rule" }).click();
+    await page.getByRole("table", { name: "Alert rules" }).locator("tr", { hasText: "repeat 1h" }).waitFor();
+    await page.getByRole("button", { name: "Edit receiver e2e-hook" }).click();
+    await fill(page, "Edit receiver", { URL: "ftp://example.com/hook" });
+    await page.getByRole("button", { name: "Save receiver" }).click();
+    await page.getByRole("form", { name: "Edit receiver" }).locator('[data-field="url"]').waitFor();
+    await page.getByRole("form", { name: "Edit receiver" }).getByRole("button", { name: "Cancel" }).click();
+    const rcv = (await rest.request("GET", "/api/alert-receivers", undefined, rest.admin)).body.items[0];
+    expect(rcv).toMatchObject({ name: "e2e-hook", url: receiverUrl, has_secret: true });
+
+    // Delete asks once more.
+    await page.getByRole("button", { name: "New rule" }).click();
+    await fill(page, "New rule", { Name: "Scratch" });
+    await page.getByRole("form", { name: "New rule" }).getByLabel("Kind").selectOption("dead_letters");
+    await page.getByRole("button", { name: "Create rule" }).click();
+    await page.getByRole("button", { name: "Delete rule Scratch" }).click();
+    await page.getByRole("button", { name: "Confirm delete" }).click();
+    await expect
+      .poll(() => page.getByRole("table", { name: "Alert rules" }).locator("tr", { hasText: "Scratch" }).count(), { timeout: 10_000 })
+      .toBe(0);
     await page.close();
   }, 90_000);
 
