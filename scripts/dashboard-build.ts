@@ -23,6 +23,12 @@ const LOCK_WAIT_MS = 180_000;
 const LOCK_STALE_MS = 300_000;
 
 const SOURCES = ["index.html", "vite.config.ts", "tsconfig.json", "src", "public"];
+/**
+ * Files outside dashboard/ that the bundle imports (repo-relative): the audit page runs the
+ * relay's own verifier. A new import from outside dashboard/ belongs here, or npm start serves a
+ * stale build after it changes.
+ */
+export const SHARED_SOURCES = ["worker/audit-log/verify.ts", "worker/audit-log/signing.ts", "worker/audit-log/canonical.ts"];
 
 async function listFiles(entry: string): Promise<string[]> {
   const full = path.join(DASHBOARD_DIR, entry);
@@ -39,7 +45,7 @@ async function listFiles(entry: string): Promise<string[]> {
 /** The hash of everything the build reads: sources by path and content, and the lockfile. */
 export async function dashboardSourceHash(): Promise<string> {
   const files = (await Promise.all(SOURCES.map(listFiles))).flat().sort();
-  files.push(path.join(ROOT, "package-lock.json"));
+  files.push(...SHARED_SOURCES.map((f) => path.join(ROOT, f)), path.join(ROOT, "package-lock.json"));
   const hash = createHash("sha256");
   for (const f of files) {
     hash.update(path.relative(ROOT, f));
