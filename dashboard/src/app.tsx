@@ -10,8 +10,8 @@ import { HostDetail } from "./pages/host-detail";
 import { Hosts } from "./pages/hosts";
 import { JobDetail } from "./pages/job-detail";
 import { Jobs } from "./pages/jobs";
+import { NotFound } from "./pages/not-found";
 import { Overview } from "./pages/overview";
-import { Placeholder } from "./pages/placeholder";
 import { SignIn } from "./pages/sign-in";
 import { Link, match, useLocation } from "./router";
 
@@ -53,7 +53,7 @@ function Page({ path, role }: { path: string; role: Role }) {
   if (job) return <JobDetail key={job.job_id} jobId={job.job_id!} role={role} />;
   if (path === "/alerts") return <Alerts role={role} />;
   if (path === "/audit") return <Audit role={role} />;
-  return <Placeholder title="Not found" needs={`a page at ${path}, which the dashboard does not have`} />;
+  return <NotFound path={path} />;
 }
 
 export function App() {
