@@ -107,7 +107,17 @@ export async function ensureDashboardBuilt(opts: { force?: boolean; log?: (line:
     // Someone else may have built it while we waited.
     if (!opts.force && (await upToDate(hash))) return { built: false, ...(await bundleSizes()) };
     const { build } = await import("vite");
-    await build({ configFile: path.join(DASHBOARD_DIR, "vite.config.ts"), logLevel: "warn" });
+    // Vite keeps an inherited NODE_ENV: under vitest (NODE_ENV=test, also inherited by an npm start
+    // a test spawns) it built React's development bundle (jsxDEV, 541 KiB instead of 292 KiB) and
+    // stamped it current, so a later npm start served it. The bundle is always a production one.
+    const nodeEnv = process.env.NODE_ENV;
+    process.env.NODE_ENV = "production";
+    try {
+      await build({ configFile: path.join(DASHBOARD_DIR, "vite.config.ts"), logLevel: "warn", mode: "production" });
+    } finally {
+      if (nodeEnv === undefined) delete process.env.NODE_ENV;
+      else process.env.NODE_ENV = nodeEnv;
+    }
     await writeFile(path.join(DASHBOARD_DIST, ".assetsignore"), ".build-stamp\n.assetsignore\n");
     await writeFile(STAMP, `${hash}\n`);
     const sizes = await bundleSizes();
