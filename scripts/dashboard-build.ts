@@ -23,6 +23,12 @@ const LOCK_WAIT_MS = 180_000;
 const LOCK_STALE_MS = 300_000;
 
 const SOURCES = ["index.html", "vite.config.ts", "tsconfig.json", "src", "public"];
+/**
+ * Files outside dashboard/ that the bundle imports (repo-relative): the audit page runs the
+ * relay's own verifier. A new import from outside dashboard/ belongs here, or npm start serves a
+ * stale build after it changes.
+ */
+export const SHARED_SOURCES = ["worker/audit-log/verify.ts", "worker/audit-log/signing.ts", "worker/audit-log/canonical.ts"];
 
 async function listFiles(entry: string): Promise<string[]> {
   const full = path.join(DASHBOARD_DIR, entry);
@@ -39,7 +45,7 @@ async function listFiles(entry: string): Promise<string[]> {
 /** The hash of everything the build reads: sources by path and content, and the lockfile. */
 export async function dashboardSourceHash(): Promise<string> {
   const files = (await Promise.all(SOURCES.map(listFiles))).flat().sort();
-  files.push(path.join(ROOT, "package-lock.json"));
+  files.push(...SHARED_SOURCES.map((f) => path.join(ROOT, f)), path.join(ROOT, "package-lock.json"));
   const hash = createHash("sha256");
   for (const f of files) {
     hash.update(path.relative(ROOT, f));
@@ -101,7 +107,17 @@ export async function ensureDashboardBuilt(opts: { force?: boolean; log?: (line:
     // Someone else may have built it while we waited.
     if (!opts.force && (await upToDate(hash))) return { built: false, ...(await bundleSizes()) };
     const { build } = await import("vite");
-    await build({ configFile: path.join(DASHBOARD_DIR, "vite.config.ts"), logLevel: "warn" });
+    // Vite keeps an inherited NODE_ENV: under vitest (NODE_ENV=test, also inherited by an npm start
+    // a test spawns) it built React's development bundle (jsxDEV, 541 KiB instead of 292 KiB) and
+    // stamped it current, so a later npm start served it. The bundle is always a production one.
+    const nodeEnv = process.env.NODE_ENV;
+    process.env.NODE_ENV = "production";
+    try {
+      await build({ configFile: path.join(DASHBOARD_DIR, "vite.config.ts"), logLevel: "warn", mode: "production" });
+    } finally {
+      if (nodeEnv === undefined) delete process.env.NODE_ENV;
+      else process.env.NODE_ENV = nodeEnv;
+    }
     await writeFile(path.join(DASHBOARD_DIST, ".assetsignore"), ".build-stamp\n.assetsignore\n");
     await writeFile(STAMP, `${hash}\n`);
     const sizes = await bundleSizes();

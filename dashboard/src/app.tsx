@@ -3,13 +3,15 @@ import type { Role } from "./api/types";
 import { getCaller, getToken, onAuthChange, signIn, signOut } from "./auth";
 import { events } from "./live/event-stream";
 import { useConnectionStatus } from "./live/hooks";
+import { Alerts } from "./pages/alerts";
+import { Audit } from "./pages/audit";
 import { CommandPage } from "./pages/command-view";
 import { HostDetail } from "./pages/host-detail";
 import { Hosts } from "./pages/hosts";
 import { JobDetail } from "./pages/job-detail";
 import { Jobs } from "./pages/jobs";
+import { NotFound } from "./pages/not-found";
 import { Overview } from "./pages/overview";
-import { Placeholder } from "./pages/placeholder";
 import { SignIn } from "./pages/sign-in";
 import { Link, match, useLocation } from "./router";
 
@@ -49,9 +51,9 @@ function Page({ path, role }: { path: string; role: Role }) {
   if (path === "/jobs") return <Jobs role={role} />;
   const job = match("/jobs/:job_id", path);
   if (job) return <JobDetail key={job.job_id} jobId={job.job_id!} role={role} />;
-  if (path === "/alerts") return <Placeholder title="Alerts" needs="the alerting API (issue 9)" />;
-  if (path === "/audit") return <Placeholder title="Audit" needs="the audit API (issue 9)" />;
-  return <Placeholder title="Not found" needs={`a page at ${path}, which the dashboard does not have`} />;
+  if (path === "/alerts") return <Alerts role={role} />;
+  if (path === "/audit") return <Audit role={role} />;
+  return <NotFound path={path} />;
 }
 
 export function App() {

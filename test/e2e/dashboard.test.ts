@@ -8,36 +8,20 @@
  * timeouts, never sleeps. Skipped, with a message, only when chromium is not installed.
  */
 import { type ChildProcess, spawn } from "node:child_process";
-import { existsSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { type Browser, chromium, type Page } from "playwright-core";
+import type { Browser, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { signDevToken } from "../../scripts/dev-token.ts";
 import { readJwtSecret } from "../../scripts/jwt-secret.ts";
 import { type AgentChild, killAllAgents, spawnAgentCli } from "../helpers/agent-cli.ts";
 import { choosePackages } from "../helpers/apt-dry-run.ts";
+import { HAVE_CHROMIUM, launchChromium, signedInPage as openSignedIn, skipNote, stillSamePage } from "../helpers/dashboard-browser.ts";
 import { RelayRest } from "../helpers/relay-rest.ts";
 
 const ROOT = path.resolve(import.meta.dirname, "..", "..");
-const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
-const HAVE_CHROMIUM = existsSync(CHROMIUM);
-if (!HAVE_CHROMIUM) console.log(`SKIP dashboard browser test: no chromium at ${CHROMIUM} (apt-get install chromium; .ci/run does)`);
-
-/** The flags a closed network needs: no GPU, no sandbox (root in CI), nothing phoning home. */
-const CHROMIUM_ARGS = [
-  "--headless",
-  "--no-sandbox",
-  "--disable-gpu",
-  "--disable-background-networking",
-  "--disable-component-update",
-  "--disable-sync",
-  "--disable-dev-shm-usage",
-];
-const UI_TIMEOUT = 30_000;
-/** In-page script (browser JS, so kept out of the Node type check): event → DOM timings, socket handles. */
-const PROBE = path.join(import.meta.dirname, "..", "helpers", "dashboard-probe.js");
+skipNote("dashboard browser test");
 /** Commands timed for the event → DOM figure. */
 const LATENCY_COMMANDS = 12;
 
@@ -131,7 +115,7 @@ beforeAll(async () => {
   agent = spawnAgentCli(["run", "--state-dir", agentDir, "--allow-shell"]);
   await rest.waitForHostStatus(hostId, "online", 30_000);
 
-  browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS, timeout: 60_000 });
+  browser = await launchChromium();
 }, 180_000);
 
 afterAll(async () => {
@@ -148,25 +132,8 @@ afterAll(async () => {
   if (agentDir) await rm(agentDir, { recursive: true, force: true });
 }, 60_000);
 
-/** Opens `at` (a dashboard path: the sign-in comes first on any of them) and signs in with `token`. */
-async function signedInPage(token: string, at = "/"): Promise<Page> {
-  const page = await browser!.newPage({ viewport: { width: 1280, height: 900 } });
-  page.setDefaultTimeout(UI_TIMEOUT);
-  await page.addInitScript({ path: PROBE });
-  await page.goto(`${url}${at}`);
-  await page.getByText("npm run token -- --role operator").waitFor();
-  await page.getByLabel("API token").fill(token);
-  await page.getByRole("button", { name: "Sign in" }).click();
-  await page.locator('[data-testid="connection"][data-status="live"]').waitFor();
-  // Set once; a full reload would lose it, so its survival proves updates came without one.
-  await page.evaluate(() => {
-    (globalThis as unknown as { __noReload: boolean }).__noReload = true;
-  });
-  return page;
-}
-
-async function stillSamePage(page: Page): Promise<boolean> {
-  return page.evaluate(() => (globalThis as unknown as { __noReload?: boolean }).__noReload === true);
+function signedInPage(token: string, at = "/"): Promise<Page> {
+  return openSignedIn(browser!, url, token, at);
 }
 
 describe.skipIf(!HAVE_CHROMIUM)("dashboard in chromium", () => {

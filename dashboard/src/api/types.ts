@@ -31,6 +31,28 @@ export type JobView = Json<"/api/jobs/{job_id}", "get", 200>;
 export type JobSummary = Json<"/api/jobs", "get", 200>["items"][number];
 export type JobHostView = Json<"/api/jobs/{job_id}/hosts", "get", 200>["items"][number];
 export type TagCount = Json<"/api/tags", "get", 200>["items"][number];
+export type AlertList = Json<"/api/alerts", "get", 200>;
+export type ActiveAlert = AlertList["active"][number];
+export type AlertHistoryEntry = AlertList["history"][number];
+export type AlertRule = Json<"/api/alert-rules/{rule_id}", "get", 200>;
+export type AlertRuleInput = Body<"/api/alert-rules", "post">;
+export type AlertRuleKind = AlertRuleInput["kind"];
+export type AlertReceiver = Json<"/api/alert-receivers/{receiver_id}", "get", 200>;
+export type AlertReceiverInput = Body<"/api/alert-receivers", "post">;
+export type AlertReceiverUpdate = Body<"/api/alert-receivers/{receiver_id}", "put">;
+export type AlertNotification = Json<"/api/alert-notifications", "get", 200>["items"][number];
+export type MetricsOverview = Json<"/api/metrics", "get", 200>;
+export type AuditPage = Json<"/api/audit", "get", 200>;
+export type AuditRecord = AuditPage["items"][number];
+export type AuditFilter = NonNullable<paths["/api/audit"]["get"]["parameters"]["query"]>;
+
+export const ALERT_RULE_KINDS: AlertRuleKind[] = [
+  "host_offline",
+  "hosts_offline_ratio",
+  "dead_letters",
+  "delivery_latency_p99",
+  "job_stopped",
+];
 
 export const COMMAND_STATES: CommandState[] = [
   "queued",

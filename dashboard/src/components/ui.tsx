@@ -101,3 +101,26 @@ export function useResource<T>(
   }, []);
   return { ...state, reload, set };
 }
+
+/**
+ * `fn` (always the latest one) at most once per `ms`, trailing: a burst of events (a rack going
+ * offline raises an alert per host) becomes one reload, not one per event.
+ */
+export function useCoalesced(fn: () => void, ms: number): () => void {
+  const ref = useRef(fn);
+  ref.current = fn;
+  const timer = useRef<ReturnType<typeof setTimeout> | undefined>(undefined);
+  const last = useRef(0);
+  useEffect(() => () => clearTimeout(timer.current), []);
+  return useCallback(() => {
+    if (timer.current !== undefined) return;
+    timer.current = setTimeout(
+      () => {
+        timer.current = undefined;
+        last.current = Date.now();
+        ref.current();
+      },
+      Math.max(0, last.current + ms - Date.now()),
+    );
+  }, [ms]);
+}

@@ -6,7 +6,7 @@
  */
 
 export interface FleetEvent {
-  type: "host.online" | "host.offline" | "command.state" | "command.output" | "job.progress";
+  type: "host.online" | "host.offline" | "command.state" | "command.output" | "job.progress" | "alert.firing" | "alert.resolved";
   offset: number;
   epoch: string;
   at: string;
@@ -23,6 +23,10 @@ export interface FleetEvent {
   counts?: Record<string, number>;
   errors?: number;
   completion?: number;
+  rule_id?: string;
+  fingerprint?: string;
+  labels?: Record<string, string>;
+  annotations?: Record<string, string>;
 }
 
 /** `live`: ready and current; `reconnecting`: the socket is down; `refetching`: events were missed, screens reload. */
