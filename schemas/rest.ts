@@ -255,7 +255,12 @@ export const HostView = z
     last_seen_at: Rfc3339.nullable().describe("When its agent was last heard from"),
     revoked_at: Rfc3339.nullable(),
     agent: orNull(AgentInfo),
-    queue_depth: z.int().optional().describe("Commands not yet in a terminal state; only on `GET /api/hosts/{host_id}`"),
+    queue_depth: z
+      .int()
+      .optional()
+      .describe(
+        "Commands not yet in a terminal state. Exact on `GET /api/hosts/{host_id}`; on the list, as the host's relay last reported it to the metrics pipeline (seconds behind at most; absent if that could not be read)",
+      ),
   })
   .meta({ id: "HostView", description: "A registered host" });
 export type HostView = z.infer<typeof HostView>;

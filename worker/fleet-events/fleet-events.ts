@@ -1,5 +1,5 @@
 import { DurableObject } from "cloudflare:workers";
-import { EventStreamCloseCode, HEARTBEAT_PING, HEARTBEAT_PONG } from "../../schemas/index.ts";
+import { EventStreamCloseCode, HEARTBEAT_PING, HEARTBEAT_PONG, Limits } from "../../schemas/index.ts";
 import { systemClock } from "../clock.ts";
 import { DurableEntry } from "../durable-entry.ts";
 import type { Env } from "../env.ts";
@@ -98,6 +98,20 @@ export class FleetEvents extends DurableObject<Env> {
   /** What the Alerting object evaluates rules over: the last hour by minute, dead letters, recently ended jobs. */
   metricsSummary(): Promise<MetricsSummary> {
     return this.entry.run("metricsSummary", () => summary(this.ec.metrics, this.ec.clock.now()));
+  }
+
+  /**
+   * Queue depth of each host as its relay last reported it (0 for a host that never reported), for a
+   * page of the host list: at most as stale as the relay's last metrics row (seconds).
+   */
+  hostQueueDepths(hostIds: string[]): Promise<Record<string, number>> {
+    return this.entry.run("hostQueueDepths", () => {
+      const sums = this.ec.metrics.metrics.sourceGaugeSums(
+        hostIds.slice(0, Limits.MAX_PAGE_SIZE).map((id) => `host:${id}`),
+        M.QUEUE_DEPTH,
+      );
+      return Object.fromEntries(Object.entries(sums).map(([source, n]) => [source.slice("host:".length), n]));
+    });
   }
 
   /** Every aggregated series and the minute series, for `/metrics` and `/api/metrics`. */

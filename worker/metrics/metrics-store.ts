@@ -1,6 +1,7 @@
 import type { JobState } from "../../schemas/index.ts";
 import type { JobStateRecord } from "./contract.ts";
 import { BUCKET_COUNT } from "./delta.ts";
+import { splitSeriesKey } from "./series.ts";
 
 /** A minute as stored: contributions plus the online total at its end (`online`) and before its first change (`prev`). */
 export interface MinuteRow {
@@ -166,6 +167,22 @@ export class MetricsStore {
       this.#sql.exec("DELETE FROM metric_gauges WHERE source = ? AND key = ?", v.source, v.key);
       this.#sql.exec("UPDATE metric_gauge_totals SET value = value - ? WHERE key = ?", v.value, v.key);
     }
+  }
+
+  /**
+   * Each source's sum of the series of gauge `name` (e.g. a host's queue depth over its states), for
+   * at most a page of sources: one indexed lookup per source, never a scan of the fleet.
+   */
+  sourceGaugeSums(sources: readonly string[], name: string): Record<string, number> {
+    const out: Record<string, number> = {};
+    for (const source of sources) {
+      let sum = 0;
+      for (const r of this.#sql.exec<{ key: string; value: number }>("SELECT key, value FROM metric_gauges WHERE source = ?", source)) {
+        if (splitSeriesKey(r.key).name === name) sum += r.value;
+      }
+      out[source] = sum;
+    }
+    return out;
   }
 
   gaugeTotal(key: string): number {

@@ -4,8 +4,9 @@ import { backoffMs } from "../backoff.ts";
 import { Cursor } from "../cursor.ts";
 import type { Env } from "../env.ts";
 import { ErrorCode, RelayError, unwrap } from "../errors.ts";
+import { log } from "../log.ts";
 import { getHost, insertHost, listHosts, revokeHost } from "../registry.ts";
-import { hostRelay } from "../stubs.ts";
+import { fleetEvents, hostRelay } from "../stubs.ts";
 import { BEARER, createRouter, HostIdParam, jsonBody, jsonContent, problems, requireRole } from "./common.ts";
 
 const createHostRoute = createRoute({
@@ -99,6 +100,21 @@ async function tellRelay(env: Env, hostId: string, revokedAt: string): Promise<v
   throw new RelayError(ErrorCode.RELAY_UNAVAILABLE, `the host's relay could not be reached; host ${hostId} is not revoked yet: retry`);
 }
 
+/**
+ * Adds each listed host's queue depth as its relay last reported it to the metrics pipeline: one RPC
+ * per page, not one per host. Without an answer the page goes out without the field (as before).
+ */
+async function withQueueDepths(env: Env, items: HostView[]): Promise<HostView[]> {
+  if (items.length === 0) return items;
+  try {
+    const depths = await fleetEvents(env).hostQueueDepths(items.map((h) => h.host_id));
+    return items.map((h) => ({ ...h, queue_depth: depths[h.host_id] ?? 0 }));
+  } catch (err) {
+    log.warn("host list: queue depths unavailable", { error: String(err) });
+    return items;
+  }
+}
+
 export const hostRoutes = createRouter()
   .openapi(createHostRoute, async (c) => {
     const body = c.req.valid("json");
@@ -123,7 +139,7 @@ export const hostRoutes = createRouter()
       limit: q.limit,
       after: after ?? undefined,
     });
-    return c.json({ items: page.items, next_cursor: Cursor.encode("h", page.last ?? null) }, 200);
+    return c.json({ items: await withQueueDepths(c.env, page.items), next_cursor: Cursor.encode("h", page.last ?? null) }, 200);
   })
   .openapi(getHostRoute, async (c) => {
     const { host_id } = c.req.valid("param");

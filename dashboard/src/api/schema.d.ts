@@ -1282,7 +1282,7 @@ export interface components {
              * @description When its agent was last heard from
              */
             last_seen_at: string | null;
-            /** @description Commands not yet in a terminal state; only on `GET /api/hosts/{host_id}` */
+            /** @description Commands not yet in a terminal state. Exact on `GET /api/hosts/{host_id}`; on the list, as the host's relay last reported it to the metrics pipeline (seconds behind at most; absent if that could not be read) */
             queue_depth?: number;
             /** Format: date-time */
             revoked_at: string | null;

@@ -123,7 +123,7 @@ export function Hosts() {
         items={list.items}
         rowHeight={ROW_HEIGHT}
         height={640}
-        columns={5}
+        columns={6}
         onEndReached={more}
         head={
           <tr>
@@ -132,6 +132,7 @@ export function Hosts() {
             <th>Last seen</th>
             <th className="wide-only">Tags</th>
             <th className="wide-only">Agent</th>
+            <th className="num">Queue</th>
           </tr>
         }
         renderRow={(h, i) => (
@@ -147,6 +148,9 @@ export function Hosts() {
             </td>
             <td className="tags wide-only">{h.tags.join(", ")}</td>
             <td className="wide-only">{h.agent?.agent_version ?? "—"}</td>
+            <td className="num" data-testid="host-queue-depth">
+              {h.queue_depth ?? "—"}
+            </td>
           </tr>
         )}
       />

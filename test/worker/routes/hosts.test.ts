@@ -229,6 +229,20 @@ describe("GET /api/hosts: tag and text filters", () => {
   });
 });
 
+describe("GET /api/hosts: queue depth", () => {
+  it("each listed host carries its queue depth as its relay reported it, in one lookup per page", async () => {
+    const busy = await registerHost(["queue-depth-test"]);
+    const idle = await registerHost(["queue-depth-test"]);
+    await queueSystemInfo(busy.host_id);
+    await queueSystemInfo(busy.host_id);
+    const listed = await waitFor(
+      async () => ((await (await api("/api/hosts?tags=queue-depth-test", { role: "viewer" })).json()) as any).items as any[],
+      (items) => items.find((h) => h.host_id === busy.host_id)?.queue_depth === 2,
+    );
+    expect(listed.find((h) => h.host_id === idle.host_id)?.queue_depth).toBe(0);
+  });
+});
+
 describe("GET /api/hosts/{host_id}", () => {
   it("shows agent info from hello once online, and queue_depth counts unfinished commands", async () => {
     const host = await registerHost();
