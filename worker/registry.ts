@@ -61,11 +61,6 @@ export async function getHost(db: D1Database, hostId: string): Promise<HostView 
   return row ? toView(row) : null;
 }
 
-/** `%`, `_` and the escape itself match literally in a LIKE pattern built from user text. */
-function likeLiteral(text: string): string {
-  return text.replace(/[\\%_]/g, (c) => `\\${c}`);
-}
-
 /**
  * One page in host_id order. Every filter is a condition on the row being walked (tags through the
  * host_tags primary key, at most MAX_HOST_FILTER_TAGS lookups per host), so a page costs at most one
@@ -101,9 +96,11 @@ export async function listHosts(
     binds.push(...opts.tags);
   }
   if (opts.q) {
-    where.push("(h.hostname LIKE ? ESCAPE '\\' OR h.host_id LIKE ? ESCAPE '\\')");
-    const literal = likeLiteral(opts.q);
-    binds.push(`%${literal}%`, `${literal.toLowerCase()}%`);
+    // instr/substr rather than LIKE: the text is matched literally (no wildcards to escape), and D1
+    // caps LIKE patterns at 50 bytes, which an escaped 64-character query can pass.
+    const text = opts.q.toLowerCase();
+    where.push("(instr(lower(h.hostname), ?) > 0 OR substr(h.host_id, 1, ?) = ?)");
+    binds.push(text, text.length, text);
   }
   const sql = `${HOST_SELECT} ${where.length ? `WHERE ${where.join(" AND ")}` : ""} ORDER BY h.host_id LIMIT ?`;
   const { results } = await db

@@ -222,6 +222,8 @@ describe.skipIf(!HAVE_CHROMIUM)("dashboard observability in chromium", () => {
     await expect(page.getByTestId("dead-letters").textContent()).resolves.toMatch(/^\d+$/);
     await expect(page.getByTestId("queue-depth").textContent()).resolves.toMatch(/^\d+$/);
     await expect(page.getByTestId("active-alerts").textContent()).resolves.toBe("0");
+    // Host counts are the registry's, from /api/metrics: the connected agent's host is online.
+    await expect.poll(async () => Number(await page.getByTestId("count-online").textContent()), { timeout: 10_000 }).toBeGreaterThan(0);
 
     const messageId = await rest.send(hostId, { command_type: "system_info", parameters: {} });
     await rest.waitForCommand(hostId, messageId);

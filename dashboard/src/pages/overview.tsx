@@ -1,6 +1,6 @@
 import { useEffect } from "react";
 import { api, unwrap } from "../api/client";
-import type { HostStatus, MetricsOverview } from "../api/types";
+import type { MetricsOverview } from "../api/types";
 import { type ChartSeries, TimeChart } from "../components/time-chart";
 import { Badge, ErrorNote, Section, Time, useCoalesced, useResource } from "../components/ui";
 import { useFleetEvents, useRefetchGeneration } from "../live/hooks";
@@ -25,33 +25,8 @@ const STATE_COLORS: Record<string, string> = {
   dead_lettered: "#6b0f0f",
 };
 
-/** Pages walked for the counts (500 hosts each): 20,000 hosts; past that the counts say "at least". */
-const MAX_PAGES = 40;
-
-async function hostStatuses(): Promise<{ statuses: Map<string, HostStatus>; complete: boolean }> {
-  const statuses = new Map<string, HostStatus>();
-  let cursor: string | undefined;
-  for (let i = 0; i < MAX_PAGES; i++) {
-    const page = await unwrap(api.GET("/api/hosts", { params: { query: { limit: 500, cursor } } }));
-    for (const h of page.items) statuses.set(h.host_id, h.status);
-    if (!page.next_cursor) return { statuses, complete: true };
-    cursor = page.next_cursor;
-  }
-  return { statuses, complete: false };
-}
-
 export function Overview() {
   const generation = useRefetchGeneration();
-  const hosts = useResource(hostStatuses, [generation]);
-  useFleetEvents((e) => {
-    if ((e.type !== "host.online" && e.type !== "host.offline") || !e.host_id) return;
-    const hostId = e.host_id;
-    hosts.set((prev) => {
-      const statuses = new Map(prev.statuses);
-      if (statuses.get(hostId) !== "revoked") statuses.set(hostId, e.type === "host.online" ? "online" : "offline");
-      return { ...prev, statuses };
-    });
-  });
   const metrics = useResource(() => unwrap(api.GET("/api/metrics")), [generation]);
   const alerts = useResource(() => unwrap(api.GET("/api/alerts", { params: { query: { history_limit: 0 } } })), [generation]);
   // Re-read on a relevant event, coalesced; and on a timer, since the current minute keeps moving.
@@ -66,10 +41,10 @@ export function Overview() {
     if (e.type === "alert.firing" || e.type === "alert.resolved") reloadAlertsSoon();
   });
 
-  const counts = { online: 0, offline: 0, revoked: 0 };
-  for (const s of hosts.data?.statuses.values() ?? []) counts[s]++;
-  const prefix = hosts.data && !hosts.data.complete ? "≥ " : "";
   const m = metrics.data;
+  // One registry count per status, from /api/metrics (re-read within seconds of a host event), so
+  // the page costs the same at 10 hosts and at 10,000.
+  const counts = m?.current.hosts;
   return (
     <>
       <h1>Fleet overview</h1>
@@ -77,7 +52,7 @@ export function Overview() {
         {(["online", "offline", "revoked"] as const).map((s) => (
           <Link key={s} href={`/hosts?status=${s}`} className={`tile tile-${s}`} aria-label={`${s} hosts`}>
             <span className="tile-value" data-testid={`count-${s}`}>
-              {hosts.data ? `${prefix}${counts[s]}` : "…"}
+              {counts ? counts[s] : "…"}
             </span>
             <span className="tile-label">hosts {s}</span>
           </Link>
