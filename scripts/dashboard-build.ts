@@ -67,7 +67,8 @@ async function bundleSizes(): Promise<{ jsBytes: number; jsGzipBytes: number }> 
   let jsBytes = 0;
   let jsGzipBytes = 0;
   for (const f of await readdir(DASHBOARD_DIST, { recursive: true })) {
-    if (!f.endsWith(".js")) continue;
+    // The API explorer's files (docs/) are loaded by /docs only, never by the dashboard.
+    if (!f.endsWith(".js") || f.startsWith(`docs${path.sep}`)) continue;
     const body = await readFile(path.join(DASHBOARD_DIST, f));
     jsBytes += body.length;
     jsGzipBytes += gzipSync(body, { level: 9 }).length;
@@ -98,6 +99,21 @@ async function acquireLock(): Promise<() => Promise<void>> {
   }
 }
 
+/**
+ * Swagger UI's two files, served as assets under /docs/ so the API explorer needs no CDN. Their
+ * version is the lockfile's, which the source hash covers. The source-map comment is dropped: the
+ * map is not shipped, and a browser's developer tools would ask for it.
+ */
+async function copySwaggerUi(): Promise<void> {
+  const from = path.join(ROOT, "node_modules", "swagger-ui-dist");
+  const to = path.join(DASHBOARD_DIST, "docs");
+  await mkdir(to, { recursive: true });
+  for (const file of ["swagger-ui-bundle.js", "swagger-ui.css"]) {
+    const text = await readFile(path.join(from, file), "utf8");
+    await writeFile(path.join(to, file), text.replace(/\n?\/[*/]# sourceMappingURL=[^\n]*\s*$/, "\n"));
+  }
+}
+
 /** Builds dashboard/dist unless it matches the sources already. */
 export async function ensureDashboardBuilt(opts: { force?: boolean; log?: (line: string) => void } = {}): Promise<DashboardBuild> {
   const hash = await dashboardSourceHash();
@@ -118,6 +134,7 @@ export async function ensureDashboardBuilt(opts: { force?: boolean; log?: (line:
       if (nodeEnv === undefined) delete process.env.NODE_ENV;
       else process.env.NODE_ENV = nodeEnv;
     }
+    await copySwaggerUi();
     await writeFile(path.join(DASHBOARD_DIST, ".assetsignore"), ".build-stamp\n.assetsignore\n");
     await writeFile(STAMP, `${hash}\n`);
     const sizes = await bundleSizes();

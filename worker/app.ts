@@ -1,4 +1,3 @@
-import { swaggerUI } from "@hono/swagger-ui";
 import { bodyLimit } from "hono/body-limit";
 import { HTTPException } from "hono/http-exception";
 import { Limits } from "../schemas/index.ts";
@@ -14,6 +13,7 @@ import { auditRoutes } from "./routes/audit.ts";
 import { commandRoutes } from "./routes/commands.ts";
 import { createRouter } from "./routes/common.ts";
 import { deadLetterRoutes } from "./routes/dead-letters.ts";
+import { docsRoutes } from "./routes/docs.ts";
 import { enrollmentTokenRoutes } from "./routes/enrollment-tokens.ts";
 import { eventRoutes } from "./routes/events.ts";
 import { healthRoutes } from "./routes/health.ts";
@@ -101,7 +101,7 @@ export function createApp() {
       },
     ],
   });
-  app.get("/docs", swaggerUI({ url: "/openapi.json", title: "Fleet relay API" }));
+  app.route("/", docsRoutes);
 
   app.notFound((c) =>
     problemResponse(new RelayError(ErrorCode.NOT_FOUND, `no route for ${c.req.method} ${c.req.path}`), c.req.path, c.get("requestId")),

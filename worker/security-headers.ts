@@ -31,6 +31,10 @@ export const securityHeaders: MiddlewareHandler = async (c, next) => {
 };
 
 function apply(headers: Headers, noStore: boolean): void {
-  for (const [name, value] of Object.entries(SECURITY_HEADERS)) headers.set(name, value);
+  for (const [name, value] of Object.entries(SECURITY_HEADERS)) {
+    // A page that loads content (/docs) states its own, stricter policy, which includes frame-ancestors.
+    if (name === "Content-Security-Policy" && headers.has(name)) continue;
+    headers.set(name, value);
+  }
   if (noStore && !headers.has("Cache-Control")) headers.set("Cache-Control", "no-store");
 }

@@ -8,7 +8,7 @@
  * timeouts, never sleeps. Skipped, with a message, only when chromium is not installed.
  */
 import { type ChildProcess, spawn } from "node:child_process";
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import type { Browser, Page } from "playwright-core";
@@ -17,7 +17,14 @@ import { signDevToken } from "../../scripts/dev-token.ts";
 import { readJwtSecret } from "../../scripts/jwt-secret.ts";
 import { type AgentChild, killAllAgents, spawnAgentCli } from "../helpers/agent-cli.ts";
 import { choosePackages } from "../helpers/apt-dry-run.ts";
-import { HAVE_CHROMIUM, launchChromium, signedInPage as openSignedIn, skipNote, stillSamePage } from "../helpers/dashboard-browser.ts";
+import {
+  HAVE_CHROMIUM,
+  launchChromium,
+  signedInPage as openSignedIn,
+  screenshots,
+  skipNote,
+  stillSamePage,
+} from "../helpers/dashboard-browser.ts";
 import { RelayRest } from "../helpers/relay-rest.ts";
 
 const ROOT = path.resolve(import.meta.dirname, "..", "..");
@@ -144,10 +151,12 @@ describe.skipIf(!HAVE_CHROMIUM)("dashboard in chromium", () => {
     const row = page.locator(`tr[data-host-id="${hostId}"]`);
     await row.getByText("online").waitFor();
     await expect(row.textContent()).resolves.toContain("dash-1");
+    await screenshots(page, "hosts");
 
     await row.getByRole("link", { name: "dash-1" }).click();
     await page.getByRole("heading", { name: /dash-1/ }).waitFor();
     await expect(page.getByRole("form", { name: "Shell" }).count()).resolves.toBe(1);
+    await screenshots(page, "host-detail");
 
     const choice = await choosePackages();
     const packages = choice?.packages ?? ["nginx", "curl"];
@@ -165,6 +174,7 @@ describe.skipIf(!HAVE_CHROMIUM)("dashboard in chromium", () => {
       await expect(final.textContent()).resolves.toBe("succeeded");
       await expect(page.getByTestId("output").textContent()).resolves.toMatch(/\S/);
     }
+    await screenshots(page, "command-succeeded");
     // At least one of those transitions reached this page as a live event, not a load.
     const live = await page.evaluate(() => (globalThis as unknown as { __eventDom: unknown[] }).__eventDom.length);
     expect(live).toBeGreaterThan(0);
@@ -254,4 +264,109 @@ describe.skipIf(!HAVE_CHROMIUM)("dashboard in chromium", () => {
     expect(await stillSamePage(page)).toBe(true);
     await page.close();
   }, 180_000);
+
+  it("/docs renders every route with the network closed, under a policy naming no third-party origin", async () => {
+    const origin = new URL(url).origin;
+    const context = await browser!.newContext();
+    const foreign: string[] = [];
+    // The closed network: anything not from this relay fails as if offline (and is listed).
+    await context.route("**/*", (route) => {
+      if (new URL(route.request().url()).origin === origin) return route.continue();
+      foreign.push(route.request().url());
+      return route.abort("internetdisconnected");
+    });
+    const page = await context.newPage();
+    page.setDefaultTimeout(30_000);
+    // Browser JS as text (the Node type check has no DOM): every CSP violation the page reports.
+    await page.addInitScript({
+      content:
+        "globalThis.__csp = []; document.addEventListener('securitypolicyviolation', (e) => globalThis.__csp.push(e.violatedDirective + ' ' + e.blockedURI));",
+    });
+    const spec = JSON.parse(await readFile(path.join(ROOT, "openapi.json"), "utf8")) as { paths: Record<string, Record<string, unknown>> };
+    const operations = Object.entries(spec.paths).flatMap(([p, ops]) => Object.keys(ops).map((m) => `${m.toUpperCase()} ${p}`));
+
+    for (const at of ["/docs", "/"]) {
+      const res = await page.goto(`${url}${at}`);
+      const csp = res!.headers()["content-security-policy"] ?? "";
+      expect(csp, at).toContain("script-src 'self'");
+      expect(csp, at).toContain("frame-ancestors 'none'");
+      expect(csp, at).not.toMatch(/https?:|\*|'unsafe-/);
+      if (at === "/docs") {
+        await page.locator(".opblock").first().waitFor();
+        const shown = await page
+          .locator(".opblock")
+          .evaluateAll((els) =>
+            els.map(
+              (el) =>
+                `${el.querySelector(".opblock-summary-method")?.textContent} ${el.querySelector(".opblock-summary-path")?.getAttribute("data-path")}`,
+            ),
+          );
+        expect(shown.sort()).toEqual(operations.sort());
+        await screenshots(page, "docs");
+      } else {
+        await page.getByLabel("API token").waitFor();
+      }
+    }
+    expect(await page.evaluate(() => (globalThis as unknown as { __csp: string[] }).__csp)).toEqual([]);
+    expect(foreign).toEqual([]);
+    await context.close();
+  }, 90_000);
+
+  it("works from the keyboard, and every control on every page has an accessible name", async () => {
+    const page = await browser!.newPage({ viewport: { width: 1280, height: 900 } });
+    page.setDefaultTimeout(30_000);
+    await page.goto(`${url}/`);
+    const field = page.getByLabel("API token");
+    await field.waitFor();
+    const tabTo = async (target: ReturnType<Page["getByRole"]>, what: string) => {
+      for (let i = 0; i < 40; i++) {
+        if (await target.evaluate((el) => el === el.ownerDocument.activeElement).catch(() => false)) return;
+        await page.keyboard.press("Tab");
+      }
+      throw new Error(`Tab never reached ${what}`);
+    };
+    await tabTo(field as ReturnType<Page["getByRole"]>, "the token field");
+    await page.keyboard.type(rest.operator);
+    await page.keyboard.press("Enter");
+    await page.locator('[data-testid="connection"][data-status="live"]').waitFor();
+    await tabTo(page.getByRole("navigation", { name: "Main" }).getByRole("link", { name: "Hosts" }), "the Hosts link");
+    await page.keyboard.press("Enter");
+    await page.getByRole("heading", { name: "Hosts", level: 1 }).waitFor();
+    await tabTo(page.getByRole("link", { name: "dash-1" }), "the host's link");
+    await page.keyboard.press("Enter");
+    await page.getByRole("heading", { name: /dash-1/ }).waitFor();
+
+    // Playwright's accessibility snapshot lists each control by role and name; a control without a
+    // name shows as a bare role. As an admin, every page shows all its controls.
+    await page.evaluate((token) => sessionStorage.setItem("fleet-relay.token", token), rest.admin);
+    const unnamed = /^\s*- (button|link|textbox|searchbox|combobox|listbox|checkbox|radio|spinbutton|slider|switch)(?: \[[^\]]*\])*:?$/;
+    for (const at of ["/", "/hosts", `/hosts/${hostId}`, "/jobs", "/alerts", "/audit"]) {
+      await page.goto(`${url}${at}`);
+      await page.locator('[data-testid="connection"][data-status="live"]').waitFor();
+      await page
+        .getByRole("heading", { level: 1 })
+        .first()
+        .waitFor()
+        .catch(async (err: Error) => {
+          throw new Error(`${at}: ${err.message}\n${await page.locator("body").ariaSnapshot()}`);
+        });
+      const snapshot = await page.locator("body").ariaSnapshot();
+      const bare = snapshot.split("\n").filter((line) => unnamed.test(line));
+      expect(bare, `${at}:\n${snapshot}`).toEqual([]);
+      expect(snapshot, at).toMatch(/- navigation "Main"/);
+    }
+    await page.close();
+  }, 90_000);
+
+  it("the hosts page shows the host going offline live when its agent dies, and online when it comes back", async () => {
+    const page = await signedInPage(rest.operator, "/hosts");
+    const status = page.locator(`tr[data-host-id="${hostId}"] [data-testid="host-status"]`);
+    await status.getByText("online").waitFor();
+    await agent!.kill();
+    await status.getByText("offline").waitFor();
+    agent = spawnAgentCli(["run", "--state-dir", agentDir, "--allow-shell"]);
+    await status.getByText("online").waitFor({ timeout: 60_000 });
+    expect(await stillSamePage(page)).toBe(true);
+    await page.close();
+  }, 120_000);
 });

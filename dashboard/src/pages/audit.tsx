@@ -48,9 +48,10 @@ function download(text: string, name: string): void {
 export function Audit({ role }: { role: Role | undefined }) {
   if (!hasRole(role, "admin")) {
     return (
-      <Section title="Audit">
+      <>
+        <h1>Audit</h1>
         <p className="muted">The audit trail is for admins.</p>
-      </Section>
+      </>
     );
   }
   return <AuditViewer />;

@@ -26,6 +26,13 @@ export function SignIn() {
           rows={4}
           value={token}
           onChange={(e) => setToken(e.target.value)}
+          // A token is one line: Enter signs in, as in a single-line field (Shift+Enter still breaks a line).
+          onKeyDown={(e) => {
+            if (e.key === "Enter" && !e.shiftKey) {
+              e.preventDefault();
+              e.currentTarget.form?.requestSubmit();
+            }
+          }}
           autoComplete="off"
           spellCheck={false}
           required

@@ -149,13 +149,28 @@ describe("GET /openapi.json", () => {
 });
 
 describe("GET /docs", () => {
-  it("serves the API explorer pointing at /openapi.json", async () => {
+  it("serves Swagger UI from this Worker's own files, over /openapi.json, under a policy naming no other origin", async () => {
     const res = await api("/docs", { token: null });
     expect(res.status).toBe(200);
     expect(res.headers.get("content-type")).toMatch(/^text\/html/);
+    const csp = res.headers.get("content-security-policy") ?? "";
+    for (const directive of [
+      "default-src 'none'",
+      "script-src 'self'",
+      "style-src 'self'",
+      "connect-src 'self'",
+      "frame-ancestors 'none'",
+    ]) {
+      expect(csp).toContain(directive);
+    }
+    expect(csp).not.toMatch(/https?:|\*|'unsafe-/);
     const html = await res.text();
-    expect(html).toContain("/openapi.json");
-    expect(html.toLowerCase()).toContain("swagger");
+    expect(html).toContain('data-spec-url="/openapi.json"');
+    const urls = [...html.matchAll(/(?:src|href)="([^"]+)"/g)].map((m) => m[1]);
+    expect(urls).toEqual(expect.arrayContaining(["/docs/swagger-ui.css", "/docs/swagger-ui-bundle.js", "/docs/init.js"]));
+    // Same-origin paths only, and no inline script for the policy to refuse.
+    expect(urls.every((u) => u!.startsWith("/"))).toBe(true);
+    expect(html).not.toMatch(/<script>|<script(?![^>]*\bsrc=)[^>]*>/);
   });
 });
 
