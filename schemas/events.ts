@@ -2,7 +2,16 @@ import { z } from "zod";
 import { Rfc3339, Tag, Uuid } from "./primitives.ts";
 
 export const FleetEventType = z
-  .enum(["host.online", "host.offline", "command.state", "command.output", "job.progress", "alert.firing", "alert.resolved"])
+  .enum([
+    "host.online",
+    "host.offline",
+    "command.state",
+    "command.output",
+    "job.progress",
+    "alert.pending",
+    "alert.firing",
+    "alert.resolved",
+  ])
   .meta({ id: "FleetEventType" });
 export type FleetEventType = z.infer<typeof FleetEventType>;
 
@@ -17,7 +26,12 @@ export const FleetEventInput = z.object({
   message_id: Uuid.optional().describe("command.*: the command"),
   job_id: Uuid.optional().describe("job.progress, and commands of a job: the job"),
   tags: z.array(z.string()).optional().describe("The host's tags"),
-  state: z.string().optional().describe('command.state: the new state; job.progress: the job\'s state; alert.*: "firing" or "resolved"'),
+  state: z
+    .string()
+    .optional()
+    .describe(
+      'command.state: the new state; job.progress: the job\'s state; alert.pending: "pending" (waiting out the rule\'s `for`) or "inactive" (stopped before it fired); alert.firing: "firing"; alert.resolved: "resolved"',
+    ),
   attempt: z.int().nullable().optional().describe("command.state: the delivery attempt of the transition"),
   detail: z.string().nullable().optional().describe("command.state: why, when there is more to say"),
   output: z.string().optional().describe("command.output: the chunk"),

@@ -67,6 +67,10 @@ export interface RuleEvaluation {
   active: ActiveAlert[];
   /** Alerts that started firing this round. */
   fired: ActiveAlert[];
+  /** Alerts that started pending this round (their condition holds, `for` has not passed yet). */
+  pended: ActiveAlert[];
+  /** Pending alerts whose condition stopped holding before `for` passed: dropped, with no notification. */
+  withdrawn: ActiveAlert[];
   /** Alerts that were firing and no longer hold. Pending alerts that stop holding are simply dropped. */
   resolved: ResolvedAlert[];
   /** A notification to send now, or null. */
@@ -96,7 +100,8 @@ const MINUTE_MS = 60_000;
 
 export function evaluateRule(rule: RuleForEval, inputs: EvalInputs, previous: readonly ActiveAlert[], now: number): RuleEvaluation {
   const candidates = rule.spec.enabled ? conditions(rule, inputs, now) : [];
-  if (candidates === null) return { active: [...previous], fired: [], resolved: [], notify: null, skipped: true };
+  if (candidates === null)
+    return { active: [...previous], fired: [], pended: [], withdrawn: [], resolved: [], notify: null, skipped: true };
   const forMs = durationSeconds(rule.spec.for)! * 1000;
   const repeatMs = durationSeconds(rule.spec.repeat_interval)! * 1000;
   const before = new Map(previous.map((a) => [a.fingerprint, a]));
@@ -104,6 +109,7 @@ export function evaluateRule(rule: RuleForEval, inputs: EvalInputs, previous: re
 
   const active: ActiveAlert[] = [];
   const fired: ActiveAlert[] = [];
+  const pended: ActiveAlert[] = [];
   for (const c of bounded(candidates, before, rule.rule_id)) {
     const labels = { alertname: rule.spec.name, rule_id: rule.rule_id, ...rule.spec.labels, ...c.labels };
     const fingerprint = labelsFingerprint(labels);
@@ -126,16 +132,31 @@ export function evaluateRule(rule: RuleForEval, inputs: EvalInputs, previous: re
       tags: c.tags,
     };
     if (firing && prev?.state !== "firing") fired.push(alert);
+    if (!firing && !prev) pended.push(alert);
     active.push(alert);
   }
   const resolved = resolveMissing(previous, seen, now);
-  return { active, fired, resolved, notify: plan(active, fired, resolved, repeatMs, now), skipped: false };
+  const withdrawn = withdrawMissing(previous, seen);
+  return { active, fired, pended, withdrawn, resolved, notify: plan(active, fired, resolved, repeatMs, now), skipped: false };
 }
 
 /** Alerts of a rule that no longer exists: every firing one resolves, and a last notification says so. */
 export function evaluateGone(previous: readonly ActiveAlert[], now: number): RuleEvaluation {
   const resolved = resolveMissing(previous, new Set(), now);
-  return { active: [], fired: [], resolved, notify: plan([], [], resolved, Number.POSITIVE_INFINITY, now), skipped: false };
+  const withdrawn = withdrawMissing(previous, new Set());
+  return {
+    active: [],
+    fired: [],
+    pended: [],
+    withdrawn,
+    resolved,
+    notify: plan([], [], resolved, Number.POSITIVE_INFINITY, now),
+    skipped: false,
+  };
+}
+
+function withdrawMissing(previous: readonly ActiveAlert[], seen: Set<string>): ActiveAlert[] {
+  return previous.filter((p) => !seen.has(p.fingerprint) && p.state === "pending");
 }
 
 function resolveMissing(previous: readonly ActiveAlert[], seen: Set<string>, now: number): ResolvedAlert[] {

@@ -74,8 +74,10 @@ export function applyEvaluation(ac: AlertingContext, inputs: EvalInputs, now: nu
   const apply = (ruleId: string, ev: RuleEvaluation) => {
     if (ev.skipped) return;
     store.replaceAlerts(ruleId, ev.active, ev.resolved);
-    for (const a of ev.fired) store.addEvent(alertEvent("alert.firing", a, now), now);
-    for (const a of ev.resolved) store.addEvent(alertEvent("alert.resolved", a, now), now);
+    for (const a of ev.pended) store.addEvent(alertEvent("alert.pending", "pending", a, now), now);
+    for (const a of ev.withdrawn) store.addEvent(alertEvent("alert.pending", "inactive", a, now), now);
+    for (const a of ev.fired) store.addEvent(alertEvent("alert.firing", "firing", a, now), now);
+    for (const a of ev.resolved) store.addEvent(alertEvent("alert.resolved", "resolved", a, now), now);
     if (ev.notify) store.addNotification(ruleId, ev.notify.status, JSON.stringify(buildPayload(ruleId, ev.notify, externalUrl)), now);
   };
   for (const rule of rules) apply(rule.rule_id, evaluateRule(rule, inputs, store.alerts(rule.rule_id), now));
@@ -84,7 +86,13 @@ export function applyEvaluation(ac: AlertingContext, inputs: EvalInputs, now: nu
   }
 }
 
-function alertEvent(type: "alert.firing" | "alert.resolved", a: ActiveAlert, now: number) {
+/** `alert.pending` says an alert started waiting out its `for` (state "pending") or stopped before it fired ("inactive"). */
+function alertEvent(
+  type: "alert.pending" | "alert.firing" | "alert.resolved",
+  state: "pending" | "inactive" | "firing" | "resolved",
+  a: ActiveAlert,
+  now: number,
+) {
   return {
     type,
     at: new Date(now).toISOString(),
@@ -92,7 +100,7 @@ function alertEvent(type: "alert.firing" | "alert.resolved", a: ActiveAlert, now
     fingerprint: a.fingerprint,
     labels: a.labels,
     annotations: a.annotations,
-    state: type === "alert.firing" ? "firing" : "resolved",
+    state,
     ...(a.host_id ? { host_id: a.host_id } : {}),
     ...(a.job_id ? { job_id: a.job_id } : {}),
     ...(a.tags ? { tags: [...a.tags] } : {}),

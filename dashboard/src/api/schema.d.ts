@@ -273,7 +273,7 @@ export interface paths {
         };
         /**
          * Live fleet events (WebSocket)
-         * @description A WebSocket of JSON text frames: events (`type` one of `host.online`, `host.offline`, `command.state`, `command.output`, `job.progress`, `alert.firing`, `alert.resolved`, with `offset`, `epoch`, `at` and the ids they concern: `host_id`, `message_id`, `job_id`, `state`, …) and control frames (`ready`, `refetch`, each with the stream's current `offset` and `epoch`).
+         * @description A WebSocket of JSON text frames: events (`type` one of `host.online`, `host.offline`, `command.state`, `command.output`, `job.progress`, `alert.pending`, `alert.firing`, `alert.resolved`, with `offset`, `epoch`, `at` and the ids they concern: `host_id`, `message_id`, `job_id`, `state`, …) and control frames (`ready`, `refetch`, each with the stream's current `offset` and `epoch`).
          *
          *     Browsers, which cannot set headers on a WebSocket, send the token as the subprotocol pair `bearer`, `<JWT>` (`new WebSocket(url, ["bearer", token])`); the response then selects `bearer`. Other clients may send `Authorization: Bearer <JWT>`.
          *
@@ -3120,7 +3120,7 @@ export interface operations {
                 jobs?: string;
                 /** @description Comma-separated host tags; an event matches if its host has any of them (at most 10) */
                 tags?: string;
-                /** @description Comma-separated event types: host.online, host.offline, command.state, command.output, job.progress, alert.firing, alert.resolved */
+                /** @description Comma-separated event types: host.online, host.offline, command.state, command.output, job.progress, alert.pending, alert.firing, alert.resolved */
                 types?: string;
             };
             header?: never;

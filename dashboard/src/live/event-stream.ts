@@ -4,9 +4,11 @@
  * over REST. It acknowledges what it has read, so the relay's per-subscriber send budget never
  * closes it, and it reconnects with jittered exponential backoff.
  */
+// The protocol's own list (a type only: nothing of schemas/ or zod reaches the bundle).
+import type { FleetEventType } from "../../../schemas/events.ts";
 
 export interface FleetEvent {
-  type: "host.online" | "host.offline" | "command.state" | "command.output" | "job.progress" | "alert.firing" | "alert.resolved";
+  type: FleetEventType;
   offset: number;
   epoch: string;
   at: string;

@@ -1,6 +1,6 @@
 /**
- * Alerts: what is pending or firing now and what resolved recently, live from `alert.firing` /
- * `alert.resolved`; for admins, the rules, the webhook receivers and the deliveries that failed.
+ * Alerts: what is pending or firing now and what resolved recently, live from `alert.pending`,
+ * `alert.firing` and `alert.resolved`; for admins, the rules, the webhook receivers and the deliveries that failed.
  */
 import { useState } from "react";
 import { api, unwrap } from "../api/client";
@@ -60,7 +60,7 @@ export function Alerts({ role }: { role: Role | undefined }) {
   const reloadAlerts = useCoalesced(alerts.reload, EVENT_RELOAD_MS);
   const reloadFailed = useCoalesced(failed.reload, EVENT_RELOAD_MS);
   useFleetEvents((e) => {
-    if (e.type !== "alert.firing" && e.type !== "alert.resolved") return;
+    if (!e.type.startsWith("alert.")) return;
     reloadAlerts();
     if (admin) reloadFailed();
   });

@@ -38,7 +38,7 @@ export function Overview() {
   }, [metrics.reload]);
   useFleetEvents((e) => {
     if (e.type === "command.state" || e.type === "host.online" || e.type === "host.offline") reloadMetricsSoon();
-    if (e.type === "alert.firing" || e.type === "alert.resolved") reloadAlertsSoon();
+    if (e.type.startsWith("alert.")) reloadAlertsSoon();
   });
 
   const m = metrics.data;

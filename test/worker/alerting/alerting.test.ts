@@ -291,6 +291,31 @@ describe("alert events", () => {
   });
 });
 
+describe("alert.pending events", () => {
+  it("say when an alert starts waiting out `for` and when it is withdrawn before firing", async () => {
+    const stream = await EventStream.open("types=alert.pending");
+    const host = offlineHost(rig.clock.now(), ["edge"]);
+    rig.offline([host]);
+    const rule = await createRule({ kind: "host_offline", name: "slow", for: "10m" });
+    await rig.tick(SEC);
+    const pending = await stream.next((f) => f.type === "alert.pending" && f.rule_id === rule.rule_id);
+    expect(pending).toMatchObject({ state: "pending", host_id: host.host_id, labels: { alertname: "slow", host_id: host.host_id } });
+
+    rig.offline([]);
+    await rig.tick(2 * SEC);
+    const withdrawn = await stream.next((f) => f.type === "alert.pending" && f.state === "inactive");
+    expect(withdrawn.fingerprint).toBe(pending.fingerprint);
+    // Reported once each, in order.
+    expect(
+      stream
+        .events()
+        .filter((e) => e.fingerprint === pending.fingerprint)
+        .map((e) => e.state),
+    ).toEqual(["pending", "inactive"]);
+    stream.close();
+  });
+});
+
 describe("alert events are durable", () => {
   async function arm(fault: "alerting.publish" | "alerting.after_publish"): Promise<void> {
     await runInDurableObject(alertingStub(), (instance: Alerting) => (instance as any).ac.faults.arm(fault));

@@ -58,6 +58,8 @@ const summary = (ev: ReturnType<typeof evaluateRule>) => ({
   resolved: ev.resolved.length,
   notify: ev.notify?.status ?? null,
 });
+/** Which alerts started pending and which were withdrawn before firing, per round. */
+const waits = (ev: ReturnType<typeof evaluateRule>) => ({ pended: ev.pended.length, withdrawn: ev.withdrawn.length });
 
 describe("evaluateRule, host_offline", () => {
   const r = rule({ kind: "host_offline", for: "5m", repeat_interval: "1h" });
@@ -111,6 +113,38 @@ describe("evaluateRule, host_offline", () => {
       { states: ["pending"], fired: 0, resolved: 0, notify: null },
       { states: [], fired: 0, resolved: 0, notify: null },
     ]);
+    // Each change is reported once, for the event stream: pending, then withdrawn.
+    expect(evs.map(waits)).toEqual([
+      { pended: 1, withdrawn: 0 },
+      { pended: 0, withdrawn: 1 },
+    ]);
+  });
+
+  it("reports an alert as pending once, not again while it waits, and not when it fires or resolves", () => {
+    const evs = run(r, [
+      { at: T0 + MIN, inputs: fleet([h]) },
+      { at: T0 + 2 * MIN, inputs: fleet([h]) },
+      { at: T0 + 5 * MIN, inputs: fleet([h]) },
+      { at: T0 + 6 * MIN, inputs: fleet([]) },
+    ]);
+    expect(evs.map(waits)).toEqual([
+      { pended: 1, withdrawn: 0 },
+      { pended: 0, withdrawn: 0 },
+      { pended: 0, withdrawn: 0 },
+      { pended: 0, withdrawn: 0 },
+    ]);
+    expect(evs.map(summary).map((x) => [x.fired, x.resolved])).toEqual([
+      [0, 0],
+      [0, 0],
+      [1, 0],
+      [0, 1],
+    ]);
+  });
+
+  it("an alert past `for` at first sight fires without a pending report", () => {
+    const [ev] = run(r, [{ at: T0 + 600 * MIN, inputs: fleet([h]) }]);
+    expect(waits(ev!)).toEqual({ pended: 0, withdrawn: 0 });
+    expect(ev!.fired).toHaveLength(1);
   });
 
   it("one alert per host; the selector limits by tags (any / all)", () => {
