@@ -46,15 +46,25 @@ export type AuditPage = Json<"/api/audit", "get", 200>;
 export type AuditRecord = AuditPage["items"][number];
 export type AuditFilter = NonNullable<paths["/api/audit"]["get"]["parameters"]["query"]>;
 
-export const ALERT_RULE_KINDS: AlertRuleKind[] = [
+/**
+ * Every member of a generated union, as a runtime list the type checker holds complete: a value
+ * the spec adds (or drops) fails `npm run typecheck` here instead of missing from a menu.
+ */
+function allOf<T extends string>() {
+  return <const L extends readonly T[]>(
+    list: L & ([Exclude<T, L[number]>] extends [never] ? unknown : ["missing", Exclude<T, L[number]>]),
+  ) => list as readonly T[];
+}
+
+export const ALERT_RULE_KINDS = allOf<AlertRuleKind>()([
   "host_offline",
   "hosts_offline_ratio",
   "dead_letters",
   "delivery_latency_p99",
   "job_stopped",
-];
+]);
 
-export const COMMAND_STATES: CommandState[] = [
+export const COMMAND_STATES = allOf<CommandState>()([
   "queued",
   "delivered",
   "running",
@@ -65,7 +75,7 @@ export const COMMAND_STATES: CommandState[] = [
   "expired",
   "cancelled",
   "dead_lettered",
-];
+]);
 export const TERMINAL_STATES: ReadonlySet<string> = new Set(["succeeded", "failed", "timed_out", "expired", "cancelled", "dead_lettered"]);
 export const JOB_HOST_STATES = ["pending", "dispatching", "skipped", ...COMMAND_STATES] as const;
 export const FINAL_JOB_STATES: ReadonlySet<string> = new Set(["completed", "stopped", "cancelled"]);
