@@ -5,97 +5,48 @@
 import { type FormEvent, useState } from "react";
 import { api, unwrap } from "../api/client";
 import type { AlertReceiver } from "../api/types";
-import { ErrorNote, FieldError, Section, Time, useResource } from "../components/ui";
+import { EditableList, type FormProps } from "../components/editable-list";
+import { ErrorNote, FieldError, Time } from "../components/ui";
 
 export function AlertReceivers() {
-  const receivers = useResource(() => unwrap(api.GET("/api/alert-receivers")), []);
-  const [editing, setEditing] = useState<AlertReceiver | "new" | null>(null);
-  const [confirmDelete, setConfirmDelete] = useState<string | null>(null);
-  const [error, setError] = useState<unknown>();
-
-  const remove = async (id: string) => {
-    setError(undefined);
-    try {
-      await unwrap(api.DELETE("/api/alert-receivers/{receiver_id}", { params: { path: { receiver_id: id } } }));
-      setConfirmDelete(null);
-      receivers.reload();
-    } catch (err) {
-      setError(err);
-    }
-  };
-
   return (
-    <Section
+    <EditableList<AlertReceiver>
       title="Receivers"
-      actions={
-        editing === null ? (
-          <button type="button" onClick={() => setEditing("new")}>
-            New receiver
-          </button>
-        ) : null
+      noun="receiver"
+      rowAttribute="receiver-id"
+      load={() => unwrap(api.GET("/api/alert-receivers"))}
+      idOf={(r) => r.receiver_id}
+      nameOf={(r) => r.name}
+      remove={(id) => unwrap(api.DELETE("/api/alert-receivers/{receiver_id}", { params: { path: { receiver_id: id } } }))}
+      head={
+        <>
+          <th>Name</th>
+          <th>URL</th>
+          <th>Secret</th>
+          <th>Enabled</th>
+          <th>Updated</th>
+        </>
       }
-    >
-      {editing !== null && (
-        <ReceiverForm
-          key={editing === "new" ? "new" : editing.receiver_id}
-          receiver={editing === "new" ? null : editing}
-          onDone={() => {
-            setEditing(null);
-            receivers.reload();
-          }}
-          onCancel={() => setEditing(null)}
-        />
+      cells={(r) => (
+        <>
+          <td>{r.name}</td>
+          <td>
+            <code>{r.url}</code>
+          </td>
+          <td>{r.has_secret ? "secret set" : "none"}</td>
+          <td>{r.enabled ? "yes" : "no"}</td>
+          <td>
+            <Time at={r.updated_at} />
+          </td>
+        </>
       )}
-      <ErrorNote error={receivers.error ?? error} />
-      <table className="table" aria-label="Receivers">
-        <thead>
-          <tr>
-            <th>Name</th>
-            <th>URL</th>
-            <th>Secret</th>
-            <th>Enabled</th>
-            <th>Updated</th>
-            <th />
-          </tr>
-        </thead>
-        <tbody>
-          {receivers.data?.items.map((r) => (
-            <tr key={r.receiver_id} data-receiver-id={r.receiver_id}>
-              <td>{r.name}</td>
-              <td>
-                <code>{r.url}</code>
-              </td>
-              <td>{r.has_secret ? "secret set" : "none"}</td>
-              <td>{r.enabled ? "yes" : "no"}</td>
-              <td>
-                <Time at={r.updated_at} />
-              </td>
-              <td>
-                <span className="actions">
-                  <button type="button" onClick={() => setEditing(r)} aria-label={`Edit receiver ${r.name}`}>
-                    Edit
-                  </button>
-                  {confirmDelete === r.receiver_id ? (
-                    <button type="button" className="danger" onClick={() => void remove(r.receiver_id)}>
-                      Confirm delete
-                    </button>
-                  ) : (
-                    <button type="button" onClick={() => setConfirmDelete(r.receiver_id)} aria-label={`Delete receiver ${r.name}`}>
-                      Delete
-                    </button>
-                  )}
-                </span>
-              </td>
-            </tr>
-          ))}
-        </tbody>
-      </table>
-      {receivers.data?.items.length === 0 && <p className="muted">No receivers: alerts show here and on the event stream only.</p>}
-    </Section>
+      form={ReceiverForm}
+      empty="No receivers: alerts show here and on the event stream only."
+    />
   );
 }
 
-function ReceiverForm({ receiver, onDone, onCancel }: { receiver: AlertReceiver | null; onDone: () => void; onCancel: () => void }) {
+function ReceiverForm({ item: receiver, onDone, onCancel }: FormProps<AlertReceiver>) {
   const [name, setName] = useState(receiver?.name ?? "");
   const [url, setUrl] = useState(receiver?.url ?? "https://");
   const [secret, setSecret] = useState("");

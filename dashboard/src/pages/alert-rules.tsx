@@ -2,7 +2,8 @@
 import { type FormEvent, useState } from "react";
 import { ApiError, api, unwrap } from "../api/client";
 import { ALERT_RULE_KINDS, type AlertRule, type AlertRuleInput, type AlertRuleKind } from "../api/types";
-import { ErrorNote, FieldError, Section, useResource } from "../components/ui";
+import { EditableList, type FormProps } from "../components/editable-list";
+import { ErrorNote, FieldError } from "../components/ui";
 import { LabelList } from "./alerts";
 
 const KIND_HELP: Record<AlertRuleKind, string> = {
@@ -120,94 +121,44 @@ function ruleDetail(r: AlertRule): string {
 }
 
 export function AlertRules() {
-  const rules = useResource(() => unwrap(api.GET("/api/alert-rules")), []);
-  const [editing, setEditing] = useState<AlertRule | "new" | null>(null);
-  const [confirmDelete, setConfirmDelete] = useState<string | null>(null);
-  const [error, setError] = useState<unknown>();
-
-  const remove = async (ruleId: string) => {
-    setError(undefined);
-    try {
-      await unwrap(api.DELETE("/api/alert-rules/{rule_id}", { params: { path: { rule_id: ruleId } } }));
-      setConfirmDelete(null);
-      rules.reload();
-    } catch (err) {
-      setError(err);
-    }
-  };
-
   return (
-    <Section
+    <EditableList<AlertRule>
       title="Alert rules"
-      actions={
-        editing === null ? (
-          <button type="button" onClick={() => setEditing("new")}>
-            New rule
-          </button>
-        ) : null
+      noun="rule"
+      rowAttribute="rule-id"
+      load={() => unwrap(api.GET("/api/alert-rules"))}
+      idOf={(r) => r.rule_id}
+      nameOf={(r) => r.name}
+      remove={(id) => unwrap(api.DELETE("/api/alert-rules/{rule_id}", { params: { path: { rule_id: id } } }))}
+      head={
+        <>
+          <th>Name</th>
+          <th>Kind</th>
+          <th>Condition</th>
+          <th>Labels</th>
+          <th>Enabled</th>
+        </>
       }
-    >
-      {editing !== null && (
-        <RuleForm
-          key={editing === "new" ? "new" : editing.rule_id}
-          rule={editing === "new" ? null : editing}
-          onDone={() => {
-            setEditing(null);
-            rules.reload();
-          }}
-          onCancel={() => setEditing(null)}
-        />
+      cells={(r) => (
+        <>
+          <td>{r.name}</td>
+          <td>
+            <code>{r.kind}</code>
+          </td>
+          <td>{ruleDetail(r)}</td>
+          <td>
+            <LabelList labels={r.labels ?? {}} />
+          </td>
+          <td>{r.enabled ? "yes" : "no"}</td>
+        </>
       )}
-      <ErrorNote error={rules.error ?? error} />
-      <table className="table" aria-label="Alert rules">
-        <thead>
-          <tr>
-            <th>Name</th>
-            <th>Kind</th>
-            <th>Condition</th>
-            <th>Labels</th>
-            <th>Enabled</th>
-            <th />
-          </tr>
-        </thead>
-        <tbody>
-          {rules.data?.items.map((r) => (
-            <tr key={r.rule_id} data-rule-id={r.rule_id}>
-              <td>{r.name}</td>
-              <td>
-                <code>{r.kind}</code>
-              </td>
-              <td>{ruleDetail(r)}</td>
-              <td>
-                <LabelList labels={r.labels ?? {}} />
-              </td>
-              <td>{r.enabled ? "yes" : "no"}</td>
-              <td>
-                <span className="actions">
-                  <button type="button" onClick={() => setEditing(r)} aria-label={`Edit rule ${r.name}`}>
-                    Edit
-                  </button>
-                  {confirmDelete === r.rule_id ? (
-                    <button type="button" className="danger" onClick={() => void remove(r.rule_id)}>
-                      Confirm delete
-                    </button>
-                  ) : (
-                    <button type="button" onClick={() => setConfirmDelete(r.rule_id)} aria-label={`Delete rule ${r.name}`}>
-                      Delete
-                    </button>
-                  )}
-                </span>
-              </td>
-            </tr>
-          ))}
-        </tbody>
-      </table>
-      {rules.data?.items.length === 0 && <p className="muted">No rules: nothing is evaluated.</p>}
-    </Section>
+      form={RuleForm}
+      empty="No rules: nothing is evaluated."
+    />
   );
 }
 
-function RuleForm({ rule, onDone, onCancel }: { rule: AlertRule | null; onDone: () => void; onCancel: () => void }) {
+function RuleForm({ item: rule, onDone, onCancel }: FormProps<AlertRule>) {
   const [d, setD] = useState<Draft>(rule ? draftOf(rule) : EMPTY);
   const [error, setError] = useState<unknown>();
   const [busy, setBusy] = useState(false);
