@@ -8,7 +8,7 @@ import { randomBytes } from "node:crypto";
 import { mkdir, readdir, readFile } from "node:fs/promises";
 import net from "node:net";
 import path from "node:path";
-import { build } from "esbuild";
+import { build, type Plugin } from "esbuild";
 import type { Json, V4MiniflareOptions, V4WorkerOptions } from "miniflare";
 import { convertV4MiniflareOptions, Log, LogLevel, Miniflare, NoOpLog } from "miniflare";
 import { unstable_getMiniflareWorkerOptions, unstable_readConfig, unstable_splitSqlQuery } from "wrangler";
@@ -103,7 +103,7 @@ export async function startLocalRelay(opts: LocalRelayOptions = {}): Promise<Loc
   const config = unstable_readConfig({ config: configPath }, { hideWarnings: true });
   const { workerOptions, define, main } = unstable_getMiniflareWorkerOptions(config);
   const entry = opts.entry ? path.resolve(opts.entry) : (main ?? path.join(REPO_ROOT, "worker", "index.ts"));
-  const bundle = await bundleWorker(entry, path.join(stateDir, "build"), define);
+  const bundle = await bundleWorker(entry, path.join(stateDir, "build"), define, config.alias);
 
   // wrangler hands back Miniflare v4-shaped options; Miniflare 5 takes them through convertV4MiniflareOptions.
   // `modulesRules` only matters when Miniflare walks imports itself; we hand it one bundled module.
@@ -204,9 +204,28 @@ export async function startLocalRelay(opts: LocalRelayOptions = {}): Promise<Loc
   };
 }
 
-/** Bundles the Worker for workerd into `<outDir>/worker.mjs` (+ source map) and returns its path. */
-export async function bundleWorker(entry: string, outDir: string, define: Record<string, string> = {}): Promise<string> {
+/**
+ * Bundles the Worker for workerd into `<outDir>/worker.mjs` (+ source map) and returns its path.
+ * `alias` is wrangler.toml's `[alias]`, applied as wrangler applies it: an import whose specifier
+ * is exactly a key (relative ones included) resolves to its value, relative to the repository.
+ */
+export async function bundleWorker(
+  entry: string,
+  outDir: string,
+  define: Record<string, string> = {},
+  alias: Record<string, string> = {},
+): Promise<string> {
   await mkdir(outDir, { recursive: true });
+  const keys = Object.keys(alias);
+  const aliasPlugin: Plugin = {
+    name: "wrangler-alias",
+    setup(b) {
+      if (keys.length === 0) return;
+      b.onResolve({ filter: new RegExp(`^(${keys.map((k) => k.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")).join("|")})$`) }, (a) =>
+        alias[a.path] ? { path: path.resolve(REPO_ROOT, alias[a.path]!) } : undefined,
+      );
+    },
+  };
   const outfile = path.join(outDir, "worker.mjs");
   await build({
     entryPoints: [entry],
@@ -221,6 +240,7 @@ export async function bundleWorker(entry: string, outDir: string, define: Record
     sourcemap: true,
     keepNames: true,
     define,
+    plugins: [aliasPlugin],
     logLevel: "silent",
     absWorkingDir: REPO_ROOT,
   });
