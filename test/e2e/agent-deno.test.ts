@@ -4,33 +4,25 @@
  * a system_info command and the product page's install as a dry run, and stops cleanly on SIGTERM.
  * Its journal is node:sqlite as Deno provides it.
  */
-import { mkdtemp, rm, stat } from "node:fs/promises";
+import { stat } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type LocalRelay, startLocalRelay } from "../../scripts/local-relay.ts";
-import { type AgentChild, killAllAgents, spawnAgentDeno } from "../helpers/agent-cli.ts";
+import { type AgentChild, spawnAgentDeno } from "../helpers/agent-cli.ts";
 import { choosePackages, expectInstallDryRun } from "../helpers/apt-dry-run.ts";
-import { RelayRest } from "../helpers/relay-rest.ts";
+import { enrollAgent, type RelayFixture, startRelayFixture } from "../helpers/relay-fixture.ts";
+import type { RelayRest } from "../helpers/relay-rest.ts";
 
-let relay: LocalRelay;
-let relayDir: string;
+let fx: RelayFixture;
 let workDir: string;
 let rest: RelayRest;
 
 beforeAll(async () => {
-  relayDir = await mkdtemp(path.join(os.tmpdir(), "fleet-agent-deno-relay-"));
-  workDir = await mkdtemp(path.join(os.tmpdir(), "fleet-agent-deno-"));
-  relay = await startLocalRelay({ port: 0, edgePort: 0, stateDir: relayDir, quiet: true });
-  rest = await RelayRest.create(relay.url, relayDir);
+  fx = await startRelayFixture("agent-deno");
+  ({ rest, workDir } = fx);
 });
 
-afterAll(async () => {
-  await killAllAgents();
-  await relay?.stop();
-  await rm(relayDir, { recursive: true, force: true });
-  await rm(workDir, { recursive: true, force: true });
-});
+afterAll(() => fx?.stop());
 
 describe("the agent under deno run", () => {
   const agentDir = () => path.join(workDir, "agent");
@@ -38,22 +30,7 @@ describe("the agent under deno run", () => {
   let agent: AgentChild;
 
   it("enrols", async () => {
-    const token = await rest.enrollmentToken(["deno"]);
-    const enroll = spawnAgentDeno([
-      "enroll",
-      "--relay",
-      relay.edgeUrl!,
-      "--ca-file",
-      relay.caCertPath,
-      "--token",
-      token,
-      "--state-dir",
-      agentDir(),
-      "--hostname",
-      "deno-1",
-    ]);
-    expect(await enroll.exit(), enroll.stderr()).toEqual({ code: 0, signal: null });
-    hostId = /enrolled as host ([0-9a-f-]{36})/.exec(enroll.stdout())![1]!;
+    ({ hostId } = await enrollAgent(fx, { stateDir: agentDir(), hostname: "deno-1", tags: ["deno"], spawn: spawnAgentDeno }));
     expect((await stat(path.join(agentDir(), "agent.key"))).mode & 0o777).toBe(0o600);
     expect(await rest.host(hostId)).toMatchObject({ hostname: "deno-1", tags: ["deno"] });
   });

@@ -4,33 +4,26 @@
  * processes over mutual TLS, the product page's package install, and the CLI's refusals and
  * clean stop.
  */
-import { mkdtemp, readFile, rm, stat } from "node:fs/promises";
-import os from "node:os";
+import { readFile, stat } from "node:fs/promises";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type LocalRelay, startLocalRelay } from "../../scripts/local-relay.ts";
-import { type AgentChild, killAllAgents, spawnAgentCli } from "../helpers/agent-cli.ts";
+import type { LocalRelay } from "../../scripts/local-relay.ts";
+import { type AgentChild, spawnAgentCli } from "../helpers/agent-cli.ts";
 import { choosePackages, expectInstallDryRun } from "../helpers/apt-dry-run.ts";
-import { RelayRest, waitUntil } from "../helpers/relay-rest.ts";
+import { type RelayFixture, startRelayFixture } from "../helpers/relay-fixture.ts";
+import { type RelayRest, waitUntil } from "../helpers/relay-rest.ts";
 
+let fx: RelayFixture;
 let relay: LocalRelay;
-let relayDir: string;
 let workDir: string;
 let rest: RelayRest;
 
 beforeAll(async () => {
-  relayDir = await mkdtemp(path.join(os.tmpdir(), "fleet-agent-enroll-relay-"));
-  workDir = await mkdtemp(path.join(os.tmpdir(), "fleet-agent-enroll-"));
-  relay = await startLocalRelay({ port: 0, edgePort: 0, stateDir: relayDir, quiet: true });
-  rest = await RelayRest.create(relay.url, relayDir);
+  fx = await startRelayFixture("agent-enroll");
+  ({ relay, rest, workDir } = fx);
 });
 
-afterAll(async () => {
-  await killAllAgents();
-  await relay?.stop();
-  await rm(relayDir, { recursive: true, force: true });
-  await rm(workDir, { recursive: true, force: true });
-});
+afterAll(() => fx?.stop());
 
 describe("agent CLI against the local relay (README flow)", () => {
   const agentDir = () => path.join(workDir, "agent");

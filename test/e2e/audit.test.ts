@@ -6,36 +6,29 @@
  * record removed fails as a truncation.
  */
 import { execFile } from "node:child_process";
-import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
-import os from "node:os";
+import { readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type LocalRelay, REPO_ROOT, startLocalRelay } from "../../scripts/local-relay.ts";
-import { type AgentChild, killAllAgents, spawnAgentCli } from "../helpers/agent-cli.ts";
-import { RelayRest, waitUntil } from "../helpers/relay-rest.ts";
+import { type LocalRelay, REPO_ROOT } from "../../scripts/local-relay.ts";
+import { type AgentChild, spawnAgentCli } from "../helpers/agent-cli.ts";
+import { enrollAgent, type RelayFixture, startRelayFixture } from "../helpers/relay-fixture.ts";
+import { type RelayRest, waitUntil } from "../helpers/relay-rest.ts";
 
 const run = promisify(execFile);
 
+let fx: RelayFixture;
 let relay: LocalRelay;
-let relayDir: string;
 let workDir: string;
 let rest: RelayRest;
 let agent: AgentChild | undefined;
 
 beforeAll(async () => {
-  relayDir = await mkdtemp(path.join(os.tmpdir(), "fleet-audit-relay-"));
-  workDir = await mkdtemp(path.join(os.tmpdir(), "fleet-audit-"));
-  relay = await startLocalRelay({ port: 0, edgePort: 0, stateDir: relayDir, quiet: true });
-  rest = await RelayRest.create(relay.url, relayDir);
+  fx = await startRelayFixture("audit");
+  ({ relay, rest, workDir } = fx);
 });
 
-afterAll(async () => {
-  await killAllAgents();
-  await relay?.stop();
-  await rm(relayDir, { recursive: true, force: true });
-  await rm(workDir, { recursive: true, force: true });
-});
+afterAll(() => fx?.stop());
 
 /** `npm run audit-verify -- <file> --public-key <pem>`: exit code and output. */
 async function auditVerify(file: string): Promise<{ code: number; out: string }> {
@@ -64,21 +57,8 @@ describe("audit export of a real run", () => {
   const exported = () => path.join(workDir, "audit.ndjson");
 
   it("records enrolment, the connection and a command's life, and the export verifies", async () => {
-    const token = await rest.enrollmentToken();
     const stateDir = path.join(workDir, "agent");
-    const enroll = spawnAgentCli([
-      "enroll",
-      "--relay",
-      relay.edgeUrl!,
-      "--ca-file",
-      relay.caCertPath,
-      "--token",
-      token,
-      "--state-dir",
-      stateDir,
-    ]);
-    expect(await enroll.exit(), enroll.stderr()).toEqual({ code: 0, signal: null });
-    const hostId = /enrolled as host ([0-9a-f-]{36})/.exec(enroll.stdout())![1]!;
+    const { hostId, token } = await enrollAgent(fx, { stateDir });
     agent = spawnAgentCli(["run", "--state-dir", stateDir]);
     await agent.waitForLog("connected", { timeoutMs: 20_000 });
     const messageId = await rest.send(hostId, { command_type: "system_info" });

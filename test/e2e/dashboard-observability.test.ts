@@ -6,10 +6,9 @@
  * the alert scenario, so what it shows arrives live, not by reload. Waits are bounded waits on
  * selectors, REST state or a receiver's request; never sleeps.
  */
-import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { readFile } from "node:fs/promises";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
-import os from "node:os";
 import path from "node:path";
 import type { Browser, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -17,10 +16,10 @@ import { ensureDashboardBuilt } from "../../scripts/dashboard-build.ts";
 import { signDevToken } from "../../scripts/dev-token.ts";
 import { readJwtSecret } from "../../scripts/jwt-secret.ts";
 import type { LocalRelay } from "../../scripts/local-relay.ts";
-import { startLocalRelay } from "../../scripts/local-relay.ts";
-import { type AgentChild, killAllAgents, spawnAgentCli } from "../helpers/agent-cli.ts";
+import { type AgentChild, spawnAgentCli } from "../helpers/agent-cli.ts";
 import { HAVE_CHROMIUM, launchChromium, nav, screenshots, signedInPage, skipNote, stillSamePage } from "../helpers/dashboard-browser.ts";
-import { RelayRest, waitUntil } from "../helpers/relay-rest.ts";
+import { enrollAgent, type RelayFixture, startRelayFixture } from "../helpers/relay-fixture.ts";
+import { type RelayRest, waitUntil } from "../helpers/relay-rest.ts";
 
 skipNote("dashboard observability browser test");
 
@@ -28,10 +27,10 @@ const TAG = "obs";
 const RULE = "E2EHostDown";
 const SECRET = "dashboard-e2e-secret-0123456789";
 
+let fx: RelayFixture | undefined;
 let relay: LocalRelay | undefined;
 let rest: RelayRest;
 let viewerToken: string;
-let relayDir: string;
 let agentDir: string;
 let agent: AgentChild | undefined;
 let hostId: string;
@@ -44,13 +43,12 @@ const runAgent = () => spawnAgentCli(["run", "--state-dir", agentDir, "--reconne
 
 beforeAll(async () => {
   if (!HAVE_CHROMIUM) return;
-  relayDir = await mkdtemp(path.join(os.tmpdir(), "fleet-dash-obs-relay-"));
-  agentDir = await mkdtemp(path.join(os.tmpdir(), "fleet-dash-obs-agent-"));
   await ensureDashboardBuilt();
-  relay = await startLocalRelay({ port: 0, edgePort: 0, stateDir: relayDir, quiet: true, bindings: { ALERT_EVAL_INTERVAL_S: "0.5" } });
-  rest = await RelayRest.create(relay.url, relayDir);
+  fx = await startRelayFixture("dash-obs", { bindings: { ALERT_EVAL_INTERVAL_S: "0.5" } });
+  ({ relay, rest } = fx);
+  agentDir = path.join(fx.workDir, "agent");
   viewerToken = await signDevToken({
-    secret: (await readJwtSecret(relayDir))!,
+    secret: (await readJwtSecret(fx.relayDir))!,
     role: "viewer",
     ttlSeconds: 3600,
     sub: "e2e-viewer",
@@ -72,22 +70,7 @@ beforeAll(async () => {
   await new Promise<void>((resolve) => receiver!.listen(0, "127.0.0.1", resolve));
   receiverUrl = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/hook`;
 
-  const token = await rest.enrollmentToken([TAG]);
-  const enroll = spawnAgentCli([
-    "enroll",
-    "--relay",
-    relay.edgeUrl!,
-    "--ca-file",
-    relay.caCertPath,
-    "--token",
-    token,
-    "--state-dir",
-    agentDir,
-    "--hostname",
-    "obs-1",
-  ]);
-  expect(await enroll.exit(), enroll.stderr()).toEqual({ code: 0, signal: null });
-  hostId = /enrolled as host ([0-9a-f-]{36})/.exec(enroll.stdout())![1]!;
+  ({ hostId } = await enrollAgent(fx, { stateDir: agentDir, hostname: "obs-1", tags: [TAG] }));
   agent = runAgent();
   await rest.waitForHostStatus(hostId, "online", 30_000);
   browser = await launchChromium();
@@ -96,11 +79,8 @@ beforeAll(async () => {
 afterAll(async () => {
   await browser?.close();
   await agent?.kill();
-  await killAllAgents();
-  await relay?.stop();
+  await fx?.stop();
   await new Promise((resolve) => (receiver ? receiver.close(resolve) : resolve(undefined)));
-  if (relayDir) await rm(relayDir, { recursive: true, force: true });
-  if (agentDir) await rm(agentDir, { recursive: true, force: true });
 }, 60_000);
 
 async function fill(page: Page, form: string, fields: Record<string, string>): Promise<void> {
