@@ -280,7 +280,7 @@ async function mosquittoRun(bin: string, o: Required<Omit<ScaleOptions, "log" | 
       memory[0]!.perConnectionAtConnect = Math.round((memory[0]!.rssConnected - rssBefore) / Math.max(1, fleet.online));
       const figures = connectFigures(fleet, o.agents, memory, null);
       log(
-        `  mosquitto: ${fleet.online} clients in ${figures.totalS} s (${figures.ratePerS}/s), ${bytes(memory[0]!.perConnection)} per client; holding ${o.holdS} s`,
+        `  mosquitto: ${fleet.online} clients in ${figures.totalS} s (${figures.ratePerS}/s), ${bytes(memory[0]!.perConnectionAtConnect)} per client just connected; holding ${o.holdS} s`,
       );
       const downsBefore = fleet.downs.length;
       await pause(o.holdS * 1000);
@@ -442,8 +442,20 @@ export async function runScaleBench(opts: ScaleOptions = {}): Promise<ScaleResul
     const relayFigures: ConnectFigures = { ...figures, heldToEnd: fleet.online, droppedDuringHold: fleet.downs.length - downsBefore };
     for (const m of memory) m.fdsPeak = m.name === "workerd" ? peaks.workerd : (peaks.edges[memory.indexOf(m) - 1] ?? m.fdsPeak);
 
-    // ---- reconnect storm
-    let storm: StormFigures | null = null;
+    const edgeAfter = after.edges.reduce((s, e) => s + e.fds, 0);
+    const edgeBefore = before.edges.reduce((s, e) => s + e.fds, 0);
+    const result: ScaleResult = {
+      relay: relayFigures,
+      storm: null,
+      mosquitto: mqtt,
+      fdLimit: limit,
+      workerdFdsPerAgent: round((after.workerdFds - before.workerdFds) / Math.max(1, connected), 2),
+      edgeFdsPerAgent: round((edgeAfter - edgeBefore) / Math.max(1, connected), 2),
+      sizes: o,
+    };
+    // Printed before the storm, so a storm that does not end still leaves these figures.
+    reportConnections(result, log);
+
     if (o.storm) {
       rest.close();
       rest = new RestClient(relay.url, operator, 32);
@@ -459,22 +471,10 @@ export async function runScaleBench(opts: ScaleOptions = {}): Promise<ScaleResul
         log,
       });
       relay = restarted;
-      storm = figures;
+      result.storm = figures;
+      reportStorm(figures, log);
     }
     rest.close();
-
-    const edgeAfter = after.edges.reduce((s, e) => s + e.fds, 0);
-    const edgeBefore = before.edges.reduce((s, e) => s + e.fds, 0);
-    const result: ScaleResult = {
-      relay: relayFigures,
-      storm,
-      mosquitto: mqtt,
-      fdLimit: limit,
-      workerdFdsPerAgent: round((after.workerdFds - before.workerdFds) / Math.max(1, connected), 2),
-      edgeFdsPerAgent: round((edgeAfter - edgeBefore) / Math.max(1, connected), 2),
-      sizes: o,
-    };
-    report(result, log);
     return result;
   } finally {
     await fleet?.stop();
@@ -597,7 +597,7 @@ async function reconnectStorm(s: StormInput): Promise<StormFigures & { relay: Re
 
 // ---------------------------------------------------------------- output
 
-function report(r: ScaleResult, log: (line: string) => void): void {
+function reportConnections(r: ScaleResult, log: (line: string) => void): void {
   const rows: string[][] = [];
   const add = (name: string, f: ConnectFigures | null) => {
     if (!f) return;
@@ -667,18 +667,18 @@ function report(r: ScaleResult, log: (line: string) => void): void {
   log(
     `  targets: ≤ 64 KiB per idle agent at 10,000: ${bytes(r.relay.perConnectionTotal)} at ${r.relay.connected} — ${r.relay.perConnectionTotal <= 65_536 && r.relay.connected >= 10_000 ? "met" : "MISSED"}; connect rate ≥ 1,000/s: ${r.relay.ratePerS}/s — ${r.relay.ratePerS >= 1000 ? "met" : "MISSED"}`,
   );
-  if (r.storm) {
-    const st = r.storm;
-    log("");
-    log(`Reconnect storm (${st.agents} agents, relay SIGKILLed and restarted on the same state and ports)`);
-    log(
-      `  restart ${st.restartS} s; every agent back ${st.allBackS} s after the kill (${st.allBackAfterRestartS} s after the restart); peak ${st.peakPerS} welcomes/s`,
-    );
-    log(`  welcomes per second from the kill: ${st.perSecond.join(" ")}`);
-    log(
-      `  commands queued to offline hosts (before the kill and right after the restart): ${st.commandsQueued}, delivered ${st.commandsDelivered}, succeeded ${st.commandsSucceeded}, lost ${st.lost}`,
-    );
-  }
+}
+
+function reportStorm(st: StormFigures, log: (line: string) => void): void {
+  log("");
+  log(`Reconnect storm (${st.agents} agents, relay SIGKILLed and restarted on the same state and ports)`);
+  log(
+    `  restart ${st.restartS} s; every agent back ${st.allBackS} s after the kill (${st.allBackAfterRestartS} s after the restart); peak ${st.peakPerS} welcomes/s`,
+  );
+  log(`  welcomes per second from the kill: ${st.perSecond.join(" ")}`);
+  log(
+    `  commands queued to offline hosts (before the kill and right after the restart): ${st.commandsQueued}, delivered ${st.commandsDelivered}, succeeded ${st.commandsSucceeded}, lost ${st.lost}`,
+  );
 }
 
 // ---------------------------------------------------------------- CLI

@@ -54,6 +54,8 @@ export interface LocalRelayOptions {
    * Default 0 (one edge, in this process).
    */
   edgeProcesses?: number;
+  /** Port of workerd's V8 inspector (Chrome DevTools protocol), for profiling; default none. */
+  inspectorPort?: number;
 }
 
 /** An edge running in a child process (`edgeProcesses` > 0). */
@@ -158,6 +160,7 @@ export async function startLocalRelay(opts: LocalRelayOptions = {}): Promise<Loc
     logRequests: !opts.quiet,
     // Without this Miniflare fetches a real `cf` object from the internet on every start.
     cf: false,
+    ...(opts.inspectorPort === undefined ? {} : { inspectorPort: opts.inspectorPort }),
   };
 
   let mf: Miniflare;
