@@ -187,6 +187,7 @@ export async function startLocalRelay(opts: LocalRelayOptions = {}): Promise<Loc
   const actualPort = Number(readyUrl.port);
   const url = `http://${displayHost(host)}:${actualPort}`;
   let edge: Edge | null = null;
+  let edgeProcesses: EdgeProcess[] = [];
   if (edgePort !== null) {
     const edgeOptions: Omit<EdgeOptions, "log"> = {
       host,
@@ -198,10 +199,13 @@ export async function startLocalRelay(opts: LocalRelayOptions = {}): Promise<Loc
       edgeSecret,
     };
     try {
-      edge =
-        (opts.edgeProcesses ?? 0) > 0
-          ? await startEdgeProcesses(edgeOptions, opts.edgeProcesses!, opts.quiet ?? false)
-          : await startEdge({ ...edgeOptions, log: opts.quiet ? undefined : (line) => console.error(line) });
+      if ((opts.edgeProcesses ?? 0) > 0) {
+        const group = await startEdgeProcesses(edgeOptions, opts.edgeProcesses!, opts.quiet ?? false);
+        edge = group;
+        edgeProcesses = group.processes;
+      } else {
+        edge = await startEdge({ ...edgeOptions, log: opts.quiet ? undefined : (line) => console.error(line) });
+      }
     } catch (err) {
       await mf.dispose().catch(() => {});
       if ((err as NodeJS.ErrnoException).code === "EADDRINUSE") throw new PortInUseError(host, edgePort);
@@ -216,7 +220,7 @@ export async function startLocalRelay(opts: LocalRelayOptions = {}): Promise<Loc
     miniflare: mf,
     edgeSecret,
     edgeUrl: edge?.url ?? null,
-    edgeProcesses: (edge as Partial<EdgeGroup> | null)?.processes ?? [],
+    edgeProcesses,
     caCertPem: pki.caCertPem,
     caCertPath: pki.caCertPath,
     auditPublicKeyPath: auditKey.publicPath,
