@@ -47,7 +47,7 @@ export function freePort(): Promise<number> {
   });
 }
 
-async function waitForPort(port: number, proc: ChildProcess, timeoutMs: number): Promise<void> {
+export async function waitForPort(port: number, proc: ChildProcess, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     if (proc.exitCode !== null) throw new Error(`mosquitto exited with code ${proc.exitCode}`);

@@ -8,7 +8,7 @@
  */
 import { readFileSync } from "node:fs";
 import { startLocalRelay } from "../scripts/local-relay.ts";
-import { descendants } from "./soak-common.ts";
+import { descendants, fdsOf, rssOf } from "./soak-common.ts";
 
 export type RelayRequest = { type: "sample"; id: number; gc: boolean } | { type: "stop" };
 export type RelayReply =
@@ -22,7 +22,19 @@ export type RelayReply =
       workerdPids: number[];
       workerdComm: string[];
     }
-  | { type: "sample"; id: number; edgeRss: number; workerdRss: number; edgeCpuMs: number; workerdCpuMs: number }
+  | {
+      type: "sample";
+      id: number;
+      edgeRss: number;
+      workerdRss: number;
+      edgeCpuMs: number;
+      workerdCpuMs: number;
+      /** Open files of workerd (summed over its processes) and of this process. */
+      workerdFds: number;
+      ownFds: number;
+      /** The edge's own processes (started with `edgeProcesses`), RSS after a GC there when asked. */
+      edges: { pid: number; rss: number; fds: number; cpuMs: number }[];
+    }
   | { type: "error"; message: string; code?: string };
 
 const stateDir = process.argv[2];
@@ -31,23 +43,18 @@ if (!stateDir || !process.send) {
   process.exit(2);
 }
 const send = (m: RelayReply) => process.send!(m);
-const extra = JSON.parse(process.argv[3] ?? "{}") as { port?: number; edgePort?: number; bindings?: Record<string, string> };
+const extra = JSON.parse(process.argv[3] ?? "{}") as {
+  port?: number;
+  edgePort?: number;
+  bindings?: Record<string, string>;
+  edgeProcesses?: number;
+};
 
 function comm(pid: number): string {
   try {
     return readFileSync(`/proc/${pid}/comm`, "utf8").trim();
   } catch {
     return "?";
-  }
-}
-
-/** Resident set size in bytes from /proc/<pid>/status (0 when the process is gone). */
-function rssOf(pid: number): number {
-  try {
-    const m = /^VmRSS:\s+(\d+)\s+kB/m.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
-    return m ? Number(m[1]) * 1024 : 0;
-  } catch {
-    return 0;
   }
 }
 
@@ -72,9 +79,11 @@ try {
     stateDir,
     quiet: true,
     bindings: extra.bindings,
+    edgeProcesses: extra.edgeProcesses ?? 0,
   });
   // workerd is the runtime; anything else below us (none expected) is counted with it.
-  const below = descendants(process.pid);
+  const edgePids = new Set(relay.edgeProcesses.map((e) => e.pid));
+  const below = descendants(process.pid).filter((pid) => !edgePids.has(pid));
   // esbuild leaves its service process running after bundling; it is not part of the relay.
   const workerdPids = below.some((pid) => comm(pid) === "workerd") ? below.filter((pid) => comm(pid) === "workerd") : below;
   send({
@@ -94,7 +103,7 @@ try {
     await relay.stop().catch(() => {});
     process.exit(0);
   };
-  process.on("message", (m: RelayRequest) => {
+  process.on("message", async (m: RelayRequest) => {
     if (m.type === "sample") {
       const cpu = process.cpuUsage();
       if (m.gc) {
@@ -102,7 +111,18 @@ try {
         gc?.();
         gc?.();
       }
+      const edges = await Promise.all(
+        relay.edgeProcesses.map(async (e) => ({
+          pid: e.pid,
+          rss: m.gc ? await e.gcAndRss().catch(() => rssOf(e.pid)) : rssOf(e.pid),
+          fds: fdsOf(e.pid),
+          cpuMs: cpuMsOf(e.pid),
+        })),
+      );
       send({
+        workerdFds: workerdPids.reduce((s, pid) => s + fdsOf(pid), 0),
+        ownFds: fdsOf(process.pid),
+        edges,
         type: "sample",
         id: m.id,
         edgeRss: process.memoryUsage().rss,

@@ -108,6 +108,25 @@ export function descendants(root: number): number[] {
   return out;
 }
 
+/** Open file descriptors of `pid` (0 when it is gone). */
+export function fdsOf(pid: number): number {
+  try {
+    return readdirSync(`/proc/${pid}/fd`).length;
+  } catch {
+    return 0;
+  }
+}
+
+/** Resident set size in bytes from /proc/<pid>/status (0 when the process is gone). */
+export function rssOf(pid: number): number {
+  try {
+    const m = /^VmRSS:\s+(\d+)\s+kB/m.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+    return m ? Number(m[1]) * 1024 : 0;
+  } catch {
+    return 0;
+  }
+}
+
 /** True while `pid` exists and is not a zombie. */
 export function alive(pid: number): boolean {
   try {

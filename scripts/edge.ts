@@ -21,6 +21,11 @@ export interface EdgeOptions {
   serverKeyPem: string;
   /** Shared with the Worker as LOCAL_EDGE_SECRET; proves a forwarded verdict came from here. */
   edgeSecret: string;
+  /**
+   * Listen with SO_REUSEPORT (Linux), so several edge processes share one port and the kernel spreads
+   * connections over them: one process may hold only so many open files. Default false.
+   */
+  reusePort?: boolean;
   log?: (line: string) => void;
 }
 
@@ -253,7 +258,7 @@ export async function startEdge(opts: EdgeOptions): Promise<Edge> {
 
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
-    server.listen(opts.port ?? 8443, opts.host ?? "127.0.0.1", () => {
+    server.listen({ port: opts.port ?? 8443, host: opts.host ?? "127.0.0.1", reusePort: opts.reusePort ?? false }, () => {
       server.off("error", reject);
       resolve();
     });

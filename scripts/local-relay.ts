@@ -4,6 +4,7 @@
  * the Worker bundled with esbuild, D1 and Durable Object state persisted under a
  * state directory, D1 migrations applied on start, and a JWT secret that survives restarts.
  */
+import { type ChildProcess, fork } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdir, readdir, readFile } from "node:fs/promises";
 import net from "node:net";
@@ -13,7 +14,8 @@ import type { Json, V4MiniflareOptions, V4WorkerOptions } from "miniflare";
 import { convertV4MiniflareOptions, Log, LogLevel, Miniflare, NoOpLog } from "miniflare";
 import { unstable_getMiniflareWorkerOptions, unstable_readConfig, unstable_splitSqlQuery } from "wrangler";
 import { ensureAuditKey } from "./audit-key.ts";
-import { type Edge, startEdge } from "./edge.ts";
+import { type Edge, type EdgeOptions, startEdge } from "./edge.ts";
+import type { EdgeProcessReply, EdgeProcessRequest } from "./edge-process.ts";
 import { ensureJwtSecret } from "./jwt-secret.ts";
 import { ensureLocalPki } from "./local-pki.ts";
 
@@ -46,6 +48,21 @@ export interface LocalRelayOptions {
    * null runs no edge. Default 8443. It listens on `host` too.
    */
   edgePort?: number | null;
+  /**
+   * Run the edge in this many child processes sharing `edgePort` (SO_REUSEPORT, Linux) instead of in
+   * this process: each agent costs the edge two open files, and one process may hold only so many.
+   * Default 0 (one edge, in this process).
+   */
+  edgeProcesses?: number;
+  /** Port of workerd's V8 inspector (Chrome DevTools protocol), for profiling; default none. */
+  inspectorPort?: number;
+}
+
+/** An edge running in a child process (`edgeProcesses` > 0). */
+export interface EdgeProcess {
+  pid: number;
+  /** Collects garbage there (when it runs with --expose-gc) and answers its resident set size in bytes. */
+  gcAndRss(): Promise<number>;
 }
 
 export interface LocalRelay {
@@ -62,6 +79,8 @@ export interface LocalRelay {
   edgeSecret: string;
   /** The agents' TLS edge, e.g. `https://127.0.0.1:8443`; null when started without one. */
   edgeUrl: string | null;
+  /** The edge's child processes; empty when the edge runs in this process or not at all. */
+  edgeProcesses: EdgeProcess[];
   /** The development fleet CA (PEM) agents pin, and its path under the state directory. */
   caCertPem: string;
   caCertPath: string;
@@ -141,6 +160,7 @@ export async function startLocalRelay(opts: LocalRelayOptions = {}): Promise<Loc
     logRequests: !opts.quiet,
     // Without this Miniflare fetches a real `cf` object from the internet on every start.
     cf: false,
+    ...(opts.inspectorPort === undefined ? {} : { inspectorPort: opts.inspectorPort }),
   };
 
   let mf: Miniflare;
@@ -167,18 +187,25 @@ export async function startLocalRelay(opts: LocalRelayOptions = {}): Promise<Loc
   const actualPort = Number(readyUrl.port);
   const url = `http://${displayHost(host)}:${actualPort}`;
   let edge: Edge | null = null;
+  let edgeProcesses: EdgeProcess[] = [];
   if (edgePort !== null) {
+    const edgeOptions: Omit<EdgeOptions, "log"> = {
+      host,
+      port: edgePort,
+      upstream: `http://${displayHost(host)}:${actualPort}`,
+      caCertPem: pki.caCertPem,
+      serverCertPem: pki.serverCertPem,
+      serverKeyPem: pki.serverKeyPem,
+      edgeSecret,
+    };
     try {
-      edge = await startEdge({
-        host,
-        port: edgePort,
-        upstream: `http://${displayHost(host)}:${actualPort}`,
-        caCertPem: pki.caCertPem,
-        serverCertPem: pki.serverCertPem,
-        serverKeyPem: pki.serverKeyPem,
-        edgeSecret,
-        log: opts.quiet ? undefined : (line) => console.error(line),
-      });
+      if ((opts.edgeProcesses ?? 0) > 0) {
+        const group = await startEdgeProcesses(edgeOptions, opts.edgeProcesses!, opts.quiet ?? false);
+        edge = group;
+        edgeProcesses = group.processes;
+      } else {
+        edge = await startEdge({ ...edgeOptions, log: opts.quiet ? undefined : (line) => console.error(line) });
+      }
     } catch (err) {
       await mf.dispose().catch(() => {});
       if ((err as NodeJS.ErrnoException).code === "EADDRINUSE") throw new PortInUseError(host, edgePort);
@@ -193,6 +220,7 @@ export async function startLocalRelay(opts: LocalRelayOptions = {}): Promise<Loc
     miniflare: mf,
     edgeSecret,
     edgeUrl: edge?.url ?? null,
+    edgeProcesses,
     caCertPem: pki.caCertPem,
     caCertPath: pki.caCertPath,
     auditPublicKeyPath: auditKey.publicPath,
@@ -202,6 +230,74 @@ export async function startLocalRelay(opts: LocalRelayOptions = {}): Promise<Loc
         await mf.dispose();
       })()),
   };
+}
+
+interface EdgeGroup extends Edge {
+  processes: EdgeProcess[];
+}
+
+/**
+ * `count` edge processes (scripts/edge-process.ts) on one port: the first picks it (when `port` is 0),
+ * the others join it with SO_REUSEPORT. Each exits when this process goes away.
+ */
+async function startEdgeProcesses(options: Omit<EdgeOptions, "log">, count: number, quiet: boolean): Promise<EdgeGroup> {
+  const children: ChildProcess[] = [];
+  const processes: EdgeProcess[] = [];
+  const stopAll = () =>
+    Promise.all(
+      children.map(
+        (child) =>
+          new Promise<void>((resolve) => {
+            if (child.exitCode !== null || child.signalCode !== null) return resolve();
+            child.once("exit", () => resolve());
+            child.kill("SIGTERM");
+          }),
+      ),
+    ).then(() => {});
+  let port = options.port ?? DEFAULT_EDGE_PORT;
+  try {
+    for (let i = 0; i < count; i++) {
+      const child = fork(path.join(import.meta.dirname, "edge-process.ts"), [], {
+        execArgv: ["--experimental-strip-types", "--no-warnings=ExperimentalWarning", "--expose-gc"],
+        stdio: ["ignore", "inherit", "inherit", "ipc"],
+      });
+      children.push(child);
+      port = await new Promise<number>((resolve, reject) => {
+        child.once("exit", (code) => reject(new Error(`edge process exited (code ${code}) before it listened`)));
+        child.on("message", (m: EdgeProcessReply) => {
+          if (m.type === "listening") resolve(m.port);
+          else if (m.type === "error") reject(Object.assign(new Error(m.message), { code: m.code }));
+        });
+        child.send({ type: "start", options: { ...options, port, reusePort: true }, quiet } satisfies EdgeProcessRequest);
+      });
+      child.removeAllListeners("exit");
+      let seq = 0;
+      const waiting = new Map<number, (rss: number) => void>();
+      child.on("message", (m: EdgeProcessReply) => {
+        if (m.type !== "gc") return;
+        waiting.get(m.id)?.(m.rss);
+        waiting.delete(m.id);
+      });
+      processes.push({
+        pid: child.pid!,
+        gcAndRss: () =>
+          new Promise((resolve, reject) => {
+            const id = ++seq;
+            const timer = setTimeout(() => reject(new Error(`edge process ${child.pid} did not answer`)), 10_000);
+            waiting.set(id, (rss) => {
+              clearTimeout(timer);
+              resolve(rss);
+            });
+            child.send({ type: "gc", id } satisfies EdgeProcessRequest);
+          }),
+      });
+    }
+  } catch (err) {
+    await stopAll();
+    throw err;
+  }
+  const host = options.host ?? DEFAULT_HOST;
+  return { port, url: `https://${host.includes(":") ? `[${host}]` : host}:${port}`, processes, close: stopAll };
 }
 
 /**

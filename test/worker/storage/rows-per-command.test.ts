@@ -1,10 +1,8 @@
-import { runInDurableObject } from "cloudflare:test";
-import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
-import { auditConfig } from "../../../worker/config.ts";
-import { getCommand, relayStub } from "../helpers.ts";
+import { getCommand } from "../helpers.ts";
 import { connectedHost, enqueue } from "../host-relay/relay-helpers.ts";
 import { drained } from "../metrics/metrics-helpers.ts";
+import { auditSettled, rowTotals } from "./rows-helpers.ts";
 
 /**
  * SQLite rows written per command, by object, measured with SQLite's own count (`total_changes()`
@@ -17,30 +15,6 @@ import { drained } from "../metrics/metrics-helpers.ts";
 const N = 20;
 /** Measured at the observability merge: 24.2, 6.5 and 10.1 (before metrics and audit: 18.1, 6 and none). Raise only on purpose. */
 const BUDGET_PER_COMMAND = { HostRelay: 26, FleetEvents: 8, AuditLog: 11 };
-
-async function changes(stub: DurableObjectStub): Promise<number> {
-  return runInDurableObject(stub, (_instance, state) => state.storage.sql.exec<{ n: number }>("SELECT total_changes() AS n").one().n);
-}
-
-function auditShards(): DurableObjectStub[] {
-  return Array.from({ length: auditConfig(env).shards }, (_, i) => env.AUDIT_LOG.get(env.AUDIT_LOG.idFromName(`audit-${i}`)));
-}
-
-async function auditSettled(timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const stats = await Promise.all(auditShards().map((s) => (s as any).stats() as Promise<{ pending: number }>));
-    if (stats.every((s) => s.pending === 0)) return;
-    if (Date.now() > deadline) throw new Error("audit records still pending");
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
-
-async function totals(hostId: string): Promise<Record<keyof typeof BUDGET_PER_COMMAND, number>> {
-  const fleet = env.FLEET_EVENTS.get(env.FLEET_EVENTS.idFromName("fleet"));
-  const audit = await Promise.all(auditShards().map(changes));
-  return { HostRelay: await changes(relayStub(hostId)), FleetEvents: await changes(fleet), AuditLog: audit.reduce((a, b) => a + b, 0) };
-}
 
 async function runCommand(hostId: string, agent: Awaited<ReturnType<typeof connectedHost>>["agent"]): Promise<void> {
   const id = await enqueue(hostId);
@@ -57,11 +31,11 @@ describe("rows written per command", () => {
     await runCommand(host_id, agent);
     await drained(host_id);
     await auditSettled();
-    const before = await totals(host_id);
+    const before = await rowTotals(host_id);
     for (let i = 0; i < N; i++) await runCommand(host_id, agent);
     await drained(host_id);
     await auditSettled();
-    const after = await totals(host_id);
+    const after = await rowTotals(host_id);
     const per = Object.fromEntries(
       Object.keys(before).map((k) => [k, (after[k as keyof typeof before] - before[k as keyof typeof before]) / N]),
     ) as Record<keyof typeof BUDGET_PER_COMMAND, number>;
