@@ -13,7 +13,8 @@
  * For each K (BENCH_EVENTS_SUBSCRIBERS, default 1,10,100) the offered rate steps up
  * (BENCH_EVENTS_RATES, default 250…8000 events/s, BENCH_EVENTS_STEP_S seconds each, batches of
  * BENCH_EVENTS_BATCH) until the relay no longer keeps up. Subscribers follow every event (no
- * filter: the most fan-out) and acknowledge every 64 events. The slow subscriber stops reading its
+ * filter: the most fan-out; or, with BENCH_EVENTS_FILTER_HOSTS=n, each follows n of the 100 hosts
+ * the events come from) and acknowledge every 64 events. The slow subscriber stops reading its
  * socket once it is ready; after the steps, enough events to pass its send budget are published
  * (the bench sets the budget to 1 MiB, production's default is 8 MiB), then it reads again, and we
  * report how its stream ended (4008 = closed past its send budget).
@@ -46,6 +47,8 @@ export interface EventsBenchOptions {
   batch?: number;
   /** Publish calls in flight at most. Default 16. */
   inFlight?: number;
+  /** Hosts each subscriber follows (`hosts=` filter, of the 100 the events come from); 0: no filter, every event. Default 0. */
+  filterHosts?: number;
   /** Progress lines. Default: none. */
   log?: (line: string) => void;
 }
@@ -64,6 +67,8 @@ export interface EventsStep {
   workerdCpuPerEvent: number;
   /** Events the relay accepted in this step. */
   accepted: number;
+  /** Hosts each subscriber followed (0: no filter). */
+  filterHosts: number;
   /** Every fast subscriber got every accepted event (within a 10 s drain). */
   complete: boolean;
   /** `complete`, and the relay accepted at least 95 % of the offered rate. */
@@ -150,9 +155,14 @@ class Subscriber {
   #lastOffset = 0;
   #unacked = 0;
 
-  constructor(url: string, token: string, sentAt: SentAt | null) {
+  /** The hosts it follows, or null for every event. */
+  readonly hosts: ReadonlySet<string> | null;
+
+  constructor(url: string, token: string, sentAt: SentAt | null, hosts: string[] | null) {
     this.latencies = sentAt ? [] : null;
-    this.ws = new WebSocket(`${url.replace(/^http/, "ws")}/api/events`, { headers: { authorization: `Bearer ${token}` } });
+    this.hosts = hosts ? new Set(hosts) : null;
+    const query = hosts ? `?hosts=${hosts.join(",")}` : "";
+    this.ws = new WebSocket(`${url.replace(/^http/, "ws")}/api/events${query}`, { headers: { authorization: `Bearer ${token}` } });
     this.ws.on("close", (code) => {
       this.closed = String(code);
     });
@@ -244,9 +254,10 @@ async function step(
   subs: Subscriber[],
   sentAt: SentAt,
   rate: number,
+  hosts: string[],
   o: Required<Omit<EventsBenchOptions, "log" | "subscribers" | "rates">>,
 ): Promise<Omit<EventsStep, "subscribers">> {
-  const hosts = Array.from({ length: 100 }, () => randomUUID());
+  const perHost = new Map<string, number>();
   for (const s of subs) {
     s.received = 0;
     if (s.latencies) s.latencies = [];
@@ -272,8 +283,12 @@ async function step(
         rest.request("POST", "/test/fleet-events/publish", { events }).then(
           (r) => {
             inFlight--;
-            if (r.status === 204) accepted += events.length;
-            else failure ??= new Error(`publish: HTTP ${r.status}: ${r.body.slice(0, 300)}`);
+            if (r.status !== 204) {
+              failure ??= new Error(`publish: HTTP ${r.status}: ${r.body.slice(0, 300)}`);
+              return;
+            }
+            accepted += events.length;
+            for (const e of events) perHost.set(e.host_id, (perHost.get(e.host_id) ?? 0) + 1);
           },
           (err: Error) => {
             inFlight--;
@@ -288,18 +303,21 @@ async function step(
   await Promise.all(calls);
   if (failure) throw failure;
   const publishedS = (performance.now() - t0) / 1000;
-  // Drain: wait (bounded) until every subscriber has what was accepted.
+  // Drain: wait (bounded) until every subscriber has what was accepted for the hosts it follows.
+  const expected = subs.map((s) => (s.hosts ? [...s.hosts].reduce((n, h) => n + (perHost.get(h) ?? 0), 0) : accepted));
+  const short = () => subs.some((s, i) => s.received < expected[i]!);
   const drainUntil = performance.now() + 10_000;
-  while (subs.some((s) => s.received < accepted) && performance.now() < drainUntil) await new Promise((r) => setTimeout(r, 20));
+  while (short() && performance.now() < drainUntil) await new Promise((r) => setTimeout(r, 20));
   const cpu1 = await relay.workerdCpuMs();
   const latencies = subs.flatMap((s) => s.latencies ?? []);
   sentAt.clear();
   const counts = subs.map((s) => s.received);
   const offered = rate;
   const published = accepted / publishedS;
-  const complete = counts.every((c) => c >= accepted);
+  const complete = !short();
   return {
     accepted,
+    filterHosts: o.filterHosts,
     complete,
     offered,
     published: Math.round(published),
@@ -330,7 +348,12 @@ export async function benchEvents(opts: EventsBenchOptions = {}): Promise<Events
     stepSeconds: opts.stepSeconds ?? 3,
     batch: opts.batch ?? 25,
     inFlight: opts.inFlight ?? 16,
+    filterHosts: opts.filterHosts ?? 0,
   };
+  const hosts = Array.from({ length: 100 }, () => randomUUID());
+  /** Subscriber i follows filterHosts consecutive hosts from i on (wrapping), so the hosts are evenly followed. */
+  const followed = (i: number) =>
+    o.filterHosts > 0 ? Array.from({ length: o.filterHosts }, (_, j) => hosts[(i + j) % hosts.length]!) : null;
   const log = opts.log ?? (() => {});
   const stateDir = await mkdtemp(path.join(os.tmpdir(), "fleet-bench-events-"));
   const relay = await startRelay(stateDir);
@@ -343,13 +366,13 @@ export async function benchEvents(opts: EventsBenchOptions = {}): Promise<Events
   try {
     for (const k of o.subscribers) {
       // Latency is sampled on at most 4 subscribers, so the bench's own parsing stays small.
-      const subs = Array.from({ length: k }, (_, i) => new Subscriber(relay.url, viewer, i < 4 ? sentAt : null));
+      const subs = Array.from({ length: k }, (_, i) => new Subscriber(relay.url, viewer, i < 4 ? sentAt : null, followed(i)));
       const slow = new SlowSubscriber(relay.url, viewer);
       await Promise.all([...subs.map((s) => s.ready), slow.ready]);
       figures.sustained[k] = 0;
       let keptRate = 0;
       for (const rate of o.rates) {
-        const r = await step(relay, rest, subs, sentAt, rate, o);
+        const r = await step(relay, rest, subs, sentAt, rate, hosts, o);
         figures.steps.push({ subscribers: k, ...r });
         log(
           `  K=${k} offered ${rate}/s: published ${r.published}/s, delivered ${r.deliveredMin}–${r.deliveredMax}/s, p50 ${ms(r.latency.p50)} ms, p99 ${ms(r.latency.p99)} ms, workerd ${r.workerdCpuPerEvent} ms/event${r.keptUp ? "" : " (not kept up)"}`,
@@ -365,7 +388,7 @@ export async function benchEvents(opts: EventsBenchOptions = {}): Promise<Events
       if (k === o.subscribers[Math.floor(o.subscribers.length / 2)] && keptRate > 0) {
         const rate = keptRate;
         const withSlow = figures.steps.find((s) => s.subscribers === k && s.offered === rate)!.latency;
-        const without = await step(relay, rest, subs, sentAt, rate, o);
+        const without = await step(relay, rest, subs, sentAt, rate, hosts, o);
         figures.control = { subscribers: k, rate, withSlow, withoutSlow: without.latency };
       }
       for (const s of subs) s.close();
@@ -394,7 +417,8 @@ function print(f: EventsFigures): void {
     s.workerdCpuPerEvent.toFixed(3),
     s.keptUp ? "yes" : "no",
   ]);
-  console.log("Live events: one FleetEvents object, K subscribers (no filter) + 1 that never reads");
+  const filter = f.steps[0]?.filterHosts ? `each following ${f.steps[0].filterHosts} of 100 hosts` : "no filter";
+  console.log(`Live events: one FleetEvents object, K subscribers (${filter}) + 1 that never reads (no filter)`);
   console.log(table(["K", "offered/s", "published/s", "delivered/s each", "p50 ms", "p99 ms", "workerd ms/event", "kept up"], rows));
   console.log("");
   for (const [k, v] of Object.entries(f.sustained)) {
@@ -414,6 +438,7 @@ if (import.meta.main) {
     rates: intList("BENCH_EVENTS_RATES"),
     stepSeconds: intList("BENCH_EVENTS_STEP_S")?.[0],
     batch: intList("BENCH_EVENTS_BATCH")?.[0],
+    filterHosts: intList("BENCH_EVENTS_FILTER_HOSTS")?.[0],
     log: (l) => console.log(l),
   });
   print(figures);

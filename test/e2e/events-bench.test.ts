@@ -18,3 +18,13 @@ it("delivers every published event to every reading subscriber; the one that nev
   }
   expect(f.slowSubscriber[3]).toMatch(/^4008 /);
 }, 120_000);
+
+it("with host filters, every subscriber gets exactly the events of the hosts it follows", async () => {
+  const f = await benchEvents({ subscribers: [3], rates: [100], stepSeconds: 1, batch: 10, filterHosts: 30 });
+  const [s] = f.steps;
+  expect(s!.filterHosts).toBe(30);
+  expect(s!.complete).toBe(true);
+  // 30 of 100 hosts, the events spread evenly over them: well under every event, well over none.
+  expect(s!.deliveredMax).toBeLessThan(s!.published);
+  expect(s!.deliveredMin).toBeGreaterThan(0);
+}, 120_000);
