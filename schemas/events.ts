@@ -136,10 +136,12 @@ export const EventStreamFrame = z
 export type EventStreamFrame = z.infer<typeof EventStreamFrame>;
 
 /**
- * Most values per filter. A subscriber's filters live in its socket's attachment, which the
- * runtime caps at 2,048 bytes; these bounds keep the worst case (63-character tags) inside it.
+ * Most values per filter. FleetEvents indexes subscribers by host, job and tag, so what one event
+ * costs does not grow with these; they bound one subscriber's memory and the request (1,000 host
+ * ids are 37 KB of query: past Cloudflare's 16 KB URL limit, so in production a URL holds about
+ * 400; tags or a job reach larger sets).
  */
-export const EventFilterLimits = { hosts: 20, jobs: 5, tags: 10 } as const;
+export const EventFilterLimits = { hosts: 1_000, jobs: 100, tags: 100 } as const;
 
 /** Parsed subscriber filters: an absent list matches everything; a present one must match. */
 export const EventFilter = z.strictObject({

@@ -21,6 +21,7 @@ import { hostRoutes } from "./routes/hosts.ts";
 import { jobRoutes } from "./routes/jobs.ts";
 import { metricsRoutes } from "./routes/metrics.ts";
 import { tagRoutes } from "./routes/tags.ts";
+import { testPublishRoutes } from "./routes/test-publish.ts";
 import { whoamiRoutes } from "./routes/whoami.ts";
 import { securityHeaders } from "./security-headers.ts";
 import { strictJsonBodies } from "./strict-body.ts";
@@ -65,6 +66,7 @@ export function createApp() {
   app.route("/", whoamiRoutes);
   app.route("/", auditRoutes);
   app.route("/", metricsRoutes);
+  app.route("/", testPublishRoutes);
 
   app.openAPIRegistry.registerComponent("securitySchemes", "bearerAuth", {
     type: "http",

@@ -4,6 +4,7 @@ import type { Env } from "../env.ts";
 import type { MetricsContext } from "../metrics/aggregate.ts";
 import type { SendBudget } from "./send-budget.ts";
 import type { FleetEventsStorage, HistoryBounds } from "./storage.ts";
+import type { SubscriberIndex } from "./subscriber-index.ts";
 
 /** Everything a FleetEvents handler needs; rebuilt after hibernation from storage and attachments. */
 export interface EventsContext {
@@ -18,6 +19,8 @@ export interface EventsContext {
   budget: SendBudget;
   /** The fleet's metrics, aggregated here (worker/metrics/aggregate.ts). */
   metrics: MetricsContext;
+  /** Open subscribers by host/job/tag; undefined until first needed after a wake-up (built by `subscriberIndex`). */
+  index: SubscriberIndex | undefined;
 }
 
 /** Optional settings of the event history (strings, like every Worker var). */
@@ -53,12 +56,19 @@ export function historyBounds(env: Env & HistorySettings): HistoryBounds {
 
 export const SUBSCRIBER_TAG = "subscriber";
 
-/** Per-subscriber data kept across hibernation (the runtime caps it at 2,048 bytes; see EventFilterLimits). */
+/**
+ * Per-subscriber data kept across hibernation. The runtime caps it at 2,048 bytes, so a filter
+ * whose JSON is longer than MAX_ATTACHED_FILTER_CHARS is kept in the subscriber_filters table
+ * instead, and `filter` is absent.
+ */
 export interface SubscriberAttachment {
   id: string;
-  filter: EventFilter;
+  filter?: EventFilter;
   connectedAt: number;
 }
+
+/** Longest filter JSON kept in the attachment; the rest of the 2,048 bytes holds the id and time with room to spare. */
+export const MAX_ATTACHED_FILTER_CHARS = 1_800;
 
 export function attachment(ws: WebSocket): SubscriberAttachment {
   return ws.deserializeAttachment() as SubscriberAttachment;

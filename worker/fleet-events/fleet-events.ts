@@ -37,6 +37,7 @@ export class FleetEvents extends DurableObject<Env> {
       alarmAt: undefined,
       budget: new SendBudget(subscriberBudgetBytes(env)),
       metrics: { metrics: store.metrics, analytics: env.ANALYTICS, prunedMinute: 0, volatile: new Map() },
+      index: undefined,
     };
     this.entry = new DurableEntry("FleetEvents", () => scheduleAlarm(this.ec));
     ctx.blockConcurrencyWhile(async () => store.migrate());

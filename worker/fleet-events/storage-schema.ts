@@ -55,4 +55,11 @@ export const FLEET_EVENTS_MIGRATIONS: readonly string[] = [
   CREATE TABLE metric_jobs (job_id TEXT PRIMARY KEY, state TEXT NOT NULL, at INTEGER NOT NULL, final INTEGER NOT NULL);
   CREATE INDEX metric_jobs_by_final ON metric_jobs(final, at);
   `,
+  /* 4 */ `
+  -- Subscriber filters too long for the socket's attachment (the runtime caps it at 2,048 bytes),
+  -- by subscriber id; the attachment then says the filter is here. A row lives as long as its
+  -- socket: deleted when the subscriber goes, and rows of sockets gone while the object slept are
+  -- swept when it wakes. filter: JSON EventFilter.
+  CREATE TABLE subscriber_filters (id TEXT PRIMARY KEY, filter TEXT NOT NULL);
+  `,
 ];

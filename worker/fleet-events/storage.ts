@@ -1,4 +1,4 @@
-import type { FleetEvent, FleetEventInput } from "../../schemas/index.ts";
+import type { EventFilter, FleetEvent, FleetEventInput } from "../../schemas/index.ts";
 import { MetricsStore } from "../metrics/metrics-store.ts";
 import { applySqlMigrations } from "../sql-migrations.ts";
 import { FLEET_EVENTS_MIGRATIONS } from "./storage-schema.ts";
@@ -133,5 +133,26 @@ export class FleetEventsStorage {
     this.sql.exec('DELETE FROM events WHERE "offset" <= ?', through);
     this.setMeta("pruned_through", String(through));
     return removed;
+  }
+
+  /** Keeps a subscriber's filter that does not fit its attachment. */
+  saveFilter(id: string, filter: EventFilter): void {
+    this.sql.exec("INSERT OR REPLACE INTO subscriber_filters (id, filter) VALUES (?, ?)", id, JSON.stringify(filter));
+  }
+
+  deleteFilter(id: string): void {
+    this.sql.exec("DELETE FROM subscriber_filters WHERE id = ?", id);
+  }
+
+  /** Every stored filter by subscriber id; rows not in `live` (their sockets went while the object slept) are deleted. */
+  loadFilters(live: ReadonlySet<string>): Map<string, EventFilter> {
+    const out = new Map<string, EventFilter>();
+    const stale: string[] = [];
+    for (const row of this.sql.exec<{ id: string; filter: string }>("SELECT id, filter FROM subscriber_filters")) {
+      if (live.has(row.id)) out.set(row.id, JSON.parse(row.filter) as EventFilter);
+      else stale.push(row.id);
+    }
+    for (const id of stale) this.deleteFilter(id);
+    return out;
   }
 }

@@ -3,7 +3,8 @@ import { EventStreamAck, EventStreamCloseCode, parseStrictJson, utf8ByteLength }
 import { ErrorCode, problemResponse, RelayError } from "../errors.ts";
 import { AnalyticsBudget, countHere } from "../metrics/aggregate.ts";
 import { M } from "../metrics/catalogue.ts";
-import { attachment, type EventsContext, SUBSCRIBER_TAG, type SubscriberAttachment } from "./context.ts";
+import { attachment, type EventsContext, MAX_ATTACHED_FILTER_CHARS, SUBSCRIBER_TAG, type SubscriberAttachment } from "./context.ts";
+import { compile, matchesCompiled, SubscriberIndex } from "./subscriber-index.ts";
 
 export { INTERNAL_SUBSCRIPTION_HEADER, Subscription } from "./contract.ts";
 
@@ -11,11 +12,28 @@ import { INTERNAL_SUBSCRIPTION_HEADER, Subscription } from "./contract.ts";
 
 /** Lists combine with AND; the values within one list with OR. An absent list matches everything. */
 export function matches(filter: EventFilter, event: FleetEventInput): boolean {
-  if (filter.types && !filter.types.includes(event.type)) return false;
-  if (filter.hosts && !(event.host_id !== undefined && filter.hosts.includes(event.host_id))) return false;
-  if (filter.jobs && !(event.job_id !== undefined && filter.jobs.includes(event.job_id))) return false;
-  if (filter.tags && !(event.tags ?? []).some((t) => filter.tags!.includes(t))) return false;
-  return true;
+  return matchesCompiled(compile(filter), event);
+}
+
+/**
+ * The open subscribers by host, job and tag, built on first use after the object wakes from the
+ * sockets the runtime kept (their attachments) and the filters too long for one (subscriber_filters,
+ * whose rows for sockets that went meanwhile are swept here).
+ */
+export function subscriberIndex(ec: EventsContext): SubscriberIndex {
+  if (ec.index) return ec.index;
+  const index = new SubscriberIndex();
+  const open = ec.ctx.getWebSockets(SUBSCRIBER_TAG).filter((ws) => ws.readyState === WebSocket.OPEN);
+  const attached = open.map((ws) => ({ ws, a: attachment(ws) }));
+  const stored = ec.store.loadFilters(new Set(attached.filter(({ a }) => a.filter === undefined).map(({ a }) => a.id)));
+  for (const { ws, a } of attached) {
+    const filter = a.filter ?? stored.get(a.id);
+    // A socket whose stored filter is missing cannot be served correctly: it resumes from its offset.
+    if (filter === undefined) drop(ec, ws, EventStreamCloseCode.SEND_FAILED, "subscription lost; resume with after");
+    else index.add(ws, a.id, filter);
+  }
+  ec.index = index;
+  return index;
 }
 
 /**
@@ -31,12 +49,18 @@ export function subscribe(ec: EventsContext, request: Request, now: number): Res
   const sub = parseSubscription(request.headers.get(INTERNAL_SUBSCRIPTION_HEADER));
   if (!sub) return problemResponse(new RelayError(ErrorCode.VALIDATION, "missing or invalid subscription"));
 
+  const index = subscriberIndex(ec);
   const pair = new WebSocketPair();
   const [client, server] = [pair[0], pair[1]];
   ec.ctx.acceptWebSocket(server, [SUBSCRIBER_TAG]);
-  const a: SubscriberAttachment = { id: crypto.randomUUID(), filter: sub.filter, connectedAt: now };
+  const id = crypto.randomUUID();
+  const fits = JSON.stringify(sub.filter).length <= MAX_ATTACHED_FILTER_CHARS;
+  // Stored (synchronously, so before the 101 goes out) before anything is sent that a wake-up would need it for.
+  if (!fits) ec.store.saveFilter(id, sub.filter);
+  const a: SubscriberAttachment = fits ? { id, filter: sub.filter, connectedAt: now } : { id, connectedAt: now };
   server.serializeAttachment(a);
-  catchUp(ec, server, a.id, sub);
+  index.add(server, id, sub.filter);
+  catchUp(ec, server, id, sub);
   return new Response(null, { status: 101, webSocket: client });
 }
 
@@ -65,8 +89,9 @@ function catchUp(ec: EventsContext, ws: WebSocket, id: string, sub: Subscription
     return;
   }
   // A replay longer than the send budget stops at it; the subscriber resumes from the last event it got.
+  const filter = compile(sub.filter);
   for (const event of store.after(sub.after)) {
-    if (!matches(sub.filter, event)) continue;
+    if (!matchesCompiled(filter, event)) continue;
     const text = JSON.stringify(event);
     if (!send(ec, ws, id, text, utf8ByteLength(text), event.offset)) return;
   }
@@ -127,28 +152,31 @@ export function onSubscriberMessage(ec: EventsContext, ws: WebSocket, message: s
   if (ack.success) ec.budget.ack(attachment(ws).id, ack.data.offset);
 }
 
-/** Sends each stored event to every open subscriber whose filters match it. */
+/**
+ * Sends each stored event to every open subscriber whose filters match it, found through the
+ * index: the work per event follows the subscribers it concerns, not everyone's filter lengths.
+ */
 export function fanOut(ec: EventsContext, events: FleetEvent[]): void {
   if (events.length === 0) return;
-  const subscribers = ec.ctx
-    .getWebSockets(SUBSCRIBER_TAG)
-    .filter((ws) => ws.readyState === WebSocket.OPEN)
-    .map((ws) => {
-      const a = attachment(ws);
-      return { ws, id: a.id, filter: a.filter, alive: true };
-    });
-  if (subscribers.length === 0) return;
+  const index = subscriberIndex(ec);
+  if (index.size === 0) return;
+  // A subscriber closed or refused once is skipped for the rest of the batch.
+  const gone = new Set<string>();
   for (const event of events) {
     // Serialised (and measured) once per event, however many subscribers receive it.
     let text: string | undefined;
     let bytes = 0;
-    for (const s of subscribers) {
-      if (!s.alive || !matches(s.filter, event)) continue;
+    for (const s of index.matching(event)) {
+      if (gone.has(s.id)) continue;
+      if (s.ws.readyState !== WebSocket.OPEN) {
+        gone.add(s.id);
+        continue;
+      }
       if (text === undefined) {
         text = JSON.stringify(event);
         bytes = utf8ByteLength(text);
       }
-      s.alive = send(ec, s.ws, s.id, text, bytes, event.offset);
+      if (!send(ec, s.ws, s.id, text, bytes, event.offset)) gone.add(s.id);
     }
   }
 }
@@ -156,9 +184,12 @@ export function fanOut(ec: EventsContext, events: FleetEvent[]): void {
 /** Closes a subscriber from our side; the runtime stops listing it once the close completes. */
 export function drop(ec: EventsContext, ws: WebSocket, code: number, reason: string): void {
   try {
-    ec.budget.forget(attachment(ws).id);
+    const a = attachment(ws);
+    ec.budget.forget(a.id);
+    ec.index?.remove(a.id);
+    if (a.filter === undefined) ec.store.deleteFilter(a.id);
   } catch {
-    // No attachment: nothing was counted for it.
+    // No attachment: nothing was counted or indexed for it.
   }
   try {
     ws.close(code, reason);
@@ -167,7 +198,7 @@ export function drop(ec: EventsContext, ws: WebSocket, code: number, reason: str
   }
 }
 
-/** The subscriber went away: complete the close handshake. Nothing is kept per subscriber beyond its socket. */
+/** The subscriber went away: complete the close handshake, and forget its index entry and stored filter. */
 export function subscriberClosed(ec: EventsContext, ws: WebSocket, code: number, reason: string): void {
   // 1005, 1006 and 1015 describe a close; they cannot be sent in one.
   drop(ec, ws, code === 1005 || code === 1006 || code === 1015 ? 1000 : code, reason);

@@ -277,7 +277,7 @@ export interface paths {
          *
          *     Browsers, which cannot set headers on a WebSocket, send the token as the subprotocol pair `bearer`, `<JWT>` (`new WebSocket(url, ["bearer", token])`); the response then selects `bearer`. Other clients may send `Authorization: Bearer <JWT>`.
          *
-         *     Filters (comma-separated, combined with AND; values within one filter with OR): `hosts` (host ids), `tags` (an event matches if its host has any of them), `jobs` (job ids), `types`. At most 20 hosts, 5 jobs and 10 tags.
+         *     Filters (comma-separated, combined with AND; values within one filter with OR): `hosts` (host ids), `tags` (an event matches if its host has any of them), `jobs` (job ids), `types`. At most 1000 hosts, 100 jobs and 100 tags.
          *
          *     Without `after`: `ready`, then live events. With `after=<offset>&epoch=<epoch>` (the last event seen): the missed events that match the filters, in order, then `ready`, then live events; or, if the bounded history no longer covers that offset or the epoch differs, `refetch` (reload state over REST), then live events.
          *
@@ -3114,11 +3114,11 @@ export interface operations {
                 after?: string;
                 /** @description The epoch the offset belongs to, from an earlier event or control frame */
                 epoch?: string;
-                /** @description Comma-separated host ids (at most 20) */
+                /** @description Comma-separated host ids (at most 1000) */
                 hosts?: string;
-                /** @description Comma-separated job ids (at most 5) */
+                /** @description Comma-separated job ids (at most 100) */
                 jobs?: string;
-                /** @description Comma-separated host tags; an event matches if its host has any of them (at most 10) */
+                /** @description Comma-separated host tags; an event matches if its host has any of them (at most 100) */
                 tags?: string;
                 /** @description Comma-separated event types: host.online, host.offline, command.state, command.output, job.progress, alert.pending, alert.firing, alert.resolved */
                 types?: string;

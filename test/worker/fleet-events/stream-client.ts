@@ -4,7 +4,7 @@
  */
 import { runInDurableObject } from "cloudflare:test";
 import { env, exports } from "cloudflare:workers";
-import { expect } from "vitest";
+import { afterEach, expect } from "vitest";
 import type { FleetEventInput } from "../../../schemas/index.ts";
 import { nowRfc3339 } from "../../../schemas/index.ts";
 import { FleetEventsStorage } from "../../../worker/fleet-events/storage.ts";
@@ -150,4 +150,17 @@ export async function sync(stream: EventStream, event: FleetEventInput): Promise
   const marker = crypto.randomUUID();
   await publish({ ...event, message_id: marker });
   return stream.next((f) => f.message_id === marker);
+}
+
+/** Opens streams (expecting 101 and a first control frame) and closes them after each test, so sockets never leak between tests. */
+export function streamOpener(): (query: string) => Promise<EventStream> {
+  const open: EventStream[] = [];
+  afterEach(() => {
+    for (const s of open.splice(0)) if (!s.closed) s.close();
+  });
+  return async (query) => {
+    const s = await EventStream.open(query);
+    open.push(s);
+    return s;
+  };
 }
