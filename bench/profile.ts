@@ -5,7 +5,9 @@
  * (the Worker and every Durable Object run in it) over PROFILE_COMMANDS more (default 400), one at a
  * time like the latency run. Prints workerd's CPU per command from /proc, the profiled JavaScript
  * time per command, and the time per source module (self and inclusive) read back from the bundle's
- * module comments; writes the raw profile to <tmp>/worker.cpuprofile (loadable in DevTools).
+ * module comments, and the same per step of the path (bench/README.md); writes the raw profile to
+ * <tmp>/fleet-worker-0.cpuprofile (loadable in DevTools). PROFILE_ASSETS=0 starts the relay without
+ * the dashboard assets (no Miniflare asset router in front of the Worker).
  * Figures, not judgements; wrap in `flock /tmp/fleet-bench.lock` like the benchmark.
  */
 import { readFileSync } from "node:fs";
@@ -225,7 +227,14 @@ async function main() {
   const work = await mkdtemp(path.join(os.tmpdir(), "fleet-profile-"));
   const stateDir = path.join(work, "relay");
   const inspectorPort = await freePort();
-  const relay = await startLocalRelay({ port: 0, edgePort: 0, stateDir, quiet: process.env.PROFILE_VERBOSE !== "1", inspectorPort });
+  const relay = await startLocalRelay({
+    port: 0,
+    edgePort: 0,
+    stateDir,
+    quiet: process.env.PROFILE_VERBOSE !== "1",
+    inspectorPort,
+    assets: process.env.PROFILE_ASSETS !== "0",
+  });
   try {
     const workerd = descendants(process.pid).filter((pid) => {
       try {

@@ -46,6 +46,12 @@ export interface LocalRelayOptions {
    * null runs no edge. Default 8443. It listens on `host` too.
    */
   edgePort?: number | null;
+  /**
+   * Serve the dashboard's assets (wrangler.toml `[assets]`). Locally Miniflare puts its asset router
+   * (and an RPC proxy) in front of the Worker for every request, API paths included, a hop the
+   * platform makes outside the Worker; false leaves it out, for measuring that hop. Default true.
+   */
+  assets?: boolean;
   /** Port of workerd's V8 inspector (Chrome DevTools protocol), for profiling (bench/profile.ts). Default: none. */
   inspectorPort?: number;
 }
@@ -110,6 +116,7 @@ export async function startLocalRelay(opts: LocalRelayOptions = {}): Promise<Loc
   // wrangler hands back Miniflare v4-shaped options; Miniflare 5 takes them through convertV4MiniflareOptions.
   // `modulesRules` only matters when Miniflare walks imports itself; we hand it one bundled module.
   const { modulesRules: _rules, ...bindingOptions } = workerOptions;
+  if (opts.assets === false) delete bindingOptions.assets;
   const worker: V4WorkerOptions = {
     ...bindingOptions,
     name: config.name ?? "fleet-relay",

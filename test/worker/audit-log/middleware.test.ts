@@ -65,6 +65,7 @@ describe("audit of REST mutations", () => {
     const res = await api(`/api/hosts/${host.host_id}/commands`, { role: "operator", body: { command_type: "system_info" } });
     expect(res.status).toBe(202);
     const { message_id } = (await res.json()) as { message_id: string };
+    expect(await commands(host.host_id)).toHaveLength(1);
     // In the HostRelay's outbox, in the command's transaction, before the 202 went out.
     const pending = (await sql(host.host_id, "SELECT body FROM outbox WHERE kind = 'audit'")).map(
       (row) => JSON.parse(row.body as string) as { action: string; target: { message_id?: string } },
@@ -83,23 +84,23 @@ describe("audit of REST mutations", () => {
     expect(record.outcome).toMatchObject({ status: 404 });
   });
 
-  it("best-effort: the same failure lets the command through", async () => {
+  it("best-effort: the same failure lets a gated mutation through", async () => {
     const host = await registerHost();
     await inShard(shardOfHost(host.host_id), (_ac, instance) => instance.faults.arm("audit.append"));
     const app = createApp();
     const ctx = createExecutionContext();
     const res = await app.fetch(
-      new Request(`${BASE}/api/hosts/${host.host_id}/commands`, {
+      new Request(`${BASE}/api/hosts/${host.host_id}/revoke`, {
         method: "POST",
-        headers: { authorization: `Bearer ${await token("operator")}`, "content-type": "application/json" },
-        body: JSON.stringify({ command_type: "system_info" }),
+        headers: { authorization: `Bearer ${await token("admin")}` },
       }),
       { ...(env as unknown as Env), AUDIT_MODE: "best-effort" },
       ctx,
     );
     await waitOnExecutionContext(ctx);
-    expect(res.status).toBe(202);
-    expect(await commands(host.host_id)).toHaveLength(1);
+    expect(res.status).toBe(200);
+    const after = await api(`/api/hosts/${host.host_id}`, { role: "viewer" });
+    expect(((await after.json()) as { status: string }).status).toBe("revoked");
   });
 
   it("never stores a secret or token from the body, in storage or in the export", async () => {
