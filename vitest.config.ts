@@ -60,7 +60,13 @@ export default defineConfig({
         test: {
           name: "node",
           environment: "node",
-          include: ["test/schemas/**/*.test.ts", "test/agent/**/*.test.ts", "test/e2e/**/*.test.ts", "test/packaging/**/*.test.ts"],
+          include: [
+            "test/schemas/**/*.test.ts",
+            "test/agent/**/*.test.ts",
+            "test/e2e/**/*.test.ts",
+            "test/packaging/**/*.test.ts",
+            "test/bench/**/*.test.ts",
+          ],
           testTimeout: 60_000,
           hookTimeout: 60_000,
         },

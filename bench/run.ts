@@ -29,6 +29,7 @@ import { type RealAgentHandle, startRealAgent } from "./real-agent.ts";
 import type { RelayReply, RelayRequest } from "./relay-process.ts";
 import { RestClient } from "./rest.ts";
 import { bytes, ms, ratio, type Summary, summarize, table } from "./stats.ts";
+import { type SummaryInput, summaryText } from "./summary.ts";
 import { Tracker } from "./tracker.ts";
 
 const BENCH_DIR = import.meta.dirname;
@@ -797,6 +798,20 @@ async function main(): Promise<void> {
       `  metrics rows ${cost.metrics_rows_per_command}/command, of which ${cost.metrics_rows_alone_per_command} travelled alone; the rest rode in an event publish`,
     );
     out();
+    const summary: SummaryInput = {
+      agents: AGENTS,
+      concurrency: CONCURRENCY,
+      protocolRoundTrip: latProto.stored,
+      realRoundTrip: latReal.stored,
+      throughput: { perSecond: tpProto.perSecond, workerdCpuMs: tpProto.cpu.workerd },
+      mosquitto: mqtt ? { version: mqtt.version, roundTrip: mqtt.roundTrip } : null,
+      idle: mem
+        ? { agents: mem.connections, bytesPerAgent: mem.perConnection.total, connectsPerS: mem.connections / mem.connectSeconds }
+        : undefined,
+    };
+    out("7. Summary: the performance issue's figures and targets (this run)");
+    for (const line of summaryText(summary)) out(line);
+    out();
     if (cutShort.length) out(`Stopped at their time budget (n above is what was measured): ${cutShort.join("; ")}`);
     out(`relay code: ${m.code}`);
     out(`machine: ${m.cpu}; ${m.cores} cores; ${bytes(m.memory_bytes)} RAM; ${m.os}; node ${m.node}`);
@@ -814,6 +829,7 @@ async function main(): Promise<void> {
       baselines: { ...base, readHosts, readCommand, enqueueOffline },
       mosquitto: mqtt ?? { skipped: mqttSkipped },
       ratios_relay_over_mosquitto_round_trip: ratios,
+      summary,
     };
     const resultsDir = path.join(BENCH_DIR, "results");
     await mkdir(resultsDir, { recursive: true });

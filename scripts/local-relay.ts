@@ -54,6 +54,12 @@ export interface LocalRelayOptions {
    * Default 0 (one edge, in this process).
    */
   edgeProcesses?: number;
+  /**
+   * Serve the dashboard's assets (wrangler.toml `[assets]`). Locally Miniflare puts its asset router
+   * (and an RPC proxy) in front of the Worker for every request, API paths included, a hop the
+   * platform makes outside the Worker; false leaves it out, for measuring that hop. Default true.
+   */
+  assets?: boolean;
   /** Port of workerd's V8 inspector (Chrome DevTools protocol), for profiling; default none. */
   inspectorPort?: number;
 }
@@ -127,6 +133,7 @@ export async function startLocalRelay(opts: LocalRelayOptions = {}): Promise<Loc
   // wrangler hands back Miniflare v4-shaped options; Miniflare 5 takes them through convertV4MiniflareOptions.
   // `modulesRules` only matters when Miniflare walks imports itself; we hand it one bundled module.
   const { modulesRules: _rules, ...bindingOptions } = workerOptions;
+  if (opts.assets === false) delete bindingOptions.assets;
   const worker: V4WorkerOptions = {
     ...bindingOptions,
     name: config.name ?? "fleet-relay",

@@ -12,7 +12,9 @@ import { shardFor } from "./shard.ts";
 /**
  * Records REST mutations and refused requests. Mutations (POST/PUT/PATCH/DELETE under /api and
  * /agent) get a session; once authorized, `auditGate` writes the first stage (fail-closed), and
- * here, after the handler, the outcome completes it (off the response path, via waitUntil).
+ * here, after the handler, the outcome completes it (off the response path, via waitUntil). A route
+ * whose Durable Object writes the record in the change's own transaction (`auditInTransaction`, e.g.
+ * queuing a command) skips both: only its failures, which changed nothing, are recorded here.
  * A 401/403 that never reached a gate is a refusal: recorded best-effort and rate-limited per
  * isolate, so a flood of bad tokens costs at most a bounded number of audit writes per second.
  * Mutations refused before authentication for another reason (malformed body, unknown route)
@@ -24,7 +26,10 @@ export const auditTrail: MiddlewareHandler<AppEnv> = async (c, next) => {
   await next();
   const status = c.res.status;
   if (session?.authorized) {
-    if (session.began || session.config.mode === "best-effort") background(c, finish(c, session, status, await outcomeOf(c, status)));
+    if (session.recorded) return;
+    if (session.began || session.inTransaction || session.config.mode === "best-effort") {
+      background(c, finish(c, session, status, await outcomeOf(c, status)));
+    }
     return;
   }
   if (status === 401 || status === 403) {

@@ -30,6 +30,14 @@ export class AuditSession {
   authorized = false;
   /** The first stage is stored (fail-closed). */
   began = false;
+  /**
+   * The handler writes the record itself, in the same storage transaction as the change it records
+   * (`auditInTransaction`): no first stage is written, and the middleware only records a request the
+   * handler did not carry out (an error answer, which changed nothing).
+   */
+  inTransaction = false;
+  /** The handler's transaction holds the record; nothing is left for the middleware. */
+  recorded = false;
   /** Set by a handler that knows more than the path (an agent's certificate). */
   actorExtra: Partial<AuditActor> = {};
 
@@ -100,16 +108,48 @@ export async function inputOf(c: Context<AppEnv>, s: AuditSession, outcome: Audi
   };
 }
 
+export interface AuditGateOptions {
+  /**
+   * The handler records the mutation in the same Durable Object transaction as the change, through
+   * that object's audit outbox (see `auditInTransaction`), so there is no first stage to write: the
+   * change and its record commit together or not at all, which is what fail-closed asks. Default false.
+   */
+  inTransaction?: boolean;
+}
+
+/**
+ * For a handler whose route passed `{ inTransaction: true }` to the gate: the complete record of this
+ * request, assuming it succeeds with `status`, to be written by the Durable Object in the transaction
+ * that makes the change (and delivered from its outbox to the shard). Call `auditRecorded` once that
+ * object answered; until then the middleware still records the request if it fails. Undefined when
+ * the request is not audited.
+ */
+export async function auditInTransaction(c: Context<AppEnv>, status: number): Promise<AuditInput | undefined> {
+  const s = c.get("audit");
+  if (!s?.inTransaction) return undefined;
+  return inputOf(c, s, { status, code: null });
+}
+
+/** The Durable Object stored the record from `auditInTransaction` with its change. */
+export function auditRecorded(c: Context<AppEnv>): void {
+  const s = c.get("audit");
+  if (s?.inTransaction) s.recorded = true;
+}
+
 /**
  * Called once the caller may carry out the mutation. Fail-closed: stores the record's first stage
  * (one small RPC) and refuses with 503 ERR_AUDIT_UNAVAILABLE if that fails, before the handler
  * runs, so nothing takes effect unrecorded. Best-effort: nothing here; the record is written after.
  */
-export async function auditGate(c: Context<AppEnv>, extra?: Partial<AuditActor>): Promise<void> {
+export async function auditGate(c: Context<AppEnv>, extra?: Partial<AuditActor>, opts: AuditGateOptions = {}): Promise<void> {
   const s = c.get("audit");
   if (!s || s.authorized) return;
   s.authorized = true;
   if (extra) s.actorExtra = { ...s.actorExtra, ...extra };
+  if (opts.inTransaction) {
+    s.inTransaction = true;
+    return;
+  }
   if (s.config.mode !== "fail-closed") return;
   try {
     const input = await inputOf(c, s, { status: null, code: "pending" });

@@ -1,4 +1,5 @@
 import type { CommandView } from "../../schemas/index.ts";
+import type { AuditInput } from "../audit-log/contract.ts";
 
 /** The HostRelay's RPC types: what the Worker's routes and the JobCoordinator send and get back. */
 export type { Page } from "../cursor.ts";
@@ -26,6 +27,12 @@ export interface EnqueueInput {
   request_hash?: string | undefined;
   /** The job this command belongs to; its progress is reported to that job's coordinator. */
   job_id?: string | undefined;
+  /**
+   * The REST request's audit record (outcome: accepted), written to the audit outbox in the same
+   * transaction as the command, with the new message_id in its target; nothing is written when the
+   * enqueue is refused. Absent for commands a job queues (the job's own record covers them).
+   */
+  audit?: AuditInput | undefined;
 }
 
 export interface HostStats {

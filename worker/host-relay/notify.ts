@@ -151,25 +151,28 @@ export function flushOutbox(rc: RelayContext): void {
   rc.flushing = true;
   rc.ctx.waitUntil(
     (async () => {
+      // True when the last round settled the alarm in this same synchronous step: nothing changed since.
+      let settled = false;
       try {
         do {
           rc.flushAgain = false;
           await new Promise((resolve) => setTimeout(resolve, FLUSH_DELAY_MS));
-          await flushRounds(rc);
+          settled = await flushRounds(rc);
         } while (rc.flushAgain);
       } finally {
         rc.flushing = false;
-        rc.settleAlarm();
+        if (!settled) rc.settleAlarm();
       }
     })(),
   );
 }
 
-async function flushRounds(rc: RelayContext): Promise<void> {
+/** Delivers due rows, round after round; true when it returns right after settling the alarm. */
+async function flushRounds(rc: RelayContext): Promise<boolean> {
   for (;;) {
     const now = rc.clock.now();
     const rows = rc.store.outbox.lease(now, now + LEASE_MS, FLUSH_BATCH);
-    if (rows.length === 0) return;
+    if (rows.length === 0) return false;
     const groups = new Map<string, OutboxRow[]>();
     for (const r of rows) {
       const key = `${r.kind}\u0000${r.target}`;
@@ -204,7 +207,7 @@ async function flushRounds(rc: RelayContext): Promise<void> {
     }
     // In the same turn as the deletes, so nobody sees an emptied outbox with a stale alarm.
     rc.settleAlarm();
-    if (rows.length < FLUSH_BATCH) return;
+    if (rows.length < FLUSH_BATCH) return true;
   }
 }
 

@@ -10,7 +10,7 @@ import { liveSockets, type RelayContext, readySocket } from "./context.ts";
 import type { CancelOptions, CancelResult, EnqueueInput, HostStats } from "./contract.ts";
 import { pump, sendCancel } from "./delivery.ts";
 import { apply, executionDeadline } from "./lifecycle.ts";
-import { recordTransition } from "./notify.ts";
+import { recordAudit, recordTransition } from "./notify.ts";
 
 /**
  * Makes sure this object belongs to a registered, non-revoked host. The registry (D1) is the
@@ -80,6 +80,7 @@ export async function enqueue(rc: RelayContext, input: EnqueueInput, now: number
       if (existing.request_hash !== (input.request_hash ?? null)) {
         return rpcError(ErrorCode.IDEMPOTENCY_CONFLICT, "this Idempotency-Key was used for a different request");
       }
+      auditAccepted(rc, input, existing.message_id, now);
       return { ok: true, value: { message_id: existing.message_id, status: existing.state } };
     }
   }
@@ -102,8 +103,14 @@ export async function enqueue(rc: RelayContext, input: EnqueueInput, now: number
     now,
   );
   recordTransition(rc, row, transition, now);
+  auditAccepted(rc, input, row.message_id, now);
   pump(rc, now);
   return { ok: true, value: { message_id: row.message_id, status: "queued" } };
+}
+
+/** The caller's audit record of an accepted enqueue, in the same synchronous step (one transaction) as the command. */
+function auditAccepted(rc: RelayContext, input: EnqueueInput, messageId: string, now: number): void {
+  if (input.audit) recordAudit(rc, { ...input.audit, target: { ...input.audit.target, message_id: messageId } }, now);
 }
 
 function belongs(rc: RelayContext, hostId: string): boolean {

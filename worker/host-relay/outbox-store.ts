@@ -19,9 +19,20 @@ export interface OutboxRow {
  */
 export class OutboxStore {
   readonly #sql: SqlStorage;
+  /**
+   * Rows a flush of this instance is delivering, with the time the alarm retries them if that flush
+   * never settles. Kept in memory, not in the row: a new instance owns no flush, so a stored lease
+   * would be void anyway, and not writing it saves a row write per notification.
+   */
+  readonly #leased = new Map<number, number>();
 
   constructor(sql: SqlStorage) {
     this.#sql = sql;
+  }
+
+  /** The leased ids as a JSON array, for `id NOT IN (SELECT value FROM json_each(?))`. */
+  #leasedIds(): string {
+    return JSON.stringify([...this.#leased.keys()]);
   }
 
   /** Queues a notification; `backupAt` is when the alarm looks at it if no flush delivers it first. */
@@ -43,7 +54,13 @@ export class OutboxStore {
   openCoalesced(key: string, now: number): OutboxRow | null {
     return (
       this.#sql
-        .exec<OutboxRow>("SELECT * FROM outbox WHERE coalesce_key = ? AND leased = 0 AND not_before > ? ORDER BY id DESC LIMIT 1", key, now)
+        .exec<OutboxRow>(
+          `SELECT * FROM outbox WHERE coalesce_key = ? AND not_before > ? AND id NOT IN (SELECT value FROM json_each(?))
+             ORDER BY id DESC LIMIT 1`,
+          key,
+          now,
+          this.#leasedIds(),
+        )
         .toArray()[0] ?? null
     );
   }
@@ -55,20 +72,30 @@ export class OutboxStore {
    * nothing merges into a row once it was sent.
    */
   takeOpenCoalesced(key: string, kind: string, now: number, leaseUntil: number): OutboxRow[] {
-    return this.#sql
+    const leased = this.#leasedIds();
+    // The closed window is stored (a row once sent must never grow, even after an eviction); the lease is not.
+    const rows = this.#sql
       .exec<OutboxRow>(
-        `UPDATE outbox SET leased = 1, not_before = MIN(not_before, ?), next_at = ?
-           WHERE coalesce_key = ? AND leased = 0 AND (backoff_until IS NULL OR backoff_until <= ?)
-             AND NOT EXISTS (SELECT 1 FROM outbox AS older WHERE older.kind = ? AND older.id < outbox.id AND older.leased = 0)
+        `UPDATE outbox SET not_before = MIN(not_before, ?)
+           WHERE coalesce_key = ? AND id NOT IN (SELECT value FROM json_each(?3)) AND (backoff_until IS NULL OR backoff_until <= ?)
+             AND NOT EXISTS (SELECT 1 FROM outbox AS older WHERE older.kind = ? AND older.id < outbox.id
+                               AND older.id NOT IN (SELECT value FROM json_each(?3)))
            RETURNING *`,
         now,
-        leaseUntil,
         key,
+        leased,
         now,
         kind,
       )
       .toArray()
       .sort((a, b) => a.id - b.id);
+    for (const r of rows) this.#take(r, leaseUntil);
+    return rows;
+  }
+
+  #take(r: OutboxRow, leaseUntil: number): void {
+    this.#leased.set(r.id, leaseUntil);
+    r.leased = 1;
   }
 
   replaceBody(id: number, body: unknown): void {
@@ -87,24 +114,27 @@ export class OutboxStore {
     for (const r of this.#sql.exec<OutboxRow>("SELECT * FROM outbox ORDER BY id LIMIT ?", limit * 4)) {
       const key = `${r.kind}\u0000${r.target}`;
       if (blocked.has(key)) continue;
-      if (r.leased || (r.backoff_until !== null && r.backoff_until > now) || r.not_before > now) {
+      if (this.#leased.has(r.id) || (r.backoff_until !== null && r.backoff_until > now) || r.not_before > now) {
         blocked.add(key);
         continue;
       }
       taken.push(r);
       if (taken.length >= limit) break;
     }
-    for (const r of taken) this.#sql.exec("UPDATE outbox SET leased = 1, next_at = ? WHERE id = ?", leaseUntil, r.id);
+    for (const r of taken) this.#take(r, leaseUntil);
     return taken;
   }
 
   delete(ids: number[]): void {
-    for (const id of ids) this.#sql.exec("DELETE FROM outbox WHERE id = ?", id);
+    for (const id of ids) this.#leased.delete(id);
+    if (ids.length === 1) this.#sql.exec("DELETE FROM outbox WHERE id = ?", ids[0]);
+    else if (ids.length > 1) this.#sql.exec("DELETE FROM outbox WHERE id IN (SELECT value FROM json_each(?))", JSON.stringify(ids));
   }
 
   /** Delivery failed: the rows back off (and, being first, hold back their target's later rows). */
   defer(ids: number[], until: (attempts: number) => number): void {
     for (const id of ids) {
+      this.#leased.delete(id);
       const row = this.#sql.exec<{ attempts: number }>("SELECT attempts FROM outbox WHERE id = ?", id).toArray()[0];
       if (!row) continue;
       const at = until(row.attempts + 1);
@@ -120,6 +150,8 @@ export class OutboxStore {
 
   /** A new instance owns no flush: leases of an evicted one are void. */
   releaseLeases(): void {
+    this.#leased.clear();
+    // Rows leased in storage by code before the leases moved to memory.
     this.#sql.exec("UPDATE outbox SET leased = 0 WHERE leased = 1");
   }
 
@@ -127,9 +159,11 @@ export class OutboxStore {
     return (
       this.#sql
         .exec<{ n: number }>(
-          "SELECT COUNT(*) AS n FROM outbox WHERE leased = 0 AND (backoff_until IS NULL OR backoff_until <= ?) AND not_before <= ?",
+          `SELECT COUNT(*) AS n FROM outbox WHERE (backoff_until IS NULL OR backoff_until <= ?) AND not_before <= ?
+             AND id NOT IN (SELECT value FROM json_each(?))`,
           now,
           now,
+          this.#leasedIds(),
         )
         .one().n > 0
     );
@@ -137,7 +171,15 @@ export class OutboxStore {
 
   /** Earliest time the alarm must look at the outbox. */
   nextDue(): number | null {
-    return this.#sql.exec<{ t: number | null }>("SELECT MIN(next_at) AS t FROM outbox").one().t;
+    const stored = this.#sql
+      .exec<{ t: number | null }>(
+        "SELECT MIN(next_at) AS t FROM outbox WHERE id NOT IN (SELECT value FROM json_each(?))",
+        this.#leasedIds(),
+      )
+      .one().t;
+    let next = stored;
+    for (const until of this.#leased.values()) if (next === null || until < next) next = until;
+    return next;
   }
 
   count(): number {

@@ -9,6 +9,7 @@ import {
   PackageOperation,
   PackageRequest,
 } from "../../schemas/index.ts";
+import { auditInTransaction, auditRecorded } from "../audit-log/session.ts";
 import { assertDeadlineWithinBound } from "../deadline.ts";
 import { ErrorCode, RelayError, type RpcResult, unwrap } from "../errors.ts";
 import type { CancelResult, EnqueueInput } from "../host-relay/contract.ts";
@@ -28,6 +29,9 @@ import {
   requireRole,
 } from "./common.ts";
 
+/** Queuing a command: its audit record is written by the HostRelay in the transaction that queues it. */
+const IN_TRANSACTION = { inTransaction: true };
+
 const accepted = {
   description: "Queued for delivery; `Location` points at the command",
   headers: z.object({ Location: z.string().openapi({ description: "URL of the command" }) }),
@@ -43,7 +47,7 @@ const installRoute = createRoute({
   description:
     "`install`, `remove`, `update` or `upgrade` packages on one host. Package names are checked against a strict pattern; options are a closed set.",
   security: BEARER,
-  middleware: [requireRole("operator")] as const,
+  middleware: [requireRole("operator", IN_TRANSACTION)] as const,
   request: {
     params: HostIdParam.extend({
       operation: z
@@ -63,7 +67,7 @@ const createCommandRoute = createRoute({
   tags: ["commands"],
   summary: "Queue any command type",
   security: BEARER,
-  middleware: [requireRole("operator")] as const,
+  middleware: [requireRole("operator", IN_TRANSACTION)] as const,
   request: {
     params: HostIdParam,
     headers: IdempotencyHeader,
@@ -131,8 +135,10 @@ async function queue(
       host_id: hostId,
       idempotency_key: key,
       request_hash: key ? await requestHash([input]) : undefined,
+      audit: await auditInTransaction(c, 202),
     }),
   );
+  auditRecorded(c);
   c.header("Location", `/api/hosts/${hostId}/commands/${result.message_id}`);
   return result;
 }

@@ -1,7 +1,7 @@
 import { OpenAPIHono, z } from "@hono/zod-openapi";
 import type { MiddlewareHandler } from "hono";
 import { Problem } from "../../schemas/index.ts";
-import { type AuditSession, auditGate } from "../audit-log/session.ts";
+import { type AuditGateOptions, type AuditSession, auditGate } from "../audit-log/session.ts";
 import { authenticate, hasRole, type Principal, type Role, requestCredentials } from "../auth/jwt.ts";
 import type { Env } from "../env.ts";
 import { ErrorCode, PROBLEM_CONTENT_TYPE, RelayError, validationError } from "../errors.ts";
@@ -37,7 +37,7 @@ export function createRouter(): OpenAPIHono<AppEnv> {
  * Authenticates the caller (Authorization: Bearer, or Cloudflare Access's assertion when JWT_JWKS_URL
  * is set) and requires at least `role` (viewer < operator < admin).
  */
-export function requireRole(role: Role): MiddlewareHandler<AppEnv> {
+export function requireRole(role: Role, audit: AuditGateOptions = {}): MiddlewareHandler<AppEnv> {
   return async (c, next) => {
     const principal = await authenticate(requestCredentials(c.req.raw.headers, c.env), c.env);
     // Set before the role check, so a refusal's audit record names who was refused.
@@ -46,7 +46,7 @@ export function requireRole(role: Role): MiddlewareHandler<AppEnv> {
       throw new RelayError(ErrorCode.FORBIDDEN, `this needs the ${role} role; the token has ${principal.role}`);
     }
     // A mutation's audit record is written (fail-closed) before the handler may run.
-    await auditGate(c);
+    await auditGate(c, undefined, audit);
     await next();
   };
 }

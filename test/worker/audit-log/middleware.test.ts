@@ -4,6 +4,7 @@ import { describe, expect, it } from "vitest";
 import { createApp } from "../../../worker/app.ts";
 import type { Env } from "../../../worker/env.ts";
 import { api, BASE, registerHost, relayStub, TestAgent, token } from "../helpers.ts";
+import { sql } from "../host-relay/relay-helpers.ts";
 import { eventually, exportText, inShard, listed, shardOfHost, storedRecords, verify } from "./audit-helpers.ts";
 
 const JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJlLXNpZ25hdHVyZQ";
@@ -47,33 +48,59 @@ describe("audit of REST mutations", () => {
     });
   });
 
-  it("fail-closed: when the shard cannot take the first stage, the command is refused with 503 and not queued", async () => {
+  it("fail-closed: when the shard cannot take the first stage, a gated mutation is refused with 503 and changes nothing", async () => {
     const host = await registerHost();
     await inShard(shardOfHost(host.host_id), (_ac, instance) => instance.faults.arm("audit.append"));
-    const res = await api(`/api/hosts/${host.host_id}/commands`, { role: "operator", body: { command_type: "system_info" } });
+    const res = await api(`/api/hosts/${host.host_id}/revoke`, { method: "POST", role: "admin" });
     expect(res.status).toBe(503);
     expect(res.headers.get("content-type")).toBe("application/problem+json");
     expect(((await res.json()) as { code: string }).code).toBe("ERR_AUDIT_UNAVAILABLE");
-    expect(await commands(host.host_id)).toEqual([]);
+    const after = await api(`/api/hosts/${host.host_id}`, { role: "viewer" });
+    expect(((await after.json()) as { status: string }).status).not.toBe("revoked");
   });
 
-  it("best-effort: the same failure lets the command through", async () => {
+  it("fail-closed: a queued command's record is committed with the command, so a shard that is down delays the record, never loses it", async () => {
+    const host = await registerHost();
+    await inShard(shardOfHost(host.host_id), (_ac, instance) => instance.faults.arm("audit.append"));
+    const res = await api(`/api/hosts/${host.host_id}/commands`, { role: "operator", body: { command_type: "system_info" } });
+    expect(res.status).toBe(202);
+    const { message_id } = (await res.json()) as { message_id: string };
+    expect(await commands(host.host_id)).toHaveLength(1);
+    // In the HostRelay's outbox, in the command's transaction, before the 202 went out.
+    const pending = (await sql(host.host_id, "SELECT body FROM outbox WHERE kind = 'audit'")).map(
+      (row) => JSON.parse(row.body as string) as { action: string; target: { message_id?: string } },
+    );
+    expect(pending.some((p) => p.action === "command.create" && p.target.message_id === message_id)).toBe(true);
+    // The shard refused the first delivery; the outbox's retry brings it.
+    const record = await eventually(async () => (await listed(`host_id=${host.host_id}&action=command.create`))[0], 15_000);
+    expect(record).toMatchObject({ target: { host_id: host.host_id, message_id }, outcome: { status: 202, code: null } });
+  });
+
+  it("a refused enqueue (unknown host) changed nothing and is still recorded, with its error", async () => {
+    const hostId = crypto.randomUUID();
+    const res = await api(`/api/hosts/${hostId}/commands`, { role: "operator", body: { command_type: "system_info" } });
+    expect(res.status).toBe(404);
+    const record = await eventually(async () => (await listed(`host_id=${hostId}&action=command.create`))[0]);
+    expect(record.outcome).toMatchObject({ status: 404 });
+  });
+
+  it("best-effort: the same failure lets a gated mutation through", async () => {
     const host = await registerHost();
     await inShard(shardOfHost(host.host_id), (_ac, instance) => instance.faults.arm("audit.append"));
     const app = createApp();
     const ctx = createExecutionContext();
     const res = await app.fetch(
-      new Request(`${BASE}/api/hosts/${host.host_id}/commands`, {
+      new Request(`${BASE}/api/hosts/${host.host_id}/revoke`, {
         method: "POST",
-        headers: { authorization: `Bearer ${await token("operator")}`, "content-type": "application/json" },
-        body: JSON.stringify({ command_type: "system_info" }),
+        headers: { authorization: `Bearer ${await token("admin")}` },
       }),
       { ...(env as unknown as Env), AUDIT_MODE: "best-effort" },
       ctx,
     );
     await waitOnExecutionContext(ctx);
-    expect(res.status).toBe(202);
-    expect(await commands(host.host_id)).toHaveLength(1);
+    expect(res.status).toBe(200);
+    const after = await api(`/api/hosts/${host.host_id}`, { role: "viewer" });
+    expect(((await after.json()) as { status: string }).status).toBe("revoked");
   });
 
   it("never stores a secret or token from the body, in storage or in the export", async () => {
