@@ -4,7 +4,7 @@
  * `ready` once listening; answers `sample` (RSS and CPU time of this process and of workerd) and `stop`.
  * Started by bench/run.ts with `--expose-gc`, and by bench/soak.ts (which SIGKILLs it and workerd, and
  * starts it again on the same state directory and ports); not meant to be run by hand.
- * Arguments: the state directory, then optionally a JSON object `{ port, edgePort, bindings }`.
+ * Arguments: the state directory, then optionally a JSON object `{ port, edgePort, bindings, inspectorPort }`.
  */
 import { readFileSync } from "node:fs";
 import { startLocalRelay } from "../scripts/local-relay.ts";
@@ -31,7 +31,12 @@ if (!stateDir || !process.send) {
   process.exit(2);
 }
 const send = (m: RelayReply) => process.send!(m);
-const extra = JSON.parse(process.argv[3] ?? "{}") as { port?: number; edgePort?: number; bindings?: Record<string, string> };
+const extra = JSON.parse(process.argv[3] ?? "{}") as {
+  port?: number;
+  edgePort?: number;
+  bindings?: Record<string, string>;
+  inspectorPort?: number;
+};
 
 function comm(pid: number): string {
   try {
@@ -72,6 +77,7 @@ try {
     stateDir,
     quiet: true,
     bindings: extra.bindings,
+    ...(extra.inspectorPort === undefined ? {} : { inspectorPort: extra.inspectorPort }),
   });
   // workerd is the runtime; anything else below us (none expected) is counted with it.
   const below = descendants(process.pid);

@@ -46,6 +46,8 @@ export interface LocalRelayOptions {
    * null runs no edge. Default 8443. It listens on `host` too.
    */
   edgePort?: number | null;
+  /** Port for workerd's V8 inspector (DevTools protocol, for profiling); default none. */
+  inspectorPort?: number;
 }
 
 export interface LocalRelay {
@@ -141,6 +143,7 @@ export async function startLocalRelay(opts: LocalRelayOptions = {}): Promise<Loc
     logRequests: !opts.quiet,
     // Without this Miniflare fetches a real `cf` object from the internet on every start.
     cf: false,
+    ...(opts.inspectorPort === undefined ? {} : { inspectorPort: opts.inspectorPort }),
   };
 
   let mf: Miniflare;
