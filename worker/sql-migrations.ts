@@ -5,10 +5,9 @@
 export function applySqlMigrations(sql: SqlStorage, migrations: readonly string[]): void {
   sql.exec("CREATE TABLE IF NOT EXISTS _migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)");
   const applied = sql.exec<{ v: number | null }>("SELECT MAX(version) AS v FROM _migrations").one().v ?? 0;
-  migrations.forEach((migration, index) => {
-    const version = index + 1;
-    if (version <= applied) return;
-    sql.exec(migration);
-    sql.exec("INSERT INTO _migrations (version, applied_at) VALUES (?, ?)", version, Date.now());
-  });
+  if (applied >= migrations.length) return;
+  // The pending ones as one script (a fresh object's first write runs them all): one call, one transaction either way.
+  const pending = migrations.slice(applied);
+  const versions = pending.map((_, i) => `(${applied + i + 1}, ${Date.now()})`).join(", ");
+  sql.exec(`${pending.join(";\n")};\nINSERT INTO _migrations (version, applied_at) VALUES ${versions};`);
 }
