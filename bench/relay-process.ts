@@ -4,7 +4,7 @@
  * `ready` once listening; answers `sample` (RSS and CPU time of this process and of workerd) and `stop`.
  * Started by bench/run.ts with `--expose-gc`, and by bench/soak.ts (which SIGKILLs it and workerd, and
  * starts it again on the same state directory and ports); not meant to be run by hand.
- * Arguments: the state directory, then optionally a JSON object `{ port, edgePort, bindings }`.
+ * Arguments: the state directory, then optionally a JSON object `{ port, edgePort, bindings, inspectorPort }`.
  */
 import { readFileSync } from "node:fs";
 import { startLocalRelay } from "../scripts/local-relay.ts";
@@ -48,6 +48,7 @@ const extra = JSON.parse(process.argv[3] ?? "{}") as {
   edgePort?: number;
   bindings?: Record<string, string>;
   edgeProcesses?: number;
+  inspectorPort?: number;
 };
 
 function comm(pid: number): string {
@@ -80,6 +81,7 @@ try {
     quiet: true,
     bindings: extra.bindings,
     edgeProcesses: extra.edgeProcesses ?? 0,
+    ...(extra.inspectorPort === undefined ? {} : { inspectorPort: extra.inspectorPort }),
   });
   // workerd is the runtime; anything else below us (none expected) is counted with it.
   const edgePids = new Set(relay.edgeProcesses.map((e) => e.pid));

@@ -134,6 +134,22 @@ export async function hostRegistration(
   return row ? { host_id: row.host_id, revoked_at: row.revoked_at, tags: row.tags ? (JSON.parse(row.tags) as string[]) : [] } : null;
 }
 
+/** `hostRegistration` for many hosts in one statement (ids as one JSON parameter); unregistered ids are absent. */
+export async function hostRegistrations(
+  db: D1Database,
+  hostIds: string[],
+): Promise<Map<string, { revoked_at: string | null; tags: string[] }>> {
+  const { results } = await db
+    .prepare(
+      `SELECT h.host_id, h.revoked_at,
+         (SELECT json_group_array(tag) FROM (SELECT tag FROM host_tags t WHERE t.host_id = h.host_id ORDER BY tag)) AS tags
+       FROM json_each(?) j JOIN hosts h ON h.host_id = j.value`,
+    )
+    .bind(JSON.stringify(hostIds))
+    .all<{ host_id: string; revoked_at: string | null; tags: string | null }>();
+  return new Map(results.map((r) => [r.host_id, { revoked_at: r.revoked_at, tags: r.tags ? (JSON.parse(r.tags) as string[]) : [] }]));
+}
+
 /** Whether the host is registered (revoked or not): one primary-key lookup. */
 export async function hostExists(db: D1Database, hostId: string): Promise<boolean> {
   return (await db.prepare("SELECT 1 AS found FROM hosts WHERE host_id = ?").bind(hostId).first()) !== null;

@@ -33,6 +33,17 @@ export interface EnqueueInput {
    * enqueue is refused. Absent for commands a job queues (the job's own record covers them).
    */
   audit?: AuditInput | undefined;
+  /**
+   * The host's registry row as the caller read it just before this call (a job reads its whole batch
+   * in one query): taken as this object's registry check instead of a read of its own. Default: none.
+   */
+  registration?: HostRegistration | undefined;
+}
+
+/** A host's registry facts a HostRelay acts on. */
+export interface HostRegistration {
+  revoked_at: string | null;
+  tags: string[];
 }
 
 export interface HostStats {

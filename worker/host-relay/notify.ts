@@ -68,7 +68,9 @@ export function recordTransition(rc: RelayContext, row: CommandRow, t: Transitio
   };
   addEvent(rc, event, now);
   let job: JobHostUpdate | null = null;
-  if (t.job_id) {
+  // Not the insert: the coordinator queued the command itself and records it from the enqueue answer
+  // (or from the idempotent retry a lost answer leads to), so reporting it back would be one more RPC per host for nothing.
+  if (t.job_id && t.from !== null) {
     job = { host_id: hostId(rc)!, message_id: t.message_id, state: t.to, response_status: t.response_status, detail: t.detail, at: t.at };
     rc.store.outbox.add(JOB, t.job_id, job, now + LEASE_MS);
   }

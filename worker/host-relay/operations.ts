@@ -7,7 +7,7 @@ import { cancelOutcome, decide } from "./command-states.ts";
 import { factsOf } from "./command-store.ts";
 import { closeAgent } from "./connection.ts";
 import { liveSockets, type RelayContext, readySocket } from "./context.ts";
-import type { CancelOptions, CancelResult, EnqueueInput, HostStats } from "./contract.ts";
+import type { CancelOptions, CancelResult, EnqueueInput, HostRegistration, HostStats } from "./contract.ts";
 import { pump, sendCancel } from "./delivery.ts";
 import { apply, executionDeadline } from "./lifecycle.ts";
 import { recordAudit, recordTransition } from "./notify.ts";
@@ -15,12 +15,13 @@ import { recordAudit, recordTransition } from "./notify.ts";
 /**
  * Makes sure this object belongs to a registered, non-revoked host. The registry (D1) is the
  * authority: it is asked on first use, and again when the last look is older than `registryCheckMs` (config),
- * so a revocation whose call to this object failed still takes effect within that bound.
+ * so a revocation whose call to this object failed still takes effect within that bound. A caller that
+ * has just read the host's row (`given`) spares this object the read.
  */
-export async function ensureHost(rc: RelayContext, hostId: string, now: number): Promise<RpcResult<null>> {
-  const known = await knownHost(rc, hostId, now);
+export async function ensureHost(rc: RelayContext, hostId: string, now: number, given?: HostRegistration): Promise<RpcResult<null>> {
+  const known = await knownHost(rc, hostId, now, given);
   if (!known.ok) return known;
-  if (registryCheckDue(rc, now)) await refreshRegistration(rc, hostId, now);
+  if (registryCheckDue(rc, now)) await refreshRegistration(rc, hostId, now, given);
   const revoked = rc.store.getMeta("revoked_at");
   if (revoked) return rpcError(ErrorCode.HOST_REVOKED, `host ${hostId} was revoked at ${revoked}`);
   return { ok: true, value: null };
@@ -30,11 +31,11 @@ export async function ensureHost(rc: RelayContext, hostId: string, now: number):
  * This object serves `hostId`. The registry is asked only when the object has never served a host;
  * an unknown id is refused before anything is written, so made-up ids create no storage.
  */
-export async function knownHost(rc: RelayContext, hostId: string, now: number): Promise<RpcResult<null>> {
+export async function knownHost(rc: RelayContext, hostId: string, now: number, given?: HostRegistration): Promise<RpcResult<null>> {
   const known = rc.store.getMeta("host_id");
   if (known === hostId) return { ok: true, value: null };
   if (known !== null) return rpcError(ErrorCode.INTERNAL, "host relay addressed with a different host id");
-  const reg = await hostRegistration(rc.env.DB, hostId);
+  const reg = given ?? (await hostRegistration(rc.env.DB, hostId));
   if (!reg) return rpcError(ErrorCode.HOST_NOT_FOUND, `host ${hostId} is not registered`);
   if (!rc.store.initialized) rc.store.initialize();
   if (rc.store.getMeta("host_id") === null) {
@@ -60,8 +61,13 @@ export function nextRegistryCheck(rc: RelayContext): number | null {
 }
 
 /** Reads the host's registration and applies a revocation found there. */
-export async function refreshRegistration(rc: RelayContext, hostId: string, now: number): Promise<"ok" | "unknown" | "revoked"> {
-  const reg = await hostRegistration(rc.env.DB, hostId);
+export async function refreshRegistration(
+  rc: RelayContext,
+  hostId: string,
+  now: number,
+  given?: HostRegistration,
+): Promise<"ok" | "unknown" | "revoked"> {
+  const reg = given ?? (await hostRegistration(rc.env.DB, hostId));
   if (!reg) return "unknown";
   rc.store.setMeta("registry_checked_at", String(now));
   if (reg.revoked_at) {
@@ -72,7 +78,7 @@ export async function refreshRegistration(rc: RelayContext, hostId: string, now:
 }
 
 export async function enqueue(rc: RelayContext, input: EnqueueInput, now: number): Promise<RpcResult<CommandAccepted>> {
-  const host = await ensureHost(rc, input.host_id, now);
+  const host = await ensureHost(rc, input.host_id, now, input.registration);
   if (!host.ok) return host;
   if (input.idempotency_key) {
     const existing = rc.store.commands.byIdempotencyKey(input.idempotency_key);

@@ -1,3 +1,5 @@
+import { foldMigrations, type SqlBaseline } from "../sql-migrations.ts";
+
 /**
  * Numbered, additive migrations for a HostRelay's SQLite storage. Never edit an
  * applied entry; append a new one.
@@ -105,3 +107,9 @@ export const HOST_RELAY_MIGRATIONS: readonly string[] = [
   CREATE INDEX outbox_by_coalesce_key ON outbox(coalesce_key) WHERE coalesce_key IS NOT NULL;
   `,
 ];
+
+/**
+ * What the migrations leave, as one script without ALTERs, for a HostRelay created from scratch: a
+ * job to 10,000 hosts creates 10,000 of them, and each ALTER makes SQLite re-read the whole schema.
+ */
+export const HOST_RELAY_BASELINE: SqlBaseline | undefined = foldMigrations(HOST_RELAY_MIGRATIONS) ?? undefined;

@@ -5,7 +5,7 @@ import { DeadLetterStore } from "./dead-letter-store.ts";
 import { FrameErrorStore } from "./frame-error-store.ts";
 import { OutboxStore } from "./outbox-store.ts";
 import { OutputStore } from "./output-store.ts";
-import { HOST_RELAY_MIGRATIONS } from "./storage-schema.ts";
+import { HOST_RELAY_BASELINE, HOST_RELAY_MIGRATIONS } from "./storage-schema.ts";
 
 export type { CommandRow, NewCommand, Transition } from "./command-store.ts";
 export type { OutboxRow } from "./outbox-store.ts";
@@ -42,7 +42,7 @@ export class HostRelayStorage {
 
   /** Creates or migrates the tables (the first write for a registered host). */
   initialize(): void {
-    applySqlMigrations(this.#sql, HOST_RELAY_MIGRATIONS);
+    applySqlMigrations(this.#sql, HOST_RELAY_MIGRATIONS, HOST_RELAY_BASELINE);
     this.initialized = true;
   }
 

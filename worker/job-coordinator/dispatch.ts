@@ -1,5 +1,7 @@
 import type { CommandAccepted, CommandView } from "../../schemas/index.ts";
 import { ErrorCode, type RpcResult } from "../errors.ts";
+import type { HostRegistration } from "../host-relay/contract.ts";
+import { hostRegistrations } from "../registry.ts";
 import { hostRelay } from "../stubs.ts";
 import { recordJobAudit } from "./audit.ts";
 import { inPool, type JobContext, LEASE_MS, RPC_BUDGET, RPC_PARALLELISM, retryDelay, settled } from "./context.ts";
@@ -64,12 +66,30 @@ async function dispatchBatch(rc: JobContext, budget: number): Promise<number> {
     rows.push(...store.nextPending(Math.min(room, budget - rows.length)));
   }
   if (rows.length === 0) return 0;
-  await inPool(rows, RPC_PARALLELISM, (row) => dispatchOne(rc, row.seq));
+  const registrations = await batchRegistrations(rc, rows);
+  await inPool(rows, RPC_PARALLELISM, (row) => dispatchOne(rc, row.seq, registrations.get(row.host_id)));
   settle(rc, rc.clock.now());
   return rows.length;
 }
 
-async function dispatchOne(rc: JobContext, seq: number): Promise<void> {
+/**
+ * The batch's registry rows in one D1 query, handed to each HostRelay so that a relay's first use
+ * needs no registry read of its own. A host missing here (or every host, if the read fails) is
+ * looked up by its relay as before.
+ */
+async function batchRegistrations(rc: JobContext, rows: HostRow[]): Promise<Map<string, HostRegistration>> {
+  try {
+    return await hostRegistrations(
+      rc.env.DB,
+      rows.map((r) => r.host_id),
+    );
+  } catch (err) {
+    console.error("job dispatch: batch registry read failed; each relay reads its own", err);
+    return new Map();
+  }
+}
+
+async function dispatchOne(rc: JobContext, seq: number, registration: HostRegistration | undefined): Promise<void> {
   const { store } = rc;
   const now = rc.clock.now();
   const job = store.job()!;
@@ -94,6 +114,7 @@ async function dispatchOne(rc: JobContext, seq: number): Promise<void> {
       idempotency_key: jobIdempotencyKey(job.job_id),
       request_hash: jobIdempotencyKey(job.job_id),
       job_id: job.job_id,
+      registration,
     }),
   );
   if (!outcome.ok) {
