@@ -21,6 +21,7 @@ import os from "node:os";
 import path from "node:path";
 import { signDevToken } from "../scripts/dev-token.ts";
 import { readJwtSecret } from "../scripts/jwt-secret.ts";
+import { type FanoutResult, fanout, fanoutLines } from "./fanout.ts";
 import { type MetricsCost, metricsCost, scrapeCounters } from "./metrics-cost.ts";
 import { findMosquitto, MOSQUITTO_PATHS, type MqttResult, runMosquitto } from "./mqtt-peer.ts";
 import { clientCertFactory } from "./pki.ts";
@@ -28,6 +29,7 @@ import { ProtocolAgent } from "./protocol-agent.ts";
 import { type RealAgentHandle, startRealAgent } from "./real-agent.ts";
 import type { RelayReply, RelayRequest } from "./relay-process.ts";
 import { RestClient } from "./rest.ts";
+import { runScaleBench, type ScaleResult } from "./scale.ts";
 import { bytes, ms, ratio, type Summary, summarize, table } from "./stats.ts";
 import { type SummaryInput, summaryText } from "./summary.ts";
 import { Tracker } from "./tracker.ts";
@@ -48,8 +50,14 @@ const WARMUP = intEnv("BENCH_WARMUP", 200, 0);
 const CONNECTIONS = intEnv("BENCH_CONNECTIONS", 1000, 0);
 const AGENTS = intEnv("BENCH_AGENTS", 8, 1);
 const CONCURRENCY = intEnv("BENCH_CONCURRENCY", 32, 1);
-/** The whole run is aborted past this (it normally takes about 3 minutes). */
-const WATCHDOG_MS = 9 * 60_000;
+/** Idle agents of the scale section (bench/scale.ts: edge processes, Mosquitto's clients, a reconnect storm); 0 skips it. */
+const SCALE_AGENTS = intEnv("BENCH_SCALE_AGENTS", 1000, 0);
+/** How long the scale section holds its idle fleet (heartbeats every 30 s). */
+const SCALE_HOLD_S = intEnv("BENCH_SCALE_HOLD_S", 30, 0);
+/** Hosts of the fan-out section (bench/fanout.ts: one job to all of them); 0 skips it. */
+const FANOUT_HOSTS = intEnv("BENCH_FANOUT_HOSTS", 1000, 0);
+/** The whole run is aborted past this (it normally takes about 7 minutes with the default sizes). */
+const WATCHDOG_MS = 25 * 60_000;
 /**
  * Time budgets (warm-up included): a run that reaches its budget stops early and reports the
  * commands it measured (the `n` column), so a slow relay cannot stretch the run without bound.
@@ -638,6 +646,18 @@ async function main(): Promise<void> {
     await relay.stop();
     relay = null;
 
+    // ---- 4. scale and fan-out, each on a relay of its own
+    let scale: ScaleResult | null = null;
+    if (SCALE_AGENTS > 0) {
+      out(`scale, ${SCALE_AGENTS} idle agents and as many MQTT clients …`);
+      scale = await runScaleBench({ agents: SCALE_AGENTS, holdS: SCALE_HOLD_S, mosquitto: bin ?? null, log: (l) => out(`  ${l}`) });
+    }
+    let fan: FanoutResult | null = null;
+    if (FANOUT_HOSTS > 0) {
+      out(`fan-out, one job to ${FANOUT_HOSTS} hosts …`);
+      fan = await fanout(FANOUT_HOSTS, (l) => out(`  ${l}`));
+    }
+
     // ---- 5. report
     out();
     out("=".repeat(96));
@@ -808,8 +828,67 @@ async function main(): Promise<void> {
       idle: mem
         ? { agents: mem.connections, bytesPerAgent: mem.perConnection.total, connectsPerS: mem.connections / mem.connectSeconds }
         : undefined,
+      scaleMemory: scale
+        ? { agents: scale.relay.connected, relayBytes: scale.relay.perConnectionTotal, mosquittoBytes: scale.mosquitto?.perConnectionTotal }
+        : undefined,
+      connectRate: scale
+        ? { agents: scale.relay.connected, relayPerS: scale.relay.ratePerS, mosquittoPerS: scale.mosquitto?.ratePerS }
+        : undefined,
+      fanOut: fan ? { hosts: fan.hosts, seconds: fan.allQueuedMs / 1000 } : undefined,
     };
-    out("7. Summary: the performance issue's figures and targets (this run)");
+    if (scale) {
+      const r = scale.relay;
+      const peer = scale.mosquitto;
+      out(
+        `7. Scale: ${r.connected} of ${r.requested} idle agents (${scale.sizes.edgeProcesses} edge processes), held ${scale.sizes.holdS} s`,
+      );
+      out(
+        table(
+          ["", "relay", peer ? `mosquitto ${peer.version}` : "mosquitto (skipped)", "relay/mosquitto"],
+          [
+            [
+              "connected, total time",
+              `${r.connected} in ${r.totalS.toFixed(1)} s`,
+              peer ? `${peer.connected} in ${peer.totalS.toFixed(1)} s` : "-",
+              "-",
+            ],
+            [
+              "connect rate (peak)",
+              `${Math.round(r.ratePerS)}/s (${r.peakPerS})`,
+              peer ? `${Math.round(peer.ratePerS)}/s (${peer.peakPerS})` : "-",
+              peer ? ratio(r.ratePerS, peer.ratePerS) : "-",
+            ],
+            [
+              "memory per idle connection",
+              bytes(r.perConnectionTotal),
+              peer ? bytes(peer.perConnectionTotal) : "-",
+              peer ? ratio(r.perConnectionTotal, peer.perConnectionTotal) : "-",
+            ],
+            ["dropped during the hold", String(r.droppedDuringHold), peer ? String(peer.droppedDuringHold) : "-", "-"],
+          ],
+        ),
+      );
+      for (const p of r.memory)
+        out(`  ${p.name} (pid ${p.pid}): ${bytes(p.perConnection)} per connection, ${p.fdsPeak} open files at most`);
+      if (r.cpuPerConnectMs) out(`  CPU per connect: workerd ${ms(r.cpuPerConnectMs.workerd)} ms, edges ${ms(r.cpuPerConnectMs.edges)} ms`);
+      if (r.stoppedAtFdLimit)
+        out(`  first dials stopped at workerd's open-file limit: ${r.stoppedAtFdLimit.workerdFds} of ${r.stoppedAtFdLimit.limit}`);
+      const st = scale.storm;
+      if (st) {
+        out(
+          `  reconnect storm (relay SIGKILLed, restarted): answering after ${st.restartS.toFixed(1)} s, all ${st.agents} back after ${st.allBackS.toFixed(1)} s, ` +
+            `peak ${st.peakPerS}/s; commands queued while down ${st.commandsQueued}, succeeded ${st.commandsSucceeded}, lost ${st.lost}`,
+        );
+        out(`  welcomes per second from the kill: ${st.perSecond.join(" ")}`);
+      }
+      out();
+    }
+    if (fan) {
+      out("8. Fan-out");
+      for (const line of fanoutLines(fan)) out(`  ${line}`);
+      out();
+    }
+    out("9. Summary: the performance issue's figures and targets (this run)");
     for (const line of summaryText(summary)) out(line);
     out();
     if (cutShort.length) out(`Stopped at their time budget (n above is what was measured): ${cutShort.join("; ")}`);
@@ -826,6 +905,8 @@ async function main(): Promise<void> {
       throughput: { protocol_agents: tpProto, real_agents: tpReal },
       metrics_cost: cost,
       memory: mem,
+      scale,
+      fanout: fan,
       baselines: { ...base, readHosts, readCommand, enqueueOffline },
       mosquitto: mqtt ?? { skipped: mqttSkipped },
       ratios_relay_over_mosquitto_round_trip: ratios,

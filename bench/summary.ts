@@ -41,7 +41,11 @@ export interface SummaryRow {
 }
 
 const NOT_MEASURED = "not measured in this run";
-const x = (a: number, b: number) => `${(a / b).toFixed(1)}×`;
+/** relay / mosquitto; a rate far below the peer's keeps two significant digits (0.027×, not 0.0×). */
+const x = (a: number, b: number) => {
+  const r = a / b;
+  return `${r >= 0.1 ? r.toFixed(1) : r.toPrecision(2)}×`;
+};
 const met = (ok: boolean): SummaryRow["verdict"] => (ok ? "met" : "missed");
 
 export function summaryRows(s: SummaryInput): SummaryRow[] {
