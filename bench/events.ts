@@ -19,7 +19,6 @@
  * (the bench sets the budget to 1 MiB, production's default is 8 MiB), then it reads again, and we
  * report how its stream ended (4008 = closed past its send budget).
  */
-import { fork } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import { mkdtemp, rm } from "node:fs/promises";
 import os from "node:os";
@@ -27,14 +26,12 @@ import path from "node:path";
 import WebSocket from "ws";
 import { signDevToken } from "../scripts/dev-token.ts";
 import { readJwtSecret } from "../scripts/jwt-secret.ts";
-import type { RelayReply, RelayRequest } from "./relay-process.ts";
+import { forkRelayChild } from "./relay-child.ts";
 import { RestClient } from "./rest.ts";
 import { ms, summarize, table } from "./stats.ts";
 
-const BENCH_DIR = import.meta.dirname;
 /** The relay's per-subscriber send budget in this bench (EVENT_SUBSCRIBER_MAX_UNACKED_BYTES; production default 8 MiB). */
 const SEND_BUDGET_BYTES = 1024 * 1024;
-const REPO_ROOT = path.resolve(BENCH_DIR, "..");
 
 export interface EventsBenchOptions {
   /** Subscriber counts to measure. Default [1, 10, 100]. */
@@ -96,48 +93,8 @@ interface Relay {
 async function startRelay(stateDir: string): Promise<Relay> {
   // TEST_FAULTS enables the publish route; a smaller send budget than production's makes the slow subscriber's end come sooner.
   const bindings = { TEST_FAULTS: "1", EVENT_SUBSCRIBER_MAX_UNACKED_BYTES: String(SEND_BUDGET_BYTES) };
-  const proc = fork(path.join(BENCH_DIR, "relay-process.ts"), [stateDir, JSON.stringify({ bindings })], {
-    execArgv: ["--experimental-strip-types", "--no-warnings=ExperimentalWarning"],
-    stdio: ["ignore", "inherit", "inherit", "ipc"],
-    cwd: REPO_ROOT,
-  });
-  const ready = await new Promise<Extract<RelayReply, { type: "ready" }>>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error("the relay did not start within 60 s")), 60_000);
-    proc.once("exit", (code) => reject(new Error(`the relay process exited (code ${code}) before it was ready`)));
-    proc.on("message", (m: RelayReply) => {
-      if (m.type !== "ready" && m.type !== "error") return;
-      clearTimeout(timer);
-      if (m.type === "ready") resolve(m);
-      else reject(new Error(`the relay failed to start: ${m.message}`));
-    });
-  });
-  let seq = 0;
-  const waiting = new Map<number, (cpu: number) => void>();
-  proc.on("message", (m: RelayReply) => {
-    if (m.type === "sample") waiting.get(m.id)?.(m.workerdCpuMs);
-  });
-  const exited = new Promise<void>((resolve) => proc.once("exit", () => resolve()));
-  return {
-    url: ready.url,
-    workerdCpuMs: () =>
-      new Promise((resolve, reject) => {
-        const id = ++seq;
-        const timer = setTimeout(() => reject(new Error("no reading from the relay process")), 10_000);
-        waiting.set(id, (cpu) => {
-          clearTimeout(timer);
-          waiting.delete(id);
-          resolve(cpu);
-        });
-        proc.send({ type: "sample", id, gc: false } satisfies RelayRequest);
-      }),
-    stop: async () => {
-      if (proc.exitCode !== null || proc.signalCode !== null) return;
-      if (proc.connected) proc.send({ type: "stop" } satisfies RelayRequest);
-      const timer = setTimeout(() => proc.kill("SIGKILL"), 15_000);
-      await exited;
-      clearTimeout(timer);
-    },
-  };
+  const child = await forkRelayChild(stateDir, { bindings });
+  return { url: child.ready.url, workerdCpuMs: async () => (await child.sample()).workerdCpuMs, stop: () => child.stop() };
 }
 
 // ------------------------------------------------------------------- subscribers

@@ -12,7 +12,6 @@
  * BENCH_FANOUT_PROFILE=<file> also writes a V8 CPU profile of workerd over the fan-out and prints
  * the functions that took the time. `fanout()` is exported for bench/run.ts; run standalone it prints the figures.
  */
-import { fork } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdtemp, rm } from "node:fs/promises";
 import net from "node:net";
@@ -21,11 +20,9 @@ import path from "node:path";
 import { signDevToken } from "../scripts/dev-token.ts";
 import { readJwtSecret } from "../scripts/jwt-secret.ts";
 import { startProfiler, summarizeProfile } from "./cpu-profile.ts";
-import type { RelayReply, RelayRequest } from "./relay-process.ts";
+import { forkRelayChild } from "./relay-child.ts";
 import { RestClient } from "./rest.ts";
 
-const BENCH_DIR = import.meta.dirname;
-const REPO_ROOT = path.resolve(BENCH_DIR, "..");
 const now = () => performance.now();
 const sleep = (msec: number) => new Promise((r) => setTimeout(r, msec));
 
@@ -50,52 +47,15 @@ const QUEUE_BUDGET_MS = 300_000;
 const QUIET_SHARE = 0.03;
 const QUIET_WINDOW_MS = 1000;
 
-/** The relay child, as bench/run.ts starts it, reduced to what this benchmark needs. */
+/** The relay child, reduced to what this benchmark needs. */
 async function startRelay(stateDir: string, inspectorPort?: number) {
-  const extra = inspectorPort === undefined ? [] : [JSON.stringify({ inspectorPort })];
-  const proc = fork(path.join(BENCH_DIR, "relay-process.ts"), [stateDir, ...extra], {
-    execArgv: ["--experimental-strip-types", "--no-warnings=ExperimentalWarning"],
-    stdio: ["ignore", "inherit", "inherit", "ipc"],
-    cwd: REPO_ROOT,
-  });
-  const ready = await new Promise<Extract<RelayReply, { type: "ready" }>>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error("the relay did not start within 60 s")), 60_000);
-    proc.once("exit", (code) => reject(new Error(`the relay process exited (code ${code}) before it was ready`)));
-    proc.on("message", (m: RelayReply) => {
-      if (m.type === "ready" || m.type === "error") clearTimeout(timer);
-      if (m.type === "ready") resolve(m);
-      else if (m.type === "error") reject(new Error(`the relay failed to start: ${m.message}`));
-    });
-  });
-  let seq = 0;
-  const waiting = new Map<number, (cpu: number) => void>();
-  proc.on("message", (m: RelayReply) => {
-    if (m.type !== "sample") return;
-    waiting.get(m.id)?.(m.workerdCpuMs);
-    waiting.delete(m.id);
-  });
+  const child = await forkRelayChild(stateDir, inspectorPort === undefined ? undefined : { inspectorPort });
   return {
-    url: ready.url,
-    workerdPids: ready.workerdPids,
+    url: child.ready.url,
+    workerdPids: child.ready.workerdPids,
     /** workerd's CPU time so far, ms. */
-    cpu: () =>
-      new Promise<number>((resolve, reject) => {
-        const id = ++seq;
-        const timer = setTimeout(() => reject(new Error("no reading from the relay process")), 10_000);
-        waiting.set(id, (v) => {
-          clearTimeout(timer);
-          resolve(v);
-        });
-        proc.send({ type: "sample", id, gc: false } satisfies RelayRequest);
-      }),
-    stop: async () => {
-      if (proc.exitCode !== null || proc.signalCode !== null) return;
-      const exited = new Promise((r) => proc.once("exit", r));
-      if (proc.connected) proc.send({ type: "stop" } satisfies RelayRequest);
-      const timer = setTimeout(() => proc.kill("SIGKILL"), 15_000);
-      await exited;
-      clearTimeout(timer);
-    },
+    cpu: async () => (await child.sample()).workerdCpuMs,
+    stop: () => child.stop(),
   };
 }
 

@@ -13,7 +13,7 @@
  * Sizes can be lowered for a quick look: BENCH_COMMANDS, BENCH_WARMUP, BENCH_CONNECTIONS,
  * BENCH_AGENTS, BENCH_CONCURRENCY (see bench/README.md).
  */
-import { type ChildProcess, fork, spawnSync } from "node:child_process";
+import { type ChildProcess, spawnSync } from "node:child_process";
 import { closeSync, fdatasyncSync, openSync, writeSync } from "node:fs";
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import https from "node:https";
@@ -27,7 +27,7 @@ import { findMosquitto, MOSQUITTO_PATHS, type MqttResult, runMosquitto } from ".
 import { clientCertFactory } from "./pki.ts";
 import { ProtocolAgent } from "./protocol-agent.ts";
 import { type RealAgentHandle, startRealAgent } from "./real-agent.ts";
-import type { RelayReply, RelayRequest } from "./relay-process.ts";
+import { forkRelayChild, type SampleReply } from "./relay-child.ts";
 import { RestClient } from "./rest.ts";
 import { runScaleBench, type ScaleResult } from "./scale.ts";
 import { bytes, ms, ratio, type Summary, summarize, table } from "./stats.ts";
@@ -95,66 +95,23 @@ interface RelayChild {
   workerdPids: number[];
   workerdComm: string[];
   /** RSS (after a GC in the edge process when `gc`) and CPU time so far, of workerd and of the edge process. */
-  sample(gc: boolean): Promise<Extract<RelayReply, { type: "sample" }>>;
+  sample(gc: boolean): Promise<SampleReply>;
   stop(): Promise<void>;
 }
 
 async function startRelayChild(stateDir: string): Promise<RelayChild> {
-  const proc = fork(path.join(BENCH_DIR, "relay-process.ts"), [stateDir], {
-    execArgv: ["--experimental-strip-types", "--no-warnings=ExperimentalWarning", "--expose-gc"],
-    stdio: ["ignore", "inherit", "inherit", "ipc"],
-    cwd: REPO_ROOT,
-  });
-  const ready = await new Promise<Extract<RelayReply, { type: "ready" }>>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error("the relay did not start within 60 s")), 60_000);
-    proc.once("exit", (code) => reject(new Error(`the relay process exited (code ${code}) before it was ready`)));
-    proc.on("message", (m: RelayReply) => {
-      if (m.type === "ready") {
-        clearTimeout(timer);
-        resolve(m);
-      } else if (m.type === "error") {
-        clearTimeout(timer);
-        reject(new Error(`the relay failed to start: ${m.message}`));
-      }
-    });
-  });
-  let seq = 0;
-  const waiting = new Map<number, (m: Extract<RelayReply, { type: "sample" }>) => void>();
-  proc.on("message", (m: RelayReply) => {
-    if (m.type === "sample") {
-      waiting.get(m.id)?.(m);
-      waiting.delete(m.id);
-    }
-  });
-  const exited = new Promise<void>((resolve) => {
-    if (proc.exitCode !== null) resolve();
-    else proc.once("exit", () => resolve());
-  });
+  const child = await forkRelayChild(stateDir);
+  const { url, edgeUrl, caCertPem, caCertPath, workerdPids, workerdComm } = child.ready;
   return {
-    proc,
-    url: ready.url,
-    edgeUrl: ready.edgeUrl,
-    caCertPem: ready.caCertPem,
-    caCertPath: ready.caCertPath,
-    workerdPids: ready.workerdPids,
-    workerdComm: ready.workerdComm,
-    sample: (gc) =>
-      new Promise((resolve, reject) => {
-        const id = ++seq;
-        const timer = setTimeout(() => reject(new Error("no reading from the relay process")), 10_000);
-        waiting.set(id, (m) => {
-          clearTimeout(timer);
-          resolve(m);
-        });
-        proc.send({ type: "sample", id, gc } satisfies RelayRequest);
-      }),
-    stop: async () => {
-      if (proc.exitCode !== null || proc.signalCode !== null) return;
-      if (proc.connected) proc.send({ type: "stop" } satisfies RelayRequest);
-      const timer = setTimeout(() => proc.kill("SIGKILL"), 15_000);
-      await exited;
-      clearTimeout(timer);
-    },
+    proc: child.proc,
+    url,
+    edgeUrl,
+    caCertPem,
+    caCertPath,
+    workerdPids,
+    workerdComm,
+    sample: child.sample,
+    stop: () => child.stop(),
   };
 }
 
