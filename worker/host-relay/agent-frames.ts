@@ -15,7 +15,7 @@ import type { CommandRow } from "./storage.ts";
  * a no-op, streamed output) draws on the connection's budget.
  */
 export function handleAgentFrame(rc: RelayContext, ws: WebSocket, raw: string | ArrayBuffer, now: number): void {
-  const greeted = touch(ws, now).helloAt !== null;
+  const greeted = touch(rc, ws, now).helloAt !== null;
   const budget = frameBudget(rc, ws, now);
   if (budget.tokens < 1) {
     refuse(rc, ws, budget, now);

@@ -3,7 +3,16 @@ import { CloseCode, nowRfc3339, PROTOCOL_VERSION } from "../../schemas/index.ts"
 import type { AuditActor } from "../audit-log/contract.ts";
 import { M } from "../metrics/catalogue.ts";
 import { markOffline, markOnline } from "../registry.ts";
-import { AGENT_TAG, type AgentAttachment, attachment, enqueueRegistryWrite, liveSockets, type RelayContext, sendFrame } from "./context.ts";
+import {
+  AGENT_TAG,
+  type AgentAttachment,
+  attachment,
+  enqueueRegistryWrite,
+  liveSockets,
+  type RelayContext,
+  saveAttachment,
+  sendFrame,
+} from "./context.ts";
 import { cancelsDue, pump, socketDeadline } from "./delivery.ts";
 import { addMetrics } from "./metrics-outbox.ts";
 import { recordAudit, recordPresence } from "./notify.ts";
@@ -52,7 +61,7 @@ export function acceptAgent(
     fingerprint: info.fingerprint,
     address: info.address,
   };
-  server.serializeAttachment(a);
+  saveAttachment(rc, server, a);
   recordAudit(
     rc,
     {
@@ -80,9 +89,9 @@ export function onHello(rc: RelayContext, ws: WebSocket, hello: HelloMessage, no
     );
     return;
   }
-  const a = attachment(ws);
+  const a = attachment(rc, ws);
   a.helloAt = now;
-  ws.serializeAttachment(a);
+  saveAttachment(rc, ws, a);
   const agent: AgentInfo = {
     agent_version: hello.agent_version,
     protocol_version: hello.protocol_version,
@@ -125,10 +134,10 @@ export function onAgentGone(
   now: number,
   close: { code: number | null; reason: string; by: "relay" | "agent" } = { code: null, reason: "socket error", by: "agent" },
 ): void {
-  const a = attachment(ws);
+  const a = attachment(rc, ws);
   if (a.closed) return;
   a.closed = true;
-  ws.serializeAttachment(a);
+  saveAttachment(rc, ws, a);
   recordAudit(
     rc,
     {
@@ -147,7 +156,7 @@ export function onAgentGone(
   if (a.helloAt !== null) {
     const { hostId, connectionId } = a;
     enqueueRegistryWrite(rc, () => markOffline(rc.env.DB, hostId, connectionId, nowRfc3339(now)));
-    if (liveSockets(rc).every((other) => attachment(other).helloAt === null)) recordPresence(rc, false, now);
+    if (liveSockets(rc).every((other) => attachment(rc, other).helloAt === null)) recordPresence(rc, false, now);
   }
 }
 
@@ -155,7 +164,7 @@ export function onAgentGone(
 export function closeStale(rc: RelayContext, now: number): void {
   for (const ws of liveSockets(rc)) {
     if (socketDeadline(rc, ws) > now) continue;
-    const greeted = attachment(ws).helloAt !== null;
+    const greeted = attachment(rc, ws).helloAt !== null;
     closeAgent(
       rc,
       ws,
@@ -167,10 +176,10 @@ export function closeStale(rc: RelayContext, now: number): void {
 }
 
 /** Notes a sign of life and returns the attachment; it is rewritten at most once a second to keep frames cheap. */
-export function touch(ws: WebSocket, now: number): AgentAttachment {
-  const a = attachment(ws);
+export function touch(rc: RelayContext, ws: WebSocket, now: number): AgentAttachment {
+  const a = attachment(rc, ws);
   if (now - a.lastFrameAt < 1000) return a;
   a.lastFrameAt = now;
-  ws.serializeAttachment(a);
+  saveAttachment(rc, ws, a);
   return a;
 }

@@ -25,6 +25,12 @@ export interface RelayContext {
   faults: TestFaults;
   /** Per-connection frame budgets, by socket (in memory: a wake-up starts them afresh). */
   frameBudgets: WeakMap<WebSocket, FrameBudget>;
+  /**
+   * Each socket's attachment as this instance last read or wrote it: reading one is a structured-clone
+   * deserialisation, and one event reads them several times (the alarm's deadlines, the ready socket).
+   * Only this object writes them, through `saveAttachment`, so the copy stays true; a wake-up starts empty.
+   */
+  attachments: WeakMap<WebSocket, AgentAttachment>;
   /** Gauge values FleetEvents has from this host (in memory: a wake-up sends them all again). */
   sentGauges: Map<string, number>;
   /**
@@ -62,21 +68,32 @@ export const AGENT_TAG = "agent";
 /** A connection must send `hello` within this long. */
 export const HELLO_TIMEOUT_MS = 10_000;
 
-export function attachment(ws: WebSocket): AgentAttachment {
-  return ws.deserializeAttachment() as AgentAttachment;
+export function attachment(rc: RelayContext, ws: WebSocket): AgentAttachment {
+  let a = rc.attachments.get(ws);
+  if (a === undefined) {
+    a = ws.deserializeAttachment() as AgentAttachment;
+    rc.attachments.set(ws, a);
+  }
+  return a;
+}
+
+/** Stores `a` with the socket (it survives hibernation) and as this instance's copy. */
+export function saveAttachment(rc: RelayContext, ws: WebSocket, a: AgentAttachment): void {
+  ws.serializeAttachment(a);
+  rc.attachments.set(ws, a);
 }
 
 /** The socket commands go to: open, greeted, not superseded. */
 export function readySocket(rc: RelayContext): WebSocket | null {
   for (const ws of rc.ctx.getWebSockets(AGENT_TAG)) {
-    const a = attachment(ws);
+    const a = attachment(rc, ws);
     if (!a.closed && a.helloAt !== null && ws.readyState === WebSocket.OPEN) return ws;
   }
   return null;
 }
 
 export function liveSockets(rc: RelayContext): WebSocket[] {
-  return rc.ctx.getWebSockets(AGENT_TAG).filter((ws) => !attachment(ws).closed);
+  return rc.ctx.getWebSockets(AGENT_TAG).filter((ws) => !attachment(rc, ws).closed);
 }
 
 export function sendFrame(ws: WebSocket, frame: object): boolean {

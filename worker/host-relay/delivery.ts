@@ -120,13 +120,13 @@ export function cancelsDue(rc: RelayContext, now: number): void {
 
 /** When the stale check for `ws` is due: hello deadline, or last sign of life plus the stale window. */
 export function socketDeadline(rc: RelayContext, ws: WebSocket): number {
-  const a = attachment(ws);
+  const a = attachment(rc, ws);
   if (a.helloAt === null) return a.connectedAt + HELLO_TIMEOUT_MS;
   return lastActivity(rc, ws) + rc.config.staleAfterS * 1000;
 }
 
 export function lastActivity(rc: RelayContext, ws: WebSocket): number {
-  const a = attachment(ws);
+  const a = attachment(rc, ws);
   const pinged = rc.ctx.getWebSocketAutoResponseTimestamp(ws)?.getTime() ?? 0;
   return Math.max(a.lastFrameAt, pinged);
 }

@@ -47,6 +47,7 @@ export class HostRelay extends DurableObject<Env> {
       flushAgain: false,
       settleAlarm: () => scheduleAlarm(rc),
       frameBudgets: new WeakMap(),
+      attachments: new WeakMap(),
       sentGauges: new Map(),
       openMetrics: undefined,
       gaugeCounts: null,

@@ -100,7 +100,7 @@ function relayGauges(rc: RelayContext): Record<string, number> {
   const { active, deadLetters } = rc.gaugeCounts;
   for (const state of ["queued", "delivered", "running", "cancelling"]) w.gauge(M.QUEUE_DEPTH, { state }, active[state] ?? 0);
   w.gauge(M.DEAD_LETTERS, undefined, deadLetters);
-  const online = liveSockets(rc).some((ws) => attachment(ws).helloAt !== null);
+  const online = liveSockets(rc).some((ws) => attachment(rc, ws).helloAt !== null);
   w.gauge(M.AGENTS_CONNECTED, undefined, online ? 1 : 0);
   return w.delta.gauges!;
 }

@@ -1,6 +1,8 @@
+import { runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { CloseCode } from "../../../schemas/index.ts";
+import { type AgentAttachment, attachment, type RelayContext } from "../../../worker/host-relay/context.ts";
 import { getCommand, helloFrame, registerHost, relayStub, TestAgent, waitFor } from "../helpers.ts";
 import {
   advanceClock,
@@ -172,5 +174,23 @@ describe("replacement", () => {
     await sendAndAwaitAck(second, responseFrame(id));
     expect((await getCommand(host.host_id, id)).state).toBe("succeeded");
     expect(await hostStatus(host.host_id)).toBe("online");
+  });
+});
+
+describe("attachment copy", () => {
+  it("the instance's copy of a socket's attachment is what the socket stores, after frames touched it through the hook's socket", async () => {
+    const { host_id, agent } = await connectedHost();
+    await advanceClock(host_id, 5_000);
+    // A frame makes the hook rewrite lastFrameAt through the socket object the runtime hands to webSocketMessage.
+    const id = await enqueue(host_id);
+    await agent.command(id, 1);
+    await sendAndAwaitAck(agent, responseFrame(id, "success"));
+    const [copy, stored] = await runInDurableObject(relayStub(host_id), (instance, state) => {
+      const rc = (instance as unknown as { rc: RelayContext }).rc;
+      const ws = state.getWebSockets()[0]!;
+      return [attachment(rc, ws), ws.deserializeAttachment() as AgentAttachment];
+    });
+    expect(stored.lastFrameAt).toBeGreaterThan(stored.connectedAt);
+    expect(copy).toEqual(stored);
   });
 });

@@ -6,7 +6,7 @@ import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { expect } from "vitest";
 import { nowRfc3339 } from "../../../schemas/index.ts";
 import { type Clock, OffsetClock } from "../../../worker/clock.ts";
-import type { AgentAttachment } from "../../../worker/host-relay/context.ts";
+import { type AgentAttachment, attachment, type RelayContext, saveAttachment } from "../../../worker/host-relay/context.ts";
 import type { HostRelay } from "../../../worker/host-relay/host-relay.ts";
 import type { CommandRow } from "../../../worker/host-relay/storage.ts";
 import { api, registerHost, relayStub, TestAgent } from "../helpers.ts";
@@ -105,11 +105,13 @@ export async function getAlarm(hostId: string): Promise<number | null> {
 
 /** Rewrites the attachment of every agent socket the relay holds (e.g. to age it). */
 export function patchAttachments(hostId: string, patch: (a: AgentAttachment) => Partial<AgentAttachment>): Promise<number> {
-  return runInDurableObject(relayStub(hostId), (_instance, state) => {
+  return runInDurableObject(relayStub(hostId), (instance, state) => {
+    // Through the instance, which keeps its own copy of each attachment.
+    const rc = (instance as unknown as { rc: RelayContext }).rc;
     const sockets = state.getWebSockets();
     for (const ws of sockets) {
-      const a = ws.deserializeAttachment() as AgentAttachment;
-      ws.serializeAttachment({ ...a, ...patch(a) });
+      const a = attachment(rc, ws);
+      saveAttachment(rc, ws, { ...a, ...patch(a) });
     }
     return sockets.length;
   });
