@@ -13,12 +13,23 @@ export interface OutboxRow {
   [key: string]: SqlStorageValue;
 }
 
+/** What deciding when the outbox is due needs of a row: everything but its body. */
+type DueRow = Pick<OutboxRow, "kind" | "target" | "next_at" | "backoff_until" | "coalesce_key" | "not_before">;
+
 /**
  * Owns the `outbox` table: notifications for other objects (fleet events, job progress), written in
  * the same synchronous step as the change that made them and delivered first-in-first-out per target.
  */
 export class OutboxStore {
   readonly #sql: SqlStorage;
+  /**
+   * Every stored row without its body, by id, read from the table once per instance and then kept by
+   * the writes below (they are the only ones), so the questions asked after every entry point — is
+   * anything deliverable, when is the outbox next due, is there an open row to merge into — cost no
+   * statement. Updated only after a statement succeeded; a failed commit resets the object, and
+   * with it this copy. Null until first needed.
+   */
+  #due: Map<number, DueRow> | null = null;
   /**
    * Rows a flush of this instance is delivering, with the time the alarm retries them if that flush
    * never settles. Kept in memory, not in the row: a new instance owns no flush, so a stored lease
@@ -35,34 +46,52 @@ export class OutboxStore {
     return JSON.stringify([...this.#leased.keys()]);
   }
 
+  #index(): Map<number, DueRow> {
+    if (this.#due === null) {
+      this.#due = new Map();
+      for (const r of this.#sql.exec<OutboxRow>(
+        "SELECT id, kind, target, next_at, backoff_until, coalesce_key, not_before FROM outbox ORDER BY id",
+      )) {
+        this.#due.set(r.id, r);
+      }
+    }
+    return this.#due;
+  }
+
   /** Queues a notification; `backupAt` is when the alarm looks at it if no flush delivers it first. */
   add(kind: string, target: string, body: unknown, backupAt: number, coalesce?: { key: string; notBefore: number }): number {
+    const index = this.#index();
+    // A coalescing row wakes the alarm when its window closes; others only if no flush delivers them.
+    const nextAt = coalesce ? coalesce.notBefore : backupAt;
     const cursor = this.#sql.exec<{ id: number }>(
       "INSERT INTO outbox (kind, target, body, next_at, coalesce_key, not_before) VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
       kind,
       target,
       JSON.stringify(body),
-      // A coalescing row wakes the alarm when its window closes; others only if no flush delivers them.
-      coalesce ? coalesce.notBefore : backupAt,
+      nextAt,
       coalesce?.key ?? null,
       coalesce?.notBefore ?? 0,
     );
-    return cursor.one().id;
+    const id = cursor.one().id;
+    index.set(id, {
+      kind,
+      target,
+      next_at: nextAt,
+      backoff_until: null,
+      coalesce_key: coalesce?.key ?? null,
+      not_before: coalesce?.notBefore ?? 0,
+    });
+    return id;
   }
 
   /** The open (not yet leased, still inside its window) row for `key`, to merge into. */
   openCoalesced(key: string, now: number): OutboxRow | null {
-    return (
-      this.#sql
-        .exec<OutboxRow>(
-          `SELECT * FROM outbox WHERE coalesce_key = ? AND not_before > ? AND id NOT IN (SELECT value FROM json_each(?))
-             ORDER BY id DESC LIMIT 1`,
-          key,
-          now,
-          this.#leasedIds(),
-        )
-        .toArray()[0] ?? null
-    );
+    let open: number | null = null;
+    for (const [id, r] of this.#index()) {
+      if (r.coalesce_key === key && r.not_before > now && !this.#leased.has(id) && (open === null || id > open)) open = id;
+    }
+    if (open === null) return null;
+    return this.#sql.exec<OutboxRow>("SELECT * FROM outbox WHERE id = ?", open).toArray()[0] ?? null;
   }
 
   /**
@@ -72,6 +101,8 @@ export class OutboxStore {
    * nothing merges into a row once it was sent.
    */
   takeOpenCoalesced(key: string, kind: string, now: number, leaseUntil: number): OutboxRow[] {
+    const index = this.#index();
+    if (![...index.values()].some((r) => r.coalesce_key === key)) return [];
     const leased = this.#leasedIds();
     // The closed window is stored (a row once sent must never grow, even after an eviction); the lease is not.
     const rows = this.#sql
@@ -89,7 +120,11 @@ export class OutboxStore {
       )
       .toArray()
       .sort((a, b) => a.id - b.id);
-    for (const r of rows) this.#take(r, leaseUntil);
+    for (const r of rows) {
+      const known = index.get(r.id);
+      if (known) known.not_before = r.not_before;
+      this.#take(r, leaseUntil);
+    }
     return rows;
   }
 
@@ -126,13 +161,18 @@ export class OutboxStore {
   }
 
   delete(ids: number[]): void {
-    for (const id of ids) this.#leased.delete(id);
+    const index = this.#index();
     if (ids.length === 1) this.#sql.exec("DELETE FROM outbox WHERE id = ?", ids[0]);
     else if (ids.length > 1) this.#sql.exec("DELETE FROM outbox WHERE id IN (SELECT value FROM json_each(?))", JSON.stringify(ids));
+    for (const id of ids) {
+      this.#leased.delete(id);
+      index.delete(id);
+    }
   }
 
   /** Delivery failed: the rows back off (and, being first, hold back their target's later rows). */
   defer(ids: number[], until: (attempts: number) => number): void {
+    const index = this.#index();
     for (const id of ids) {
       this.#leased.delete(id);
       const row = this.#sql.exec<{ attempts: number }>("SELECT attempts FROM outbox WHERE id = ?", id).toArray()[0];
@@ -145,6 +185,11 @@ export class OutboxStore {
         at,
         id,
       );
+      const known = index.get(id);
+      if (known) {
+        known.next_at = at;
+        known.backoff_until = at;
+      }
     }
   }
 
@@ -156,33 +201,21 @@ export class OutboxStore {
   }
 
   hasDeliverable(now: number): boolean {
-    return (
-      this.#sql
-        .exec<{ n: number }>(
-          `SELECT COUNT(*) AS n FROM outbox WHERE (backoff_until IS NULL OR backoff_until <= ?) AND not_before <= ?
-             AND id NOT IN (SELECT value FROM json_each(?))`,
-          now,
-          now,
-          this.#leasedIds(),
-        )
-        .one().n > 0
-    );
+    for (const [id, r] of this.#index()) {
+      if (!this.#leased.has(id) && (r.backoff_until === null || r.backoff_until <= now) && r.not_before <= now) return true;
+    }
+    return false;
   }
 
-  /** Earliest time the alarm must look at the outbox. */
+  /** Earliest time the alarm must look at the outbox: a row's next look, or a lease's end. */
   nextDue(): number | null {
-    const stored = this.#sql
-      .exec<{ t: number | null }>(
-        "SELECT MIN(next_at) AS t FROM outbox WHERE id NOT IN (SELECT value FROM json_each(?))",
-        this.#leasedIds(),
-      )
-      .one().t;
-    let next = stored;
+    let next: number | null = null;
+    for (const [id, r] of this.#index()) if (!this.#leased.has(id) && (next === null || r.next_at < next)) next = r.next_at;
     for (const until of this.#leased.values()) if (next === null || until < next) next = until;
     return next;
   }
 
   count(): number {
-    return this.#sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM outbox").one().n;
+    return this.#index().size;
   }
 }
