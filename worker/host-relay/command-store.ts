@@ -72,13 +72,23 @@ export function factsOf(row: CommandRow): CommandFacts {
 /** Owns the `commands` and `transitions` tables. Every method is synchronous, so callers compose them atomically. */
 export class CommandStore {
   readonly #sql: SqlStorage;
+  /** Bumped by every write to `commands`, so `nextDue` is recomputed only after one. */
+  #version = 0;
+  #due: { version: number; retentionMs: number; ackTimeoutMs: number; at: number | null } | null = null;
 
   constructor(sql: SqlStorage) {
     this.#sql = sql;
   }
 
+  /** Every write to the `commands` table goes through here. */
+  #write(query: string, ...bindings: SqlStorageValue[]): SqlStorageCursor<Record<string, SqlStorageValue>> {
+    const cursor = this.#sql.exec(query, ...bindings);
+    this.#version++;
+    return cursor;
+  }
+
   insert(c: NewCommand, now: number): { row: CommandRow; transition: Transition } {
-    this.#sql.exec(
+    this.#write(
       `INSERT INTO commands (message_id, command_type, parameters, timeout_s, max_attempts, expires_at, created_at, updated_at, state, idempotency_key, request_hash, job_id)
        VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?)`,
       c.message_id,
@@ -129,7 +139,7 @@ export class CommandStore {
   move(row: CommandRow, to: CommandState, now: number, detail: string | null, extra: MoveExtra = {}): Transition {
     const terminal = TERMINAL_STATES.includes(to);
     const requeue = to === "queued";
-    this.#sql.exec(
+    this.#write(
       `UPDATE commands SET state = ?, updated_at = ?, in_flight = 0, retry_at = NULL, terminal_at = ?,
          response_status = COALESCE(?, response_status), result = COALESCE(?, result), deadline_at = ?,
          attempts = CASE WHEN ? THEN 0 ELSE attempts END
@@ -170,14 +180,14 @@ export class CommandStore {
   }
 
   setLimits(row: CommandRow, expiresAt: number, maxAttempts: number): void {
-    this.#sql.exec("UPDATE commands SET expires_at = ?, max_attempts = ? WHERE message_id = ?", expiresAt, maxAttempts, row.message_id);
+    this.#write("UPDATE commands SET expires_at = ?, max_attempts = ? WHERE message_id = ?", expiresAt, maxAttempts, row.message_id);
     row.expires_at = expiresAt;
     row.max_attempts = maxAttempts;
   }
 
   /** Records a send: one more attempt, in flight until acked or `retryAt`. */
   markSent(row: CommandRow, attempt: number, now: number, retryAt: number): void {
-    this.#sql.exec(
+    this.#write(
       "UPDATE commands SET attempts = ?, in_flight = 1, last_attempt_at = ?, retry_at = ?, updated_at = ? WHERE message_id = ?",
       attempt,
       now,
@@ -192,19 +202,19 @@ export class CommandStore {
   }
 
   markCancelSent(row: CommandRow, frameId: string, now: number): void {
-    this.#sql.exec("UPDATE commands SET cancel_frame_id = ?, cancel_sent_at = ? WHERE message_id = ?", frameId, now, row.message_id);
+    this.#write("UPDATE commands SET cancel_frame_id = ?, cancel_sent_at = ? WHERE message_id = ?", frameId, now, row.message_id);
     row.cancel_frame_id = frameId;
     row.cancel_sent_at = now;
   }
 
   /** The agent acked the cancel frame: no resend; the deadline still bounds the wait for its response. */
   markCancelAcked(row: CommandRow): void {
-    this.#sql.exec("UPDATE commands SET cancel_frame_id = NULL WHERE message_id = ?", row.message_id);
+    this.#write("UPDATE commands SET cancel_frame_id = NULL WHERE message_id = ?", row.message_id);
     row.cancel_frame_id = null;
   }
 
   setDeadline(row: CommandRow, deadlineAt: number): void {
-    this.#sql.exec("UPDATE commands SET deadline_at = ? WHERE message_id = ?", deadlineAt, row.message_id);
+    this.#write("UPDATE commands SET deadline_at = ? WHERE message_id = ?", deadlineAt, row.message_id);
     row.deadline_at = deadlineAt;
   }
 
@@ -215,8 +225,8 @@ export class CommandStore {
    * Cancel frames not yet acked are sent again on the next connection.
    */
   clearInFlight(): void {
-    this.#sql.exec("UPDATE commands SET in_flight = 0, retry_at = NULL, attempts = MAX(attempts - 1, 0) WHERE in_flight = 1");
-    this.#sql.exec("UPDATE commands SET cancel_sent_at = NULL WHERE state = 'cancelling' AND cancel_frame_id IS NOT NULL");
+    this.#write("UPDATE commands SET in_flight = 0, retry_at = NULL, attempts = MAX(attempts - 1, 0) WHERE in_flight = 1");
+    this.#write("UPDATE commands SET cancel_sent_at = NULL WHERE state = 'cancelling' AND cancel_frame_id IS NOT NULL");
   }
 
   countInFlight(): number {
@@ -281,6 +291,14 @@ export class CommandStore {
 
   /** Earliest time a command needs the alarm: a retry, an expiry, an execution deadline, a cancel resend, or a prune. */
   nextDue(retentionMs: number, ackTimeoutMs: number): number | null {
+    const memo = this.#due;
+    if (memo && memo.version === this.#version && memo.retentionMs === retentionMs && memo.ackTimeoutMs === ackTimeoutMs) return memo.at;
+    const at = this.#computeNextDue(retentionMs, ackTimeoutMs);
+    this.#due = { version: this.#version, retentionMs, ackTimeoutMs, at };
+    return at;
+  }
+
+  #computeNextDue(retentionMs: number, ackTimeoutMs: number): number | null {
     const row = this.#sql
       .exec<{ retry: number | null; expiry: number | null; deadline: number | null; cancel: number | null; prune: number | null }>(
         `SELECT
@@ -312,7 +330,7 @@ export class CommandStore {
       this.#sql.exec("DELETE FROM transitions WHERE message_id = ?", id);
       this.#sql.exec("DELETE FROM outputs WHERE message_id = ?", id);
       this.#sql.exec("DELETE FROM dead_letters WHERE message_id = ?", id);
-      this.#sql.exec("DELETE FROM commands WHERE message_id = ?", id);
+      this.#write("DELETE FROM commands WHERE message_id = ?", id);
     }
     return ids.length;
   }
