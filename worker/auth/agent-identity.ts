@@ -5,14 +5,19 @@ import { findHostByFingerprint } from "../registry.ts";
 /** Header the local TLS edge sets on every request it forwards (never sent by Cloudflare). */
 export const EDGE_SECRET_HEADER = "x-fleet-edge-secret";
 
+/** The expected secret's digest, per isolate: the secret is a binding, the same for every request. */
+const expectedDigests = new Map<string, Promise<ArrayBuffer>>();
+
 export async function sameSecret(given: string | null, expected: string): Promise<boolean> {
   if (given === null) return false;
   // Compare digests so the comparison time does not depend on where the strings differ.
   const enc = new TextEncoder();
-  const [a, b] = await Promise.all([
-    crypto.subtle.digest("SHA-256", enc.encode(given)),
-    crypto.subtle.digest("SHA-256", enc.encode(expected)),
-  ]);
+  let expectedDigest = expectedDigests.get(expected);
+  if (expectedDigest === undefined) {
+    expectedDigest = crypto.subtle.digest("SHA-256", enc.encode(expected));
+    expectedDigests.set(expected, expectedDigest);
+  }
+  const [a, b] = await Promise.all([crypto.subtle.digest("SHA-256", enc.encode(given)), expectedDigest]);
   const x = new Uint8Array(a);
   const y = new Uint8Array(b);
   let diff = 0;
