@@ -71,7 +71,7 @@ export function publish(ec: EventsContext, batch: unknown, now: number): FleetEv
   countVolatile(ec.metrics, M.PUBLISH_CALLS, undefined);
   if (stored.length > 0) countHere(ec.metrics, M.EVENTS_PUBLISHED, undefined, stored.length, budget);
   fanOut(ec, stored);
-  ec.store.prune(now, ec.bounds);
+  if (stored.length > 0) ec.store.pruneAfterAppend(stored[stored.length - 1]!.offset, now, ec.bounds);
   scheduleAlarm(ec);
   return stored;
 }

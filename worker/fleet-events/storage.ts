@@ -18,10 +18,26 @@ export interface HistoryBounds {
 /** Most publishing sources remembered for deduplication; the longest idle are forgotten first. */
 export const MAX_SOURCES = 100_000;
 
+/**
+ * How often a publish also applies the age bound (the count bound is applied on every one): the
+ * history is bounded by a day by default, so a second of slack is nothing, and it spares every
+ * publish two indexed scans and a delete. The alarm applies both bounds whenever it runs.
+ */
+export const AGE_PRUNE_EVERY_MS = 1000;
+
 /** Owns the FleetEvents tables; every method is synchronous so callers compose them atomically. */
 export class FleetEventsStorage {
   private readonly sql: SqlStorage;
   private epochCache: string | undefined;
+  /**
+   * Copies kept by this instance's own writes (only this object writes these tables): meta values,
+   * the number of remembered sources (undefined: count once), the oldest kept event's time
+   * (undefined: read once), and when a publish last applied the age bound.
+   */
+  private readonly metaCache = new Map<string, string | null>();
+  private sourceCount: number | undefined;
+  private oldestCache: number | null | undefined;
+  private agedAt = Number.NEGATIVE_INFINITY;
   /** The metric tables, over the same database (migration 3). */
   readonly metrics: MetricsStore;
 
@@ -37,11 +53,16 @@ export class FleetEventsStorage {
   }
 
   private getMeta(key: string): string | null {
-    return this.sql.exec<{ value: string }>("SELECT value FROM meta WHERE key = ?", key).toArray()[0]?.value ?? null;
+    const cached = this.metaCache.get(key);
+    if (cached !== undefined) return cached;
+    const value = this.sql.exec<{ value: string }>("SELECT value FROM meta WHERE key = ?", key).toArray()[0]?.value ?? null;
+    this.metaCache.set(key, value);
+    return value;
   }
 
   private setMeta(key: string, value: string): void {
     this.sql.exec("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value", key, value);
+    this.metaCache.set(key, value);
   }
 
   /** Identifies this event store; offsets from another epoch mean nothing here. */
@@ -79,11 +100,14 @@ export class FleetEventsStorage {
     return true;
   }
 
-  /** Checked only when a new source appears (rare: one per host or job), so the cap costs nothing per event. */
+  /** Checked only when a new source appears (one per host or job: a job to 10,000 hosts brings 10,000), against a count kept in memory. */
   private capSources(): void {
-    const n = this.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM sources").one().n;
-    if (n <= MAX_SOURCES) return;
-    this.sql.exec("DELETE FROM sources WHERE source IN (SELECT source FROM sources ORDER BY at LIMIT ?)", n - MAX_SOURCES);
+    // Not known yet: counted from the table, which already holds the source just added.
+    this.sourceCount =
+      this.sourceCount === undefined ? this.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM sources").one().n : this.sourceCount + 1;
+    if (this.sourceCount <= MAX_SOURCES) return;
+    this.sql.exec("DELETE FROM sources WHERE source IN (SELECT source FROM sources ORDER BY at LIMIT ?)", this.sourceCount - MAX_SOURCES);
+    this.sourceCount = MAX_SOURCES;
   }
 
   /** Stores one event and returns it as subscribers see it. */
@@ -100,6 +124,7 @@ export class FleetEventsStorage {
         body,
       )
       .one();
+    if (this.oldestCache === null) this.oldestCache = now;
     return { ...event, offset, epoch: this.epoch() };
   }
 
@@ -113,25 +138,47 @@ export class FleetEventsStorage {
 
   /** When the oldest kept event was stored, or null with none kept. */
   oldestAt(): number | null {
-    return this.sql.exec<{ at: number | null }>('SELECT at FROM events ORDER BY "offset" LIMIT 1').toArray()[0]?.at ?? null;
+    this.oldestCache ??= this.sql.exec<{ at: number | null }>('SELECT at FROM events ORDER BY "offset" LIMIT 1').toArray()[0]?.at ?? null;
+    return this.oldestCache;
   }
 
   /**
    * Enforces the bounds by removing the oldest events — always a prefix of the offsets, so the
    * history stays contiguous and `prunedThrough` says exactly what is missing. Returns how many went.
+   * Tests and the alarm call it; a publish calls `pruneAfterAppend`.
    */
   prune(now: number, bounds: HistoryBounds): number {
+    return this.pruneThrough(this.head(), now, bounds, true, true);
+  }
+
+  /**
+   * The bounds after a publish whose newest offset is `newest`: the count bound every time, the age
+   * bound at most every AGE_PRUNE_EVERY_MS.
+   */
+  pruneAfterAppend(newest: number, now: number, bounds: HistoryBounds): void {
+    // With a full history this runs on every publish, so it does not count what it removes.
+    this.pruneThrough(newest, now, bounds, now - this.agedAt >= AGE_PRUNE_EVERY_MS, false);
+  }
+
+  private pruneThrough(newest: number, now: number, bounds: HistoryBounds, byAgeToo: boolean, countRemoved: boolean): number {
     // Offsets are contiguous, so the count bound is arithmetic (no scan); a gap would only keep fewer.
-    const newest = this.sql.exec<{ o: number | null }>('SELECT MAX("offset") AS o FROM events').one().o ?? 0;
     const byCount = newest - Math.max(0, bounds.maxEvents);
-    const byAge = this.sql.exec<{ o: number | null }>('SELECT MAX("offset") AS o FROM events WHERE at <= ?', now - bounds.maxAgeMs).one().o;
-    // A source idle that long has nothing left in the history a repeat could duplicate.
-    this.sql.exec("DELETE FROM sources WHERE at <= ?", now - bounds.maxAgeMs);
-    const through = Math.max(byCount, byAge ?? 0);
+    let byAge = 0;
+    if (byAgeToo) {
+      this.agedAt = now;
+      byAge =
+        this.sql.exec<{ o: number | null }>('SELECT MAX("offset") AS o FROM events WHERE at <= ?', now - bounds.maxAgeMs).one().o ?? 0;
+      // A source idle that long has nothing left in the history a repeat could duplicate.
+      if (this.sql.exec("DELETE FROM sources WHERE at <= ?", now - bounds.maxAgeMs).rowsWritten > 0) this.sourceCount = undefined;
+    }
+    const through = Math.max(byCount, byAge);
     if (through <= this.prunedThrough()) return 0;
-    const removed = this.sql.exec<{ n: number }>('SELECT COUNT(*) AS n FROM events WHERE "offset" <= ?', through).one().n;
+    const removed = countRemoved
+      ? this.sql.exec<{ n: number }>('SELECT COUNT(*) AS n FROM events WHERE "offset" <= ?', through).one().n
+      : 0;
     this.sql.exec('DELETE FROM events WHERE "offset" <= ?', through);
     this.setMeta("pruned_through", String(through));
+    this.oldestCache = undefined;
     return removed;
   }
 

@@ -7,7 +7,8 @@ import { env, exports } from "cloudflare:workers";
 import { afterEach, expect } from "vitest";
 import type { FleetEventInput } from "../../../schemas/index.ts";
 import { nowRfc3339 } from "../../../schemas/index.ts";
-import { FleetEventsStorage } from "../../../worker/fleet-events/storage.ts";
+import type { EventsContext } from "../../../worker/fleet-events/context.ts";
+import type { FleetEventsStorage } from "../../../worker/fleet-events/storage.ts";
 import { BASE, token } from "../helpers.ts";
 
 export function fleetStub() {
@@ -135,10 +136,8 @@ export async function publish(...events: FleetEventInput[]): Promise<void> {
 
 /** Runs `fn` against the FleetEvents object's real storage module. */
 export function inStore<R>(fn: (store: FleetEventsStorage, state: DurableObjectState) => R): Promise<R> {
-  return runInDurableObject(fleetStub(), (_instance, state) => {
-    const store = new FleetEventsStorage(state.storage);
-    return fn(store, state);
-  });
+  // The instance's own store: it keeps copies (meta, the oldest event's time) that a second store would not update.
+  return runInDurableObject(fleetStub(), (instance, state) => fn((instance as unknown as { ec: EventsContext }).ec.store, state));
 }
 
 /**
