@@ -111,14 +111,20 @@ export async function listHosts(
   return { items: page.map(toView), last: results.length > opts.limit ? page[page.length - 1]!.host_id : null };
 }
 
+/** The host a certificate is bound to, with its registration (so the connect path reads the registry once). */
 export async function findHostByFingerprint(
   db: D1Database,
   fingerprint: string,
-): Promise<{ host_id: string; revoked_at: string | null } | null> {
-  return db
-    .prepare("SELECT h.host_id, h.revoked_at FROM host_certs c JOIN hosts h USING (host_id) WHERE c.fingerprint = ?")
+): Promise<{ host_id: string; revoked_at: string | null; tags: string[] } | null> {
+  const row = await db
+    .prepare(
+      `SELECT h.host_id, h.revoked_at,
+         (SELECT json_group_array(tag) FROM (SELECT tag FROM host_tags t WHERE t.host_id = h.host_id ORDER BY tag)) AS tags
+       FROM host_certs c JOIN hosts h USING (host_id) WHERE c.fingerprint = ?`,
+    )
     .bind(fingerprint)
-    .first<{ host_id: string; revoked_at: string | null }>();
+    .first<{ host_id: string; revoked_at: string | null; tags: string | null }>();
+  return row ? { host_id: row.host_id, revoked_at: row.revoked_at, tags: row.tags ? (JSON.parse(row.tags) as string[]) : [] } : null;
 }
 
 export async function hostRegistration(

@@ -30,7 +30,10 @@ export async function sameSecret(given: string | null, expected: string): Promis
  * on Cloudflare the edge fills `request.cf.tlsClientAuth`; locally the TLS front does the same
  * through a channel clients cannot write to. Headers are never consulted.
  */
-export async function identifyAgent(request: Request, env: Env): Promise<{ hostId: string; fingerprint: string }> {
+export async function identifyAgent(
+  request: Request,
+  env: Env,
+): Promise<{ hostId: string; fingerprint: string; registration: { revoked_at: string | null; tags: string[] } }> {
   const cf = (request as Request & { cf?: IncomingRequestCfProperties }).cf;
   // Locally the relay's port also accepts a client-supplied cf blob, so there the verdict
   // counts only on requests that carry the local edge's secret.
@@ -52,5 +55,5 @@ export async function identifyAgent(request: Request, env: Env): Promise<{ hostI
   const host = await findHostByFingerprint(env.DB, fingerprint);
   if (!host) throw new RelayError(ErrorCode.AGENT_UNKNOWN, "this certificate is not bound to an enrolled host");
   if (host.revoked_at) throw new RelayError(ErrorCode.AGENT_REVOKED, `host ${host.host_id} was revoked`);
-  return { hostId: host.host_id, fingerprint };
+  return { hostId: host.host_id, fingerprint, registration: { revoked_at: host.revoked_at, tags: host.tags } };
 }

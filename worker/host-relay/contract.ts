@@ -1,3 +1,4 @@
+import { z } from "zod";
 import type { CommandView } from "../../schemas/index.ts";
 import type { AuditInput } from "../audit-log/contract.ts";
 
@@ -12,6 +13,8 @@ export const INTERNAL_FINGERPRINT_HEADER = "x-relay-cert-fingerprint";
 export const INTERNAL_ADDRESS_HEADER = "x-relay-remote-address";
 /** Set by the same route: the upgrade request's id. */
 export const INTERNAL_REQUEST_ID_HEADER = "x-relay-request-id";
+/** The host's registration (HostRegistration as JSON) as the Worker read it to identify the agent. */
+export const INTERNAL_REGISTRATION_HEADER = "x-relay-registration";
 
 /** What the Worker hands a HostRelay to queue one command (already validated at the REST boundary). */
 export interface EnqueueInput {
@@ -44,6 +47,19 @@ export interface EnqueueInput {
 export interface HostRegistration {
   revoked_at: string | null;
   tags: string[];
+}
+
+const RegistrationHeader = z.object({ revoked_at: z.string().nullable(), tags: z.array(z.string()) });
+
+/** The INTERNAL_REGISTRATION_HEADER's registration; undefined when absent or malformed (the object then reads the registry). */
+export function registrationFromHeader(value: string | null): HostRegistration | undefined {
+  if (!value) return undefined;
+  try {
+    const parsed = RegistrationHeader.safeParse(JSON.parse(value));
+    return parsed.success ? parsed.data : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 export interface HostStats {

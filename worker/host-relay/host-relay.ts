@@ -12,7 +12,13 @@ import { handleAgentFrame } from "./agent-frames.ts";
 import { acceptAgent, closeStale, INTERNAL_HOST_HEADER, onAgentGone } from "./connection.ts";
 import { liveSockets, type RelayContext } from "./context.ts";
 import type { CancelOptions, CancelResult, EnqueueInput } from "./contract.ts";
-import { INTERNAL_ADDRESS_HEADER, INTERNAL_FINGERPRINT_HEADER, INTERNAL_REQUEST_ID_HEADER } from "./contract.ts";
+import {
+  INTERNAL_ADDRESS_HEADER,
+  INTERNAL_FINGERPRINT_HEADER,
+  INTERNAL_REGISTRATION_HEADER,
+  INTERNAL_REQUEST_ID_HEADER,
+  registrationFromHeader,
+} from "./contract.ts";
 import { cancelsDue, deadlinesDue, expireDue, pump, retryDue, scheduleAlarm } from "./delivery.ts";
 import { addMetrics } from "./metrics-outbox.ts";
 import { flushOutbox } from "./notify.ts";
@@ -81,7 +87,12 @@ export class HostRelay extends DurableObject<Env> {
         if (!hostId || request.headers.get("upgrade")?.toLowerCase() !== "websocket") {
           return problemResponse(new RelayError(ErrorCode.UPGRADE_REQUIRED));
         }
-        const host = await ops.ensureHost(this.rc, hostId, this.now());
+        const host = await ops.ensureHost(
+          this.rc,
+          hostId,
+          this.now(),
+          registrationFromHeader(request.headers.get(INTERNAL_REGISTRATION_HEADER)),
+        );
         if (!host.ok) {
           const code = host.code === ErrorCode.HOST_REVOKED ? ErrorCode.AGENT_REVOKED : host.code;
           // An object that never served this host has no storage to count in; the Worker found the host in the registry anyway.

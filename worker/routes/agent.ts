@@ -11,6 +11,7 @@ import {
   INTERNAL_ADDRESS_HEADER,
   INTERNAL_FINGERPRINT_HEADER,
   INTERNAL_HOST_HEADER,
+  INTERNAL_REGISTRATION_HEADER,
   INTERNAL_REQUEST_ID_HEADER,
 } from "../host-relay/contract.ts";
 import { M } from "../metrics/catalogue.ts";
@@ -123,7 +124,7 @@ async function verifiedCsr(pem: string) {
 export const agentRoutes = createRouter()
   .openapi(connectRoute, async (c) => {
     // Identity before anything else, so an unauthenticated caller learns nothing about the endpoint.
-    const { hostId, fingerprint } = await identifyAgent(c.req.raw, c.env).catch((err: unknown) => {
+    const { hostId, fingerprint, registration } = await identifyAgent(c.req.raw, c.env).catch((err: unknown) => {
       if (err instanceof RelayError) countWorker(M.CONNECTIONS_REFUSED, { reason: err.code });
       throw err;
     });
@@ -140,6 +141,8 @@ export const agentRoutes = createRouter()
         [INTERNAL_FINGERPRINT_HEADER]: fingerprint,
         [INTERNAL_ADDRESS_HEADER]: address === UNTRUSTED_SOURCE ? "" : address,
         [INTERNAL_REQUEST_ID_HEADER]: c.get("requestId") ?? "",
+        // Just read from the registry: the object takes it as its registry check instead of reading again.
+        [INTERNAL_REGISTRATION_HEADER]: JSON.stringify(registration),
       },
     });
     return hostRelay(c.env, hostId).fetch(forward);
