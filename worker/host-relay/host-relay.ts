@@ -67,8 +67,6 @@ export class HostRelay extends DurableObject<Env> {
     });
     ctx.blockConcurrencyWhile(async () => {
       store.open();
-      // Only this instance flushes; leases held by an evicted one are void.
-      if (store.initialized) store.outbox.releaseLeases();
     });
     // Answered by the runtime, so a heartbeat never wakes a hibernating object.
     ctx.setWebSocketAutoResponse(new WebSocketRequestResponsePair(HEARTBEAT_PING, HEARTBEAT_PONG));
@@ -140,14 +138,20 @@ export class HostRelay extends DurableObject<Env> {
         await ops.refreshRegistration(rc, hostId, now);
         now = this.now();
       }
-      expireDue(rc, now);
+      // Most wakes of a connected host are its stale-connection check: the command sweeps run only when
+      // the time they schedule the alarm for (nextDue: retries, expiries, deadlines, cancel acks, pruning) has come.
+      const due = rc.store.commands.nextDue(rc.config.retentionDays * 86_400_000, rc.config.ackTimeoutMs);
+      const commandsDue = due !== null && due <= now;
+      if (commandsDue) expireDue(rc, now);
       // Close dead connections first, so a due retry is not spent on a socket nobody reads.
       closeStale(rc, now);
-      retryDue(rc, now);
-      deadlinesDue(rc, now);
+      if (commandsDue) {
+        retryDue(rc, now);
+        deadlinesDue(rc, now);
+      }
       cancelsDue(rc, now);
       // Pruning may remove dead letters: an (empty) metrics row makes the host report its gauges again.
-      if (rc.store.commands.prune(now, rc.config.retentionDays * 86_400_000) > 0) {
+      if (commandsDue && rc.store.commands.prune(now, rc.config.retentionDays * 86_400_000) > 0) {
         rc.gaugeCounts = null;
         addMetrics(rc, now, () => {});
       }

@@ -9,6 +9,7 @@ export interface OutboxRow {
   backoff_until: number | null;
   coalesce_key: string | null;
   not_before: number;
+  /** Migration 3's column, no longer written or read: leases live in the instance's memory (`#leased`). */
   leased: number;
   [key: string]: SqlStorageValue;
 }
@@ -123,14 +124,9 @@ export class OutboxStore {
     for (const r of rows) {
       const known = index.get(r.id);
       if (known) known.not_before = r.not_before;
-      this.#take(r, leaseUntil);
+      this.#leased.set(r.id, leaseUntil);
     }
     return rows;
-  }
-
-  #take(r: OutboxRow, leaseUntil: number): void {
-    this.#leased.set(r.id, leaseUntil);
-    r.leased = 1;
   }
 
   replaceBody(id: number, body: unknown): void {
@@ -156,7 +152,7 @@ export class OutboxStore {
       taken.push(r);
       if (taken.length >= limit) break;
     }
-    for (const r of taken) this.#take(r, leaseUntil);
+    for (const r of taken) this.#leased.set(r.id, leaseUntil);
     return taken;
   }
 
@@ -191,13 +187,6 @@ export class OutboxStore {
         known.backoff_until = at;
       }
     }
-  }
-
-  /** A new instance owns no flush: leases of an evicted one are void. */
-  releaseLeases(): void {
-    this.#leased.clear();
-    // Rows leased in storage by code before the leases moved to memory.
-    this.#sql.exec("UPDATE outbox SET leased = 0 WHERE leased = 1");
   }
 
   hasDeliverable(now: number): boolean {
