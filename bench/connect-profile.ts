@@ -62,29 +62,32 @@ async function devtools(port: number) {
 }
 
 /** Milliseconds of self and total time by function (name and bundle line). */
-function byFunction(p: Profile): { self: Map<string, number>; total: Map<string, number>; all: number } {
+function byFunction(p: Profile): { self: Map<string, number>; total: Map<string, number>; natives: Map<string, number>; all: number } {
   const selfUs = new Map<number, number>();
   p.samples.forEach((id, i) => selfUs.set(id, (selfUs.get(id) ?? 0) + (p.timeDeltas[i] ?? 0)));
   const nodes = new Map(p.nodes.map((n) => [n.id, n]));
   const key = (n: ProfileNode) => `${n.callFrame.functionName || "(anonymous)"}${n.callFrame.url ? `:${n.callFrame.lineNumber + 1}` : ""}`;
   const self = new Map<string, number>();
   const total = new Map<string, number>();
-  const subtree = (id: number, onStack: Set<string>): number => {
+  const natives = new Map<string, number>();
+  const subtree = (id: number, onStack: Set<string>, parent: string): number => {
     const n = nodes.get(id)!;
     const k = key(n);
     let t = selfUs.get(id) ?? 0;
     self.set(k, (self.get(k) ?? 0) + t / 1000);
+    // A native's self time by its JavaScript caller: which statement site the SQLite time is spent at.
+    if (!n.callFrame.url && t > 0) natives.set(`${k} ← ${parent}`, (natives.get(`${k} ← ${parent}`) ?? 0) + t / 1000);
     const fresh = !onStack.has(k);
     if (fresh) onStack.add(k);
-    for (const c of n.children ?? []) t += subtree(c, onStack);
+    for (const c of n.children ?? []) t += subtree(c, onStack, k);
     if (fresh) {
       onStack.delete(k);
       total.set(k, (total.get(k) ?? 0) + t / 1000);
     }
     return t;
   };
-  const all = subtree(p.nodes[0]!.id, new Set()) / 1000;
-  return { self, total, all };
+  const all = subtree(p.nodes[0]!.id, new Set(), "") / 1000;
+  return { self, total, natives, all };
 }
 
 function top(m: Map<string, number>, n: number, per: number): string[][] {
@@ -123,17 +126,20 @@ try {
     const { profile } = await dt.call<{ profile: Profile }>("Profiler.stop");
     for (const a of agents) await a.close();
     await new Promise((r) => setTimeout(r, 2000));
-    const { self, total, all } = byFunction(profile);
+    const { self, total, natives, all } = byFunction(profile);
     const idle = (self.get("(idle)") ?? 0) / N;
     console.log(`\n${round}: ${N} agents, ${(all / N - idle).toFixed(2)} ms of workerd's main thread per agent (profile, idle excluded)`);
     console.log("self time, ms per connect");
     console.log(table(["function", "ms"], top(self, 25, N)));
     console.log("total time (with callees), ms per connect");
     console.log(table(["function", "ms"], top(total, 40, N)));
+    console.log("natives (SQLite's exec and others) by caller, ms per connect");
+    console.log(table(["native ← caller", "ms"], top(natives, 25, N)));
   }
   dt.close();
   rest.close();
 } finally {
   await relay.stop();
-  await rm(stateDir, { recursive: true, force: true });
+  if (!process.env.KEEP) await rm(stateDir, { recursive: true, force: true });
+  else console.log("state", stateDir);
 }
