@@ -140,18 +140,26 @@ export class OutboxStore {
    */
   lease(now: number, leaseUntil: number, limit: number): OutboxRow[] {
     const blocked = new Set<string>();
-    const taken: OutboxRow[] = [];
-    // Scan in id order; the outbox is normally a handful of rows, so a bounded scan is cheap.
-    for (const r of this.#sql.exec<OutboxRow>("SELECT * FROM outbox ORDER BY id LIMIT ?", limit * 4)) {
+    const ids: number[] = [];
+    // The in-memory copy picks the rows (in id order: ids only grow, and the copy is filled in id
+    // order), so a flush with nothing deliverable runs no statement and one that has reads only bodies.
+    for (const [id, r] of this.#index()) {
       const key = `${r.kind}\u0000${r.target}`;
       if (blocked.has(key)) continue;
-      if (this.#leased.has(r.id) || (r.backoff_until !== null && r.backoff_until > now) || r.not_before > now) {
+      if (this.#leased.has(id) || (r.backoff_until !== null && r.backoff_until > now) || r.not_before > now) {
         blocked.add(key);
         continue;
       }
-      taken.push(r);
-      if (taken.length >= limit) break;
+      ids.push(id);
+      if (ids.length >= limit) break;
     }
+    if (ids.length === 0) return [];
+    const taken =
+      ids.length === 1
+        ? this.#sql.exec<OutboxRow>("SELECT * FROM outbox WHERE id = ?", ids[0]).toArray()
+        : this.#sql
+            .exec<OutboxRow>("SELECT * FROM outbox WHERE id IN (SELECT value FROM json_each(?)) ORDER BY id", JSON.stringify(ids))
+            .toArray();
     for (const r of taken) this.#leased.set(r.id, leaseUntil);
     return taken;
   }
