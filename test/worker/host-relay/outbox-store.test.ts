@@ -4,6 +4,7 @@ import { describe, expect, it } from "vitest";
 import { OutboxStore } from "../../../worker/host-relay/outbox-store.ts";
 import { HostRelayStorage, type OutboxRow } from "../../../worker/host-relay/storage.ts";
 import { relayStub } from "../helpers.ts";
+import { countingSql } from "./relay-helpers.ts";
 
 /**
  * OutboxStore answers its due questions and picks what to lease from an in-memory copy of its rows.
@@ -171,26 +172,16 @@ describe("OutboxStore's in-memory copy", () => {
       new HostRelayStorage(state.storage).initialize();
       const now = 1_000_000;
       new OutboxStore(state.storage.sql).add("event", "fleet", { n: 1 }, now + BACKUP_MS, { key: "metrics", notBefore: now + 100 });
-      let statements = 0;
-      const exec = state.storage.sql.exec.bind(state.storage.sql);
-      const counting = new Proxy(state.storage.sql, {
-        get: (target, prop) =>
-          prop === "exec"
-            ? (...args: Parameters<typeof exec>) => {
-                statements++;
-                return exec(...args);
-              }
-            : Reflect.get(target, prop),
-      });
-      const counted = new OutboxStore(counting);
+      const counting = countingSql(state.storage.sql);
+      const counted = new OutboxStore(counting.sql);
       expect(counted.count()).toBe(1);
-      statements = 0;
+      const loaded = counting.statements();
       expect(counted.lease(now, now + LEASE_MS, 10)).toEqual([]);
       expect(counted.hasDeliverable(now)).toBe(false);
       expect(counted.nextDue()).toBe(now + 100);
-      expect(statements).toBe(0);
+      expect(counting.statements()).toBe(loaded);
       expect(counted.lease(now + 100, now + LEASE_MS, 10).map((r) => r.body)).toEqual([JSON.stringify({ n: 1 })]);
-      expect(statements).toBe(1);
+      expect(counting.statements()).toBe(loaded + 1);
     });
   });
 });

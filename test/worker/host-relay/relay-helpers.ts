@@ -176,3 +176,19 @@ export async function barrier(agent: TestAgent): Promise<void> {
 }
 
 export const states = (view: { history: { state: string }[] }): string[] => view.history.map((h) => h.state);
+
+/** `sql` with every `exec` counted: for tests that a cached answer runs no statement. */
+export function countingSql(sql: SqlStorage): { sql: SqlStorage; statements: () => number } {
+  let n = 0;
+  const exec = sql.exec.bind(sql);
+  const counted = new Proxy(sql, {
+    get: (target, prop) =>
+      prop === "exec"
+        ? (...args: Parameters<typeof exec>) => {
+            n++;
+            return exec(...args);
+          }
+        : Reflect.get(target, prop),
+  });
+  return { sql: counted, statements: () => n };
+}
