@@ -6,6 +6,7 @@ import {
   clockTo,
   commandRow,
   connectedHost,
+  countRelayQueries,
   enqueue,
   getAlarm,
   hostStatus,
@@ -106,5 +107,33 @@ describe("hibernation", () => {
     expect(row.in_flight).toBe(0);
     expect(row.attempts).toBe(0);
     expect(row.state).toBe("queued");
+  });
+});
+
+describe("alarm wakes", () => {
+  // The queries of the command sweeps (expiry, retry, execution deadline, pruning).
+  const SWEEPS = [/expires_at <= \?/, /retry_at <= \?/, /deadline_at <= \?/, /terminal_at <= \?/];
+
+  it("a connected host's stale-check wake runs none of the command sweeps while no command is due", async () => {
+    const { host_id, agent } = await connectedHost();
+    const queries = await countRelayQueries(host_id);
+    await runAlarm(host_id);
+    expect(queries.length, "the wake ran through the counted storage").toBeGreaterThan(0);
+    expect(queries.filter((q) => SWEEPS.some((s) => s.test(q)))).toEqual([]);
+    expect(agent.closed).toBeNull();
+    agent.close();
+  });
+
+  it("once a retry is due, the wake runs the sweeps and resends", async () => {
+    const { host_id, agent } = await connectedHost();
+    const id = await enqueue(host_id);
+    await agent.command(id, 1);
+    const row = await commandRow(host_id, id);
+    await clockTo(host_id, row.retry_at!);
+    const queries = await countRelayQueries(host_id);
+    await runAlarm(host_id);
+    expect(SWEEPS.every((s) => queries.some((q) => s.test(q)))).toBe(true);
+    await agent.command(id, 2);
+    agent.close();
   });
 });

@@ -8,7 +8,7 @@ import { nowRfc3339 } from "../../../schemas/index.ts";
 import { type Clock, OffsetClock } from "../../../worker/clock.ts";
 import { type AgentAttachment, attachment, type RelayContext, saveAttachment } from "../../../worker/host-relay/context.ts";
 import type { HostRelay } from "../../../worker/host-relay/host-relay.ts";
-import type { CommandRow } from "../../../worker/host-relay/storage.ts";
+import { type CommandRow, HostRelayStorage } from "../../../worker/host-relay/storage.ts";
 import { api, registerHost, relayStub, TestAgent } from "../helpers.ts";
 
 export const ACK_TIMEOUT_MS = 1000;
@@ -177,18 +177,32 @@ export async function barrier(agent: TestAgent): Promise<void> {
 
 export const states = (view: { history: { state: string }[] }): string[] => view.history.map((h) => h.state);
 
-/** `sql` with every `exec` counted: for tests that a cached answer runs no statement. */
-export function countingSql(sql: SqlStorage): { sql: SqlStorage; statements: () => number } {
-  let n = 0;
+/** `sql` with every `exec` counted and its query kept: for tests that a cached answer or a skipped sweep runs no statement. */
+export function countingSql(sql: SqlStorage): { sql: SqlStorage; statements: () => number; queries: string[] } {
+  const queries: string[] = [];
   const exec = sql.exec.bind(sql);
   const counted = new Proxy(sql, {
     get: (target, prop) =>
       prop === "exec"
-        ? (...args: Parameters<typeof exec>) => {
-            n++;
-            return exec(...args);
+        ? (query: string, ...binds: unknown[]) => {
+            queries.push(query);
+            return exec(query, ...binds);
           }
         : Reflect.get(target, prop),
   });
-  return { sql: counted, statements: () => n };
+  return { sql: counted, statements: () => queries.length, queries };
+}
+
+/**
+ * Gives the host's relay a fresh storage layer over a counting `sql` (its caches start empty, as
+ * after an eviction) and returns the queries it runs from now on.
+ */
+export function countRelayQueries(hostId: string): Promise<string[]> {
+  return runInDurableObject(relayStub(hostId), (instance: HostRelay, state) => {
+    const rc = (instance as unknown as { rc: RelayContext }).rc;
+    const counting = countingSql(state.storage.sql);
+    rc.store = new HostRelayStorage({ sql: counting.sql } as DurableObjectStorage);
+    rc.store.open();
+    return counting.queries;
+  });
 }
