@@ -1,4 +1,5 @@
 import type { AlertRuleInput } from "../../schemas/index.ts";
+import { MetaTable } from "../meta-table.ts";
 import { applySqlMigrations } from "../sql-migrations.ts";
 import type { ActiveAlert, ResolvedAlert } from "./evaluate.ts";
 import { ALERTING_MIGRATIONS } from "./storage-schema.ts";
@@ -72,9 +73,12 @@ type Row = Record<string, SqlStorageValue>;
 /** Owns the Alerting tables; every method is synchronous so callers compose them atomically. */
 export class AlertingStorage {
   private readonly sql: SqlStorage;
+  /** Meta rows, read once per instance (only this object writes them). */
+  private readonly meta: MetaTable;
 
   constructor(storage: DurableObjectStorage) {
     this.sql = storage.sql;
+    this.meta = new MetaTable(storage.sql);
   }
 
   migrate(): void {
@@ -82,11 +86,11 @@ export class AlertingStorage {
   }
 
   getMeta(key: string): string | null {
-    return this.sql.exec<{ value: string }>("SELECT value FROM meta WHERE key = ?", key).toArray()[0]?.value ?? null;
+    return this.meta.get(key);
   }
 
   setMeta(key: string, value: string): void {
-    this.sql.exec("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value", key, value);
+    this.meta.set(key, value);
   }
 
   // ---- rules ----

@@ -1,4 +1,5 @@
 import type { AuditRecord } from "../../schemas/index.ts";
+import { MetaTable } from "../meta-table.ts";
 import { applySqlMigrations } from "../sql-migrations.ts";
 import { GENESIS_HASH } from "./canonical.ts";
 import { AUDIT_LOG_MIGRATIONS } from "./storage-schema.ts";
@@ -35,10 +36,13 @@ export interface StoredRecord {
 /** Owns an AuditLog shard's tables; every method is synchronous so callers compose them atomically. */
 export class AuditLogStorage {
   private readonly sql: SqlStorage;
+  /** Meta rows, read once per instance (only this object writes them). */
+  private readonly meta: MetaTable;
   private headCache: { seq: number; hash: string } | undefined;
 
   constructor(storage: DurableObjectStorage) {
     this.sql = storage.sql;
+    this.meta = new MetaTable(storage.sql);
   }
 
   migrate(): void {
@@ -46,11 +50,11 @@ export class AuditLogStorage {
   }
 
   getMeta(key: string): string | null {
-    return this.sql.exec<{ value: string }>("SELECT value FROM meta WHERE key = ?", key).toArray()[0]?.value ?? null;
+    return this.meta.get(key);
   }
 
   setMeta(key: string, value: string | number): void {
-    this.sql.exec("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value", key, String(value));
+    this.meta.set(key, value);
   }
 
   /** The chain's last record (seq 0 and the genesis hash before the first). */

@@ -1,4 +1,5 @@
 import type { EventFilter, FleetEvent, FleetEventInput } from "../../schemas/index.ts";
+import { MetaTable } from "../meta-table.ts";
 import { MetricsStore } from "../metrics/metrics-store.ts";
 import { applySqlMigrations } from "../sql-migrations.ts";
 import { FLEET_EVENTS_MIGRATIONS } from "./storage-schema.ts";
@@ -28,13 +29,12 @@ export const AGE_PRUNE_EVERY_MS = 1000;
 /** Owns the FleetEvents tables; every method is synchronous so callers compose them atomically. */
 export class FleetEventsStorage {
   private readonly sql: SqlStorage;
-  private epochCache: string | undefined;
   /**
-   * Copies kept by this instance's own writes (only this object writes these tables): meta values,
-   * the number of remembered sources (undefined: count once), the oldest kept event's time
-   * (undefined: read once), and when a publish last applied the age bound.
+   * Copies kept by this instance's own writes (only this object writes these tables): the number
+   * of remembered sources (undefined: count once), the oldest kept event's time (undefined: read
+   * once), and when a publish last applied the age bound.
    */
-  private readonly metaCache = new Map<string, string | null>();
+  private readonly meta: MetaTable;
   private sourceCount: number | undefined;
   private oldestCache: number | null | undefined;
   private agedAt = Number.NEGATIVE_INFINITY;
@@ -44,36 +44,23 @@ export class FleetEventsStorage {
   constructor(storage: DurableObjectStorage) {
     this.sql = storage.sql;
     this.metrics = new MetricsStore(storage.sql);
+    this.meta = new MetaTable(storage.sql);
   }
 
   /** Applies pending migrations and gives a new store its epoch. */
   migrate(): void {
     applySqlMigrations(this.sql, FLEET_EVENTS_MIGRATIONS);
-    this.sql.exec("INSERT INTO meta (key, value) VALUES ('epoch', ?) ON CONFLICT(key) DO NOTHING", crypto.randomUUID());
-  }
-
-  private getMeta(key: string): string | null {
-    const cached = this.metaCache.get(key);
-    if (cached !== undefined) return cached;
-    const value = this.sql.exec<{ value: string }>("SELECT value FROM meta WHERE key = ?", key).toArray()[0]?.value ?? null;
-    this.metaCache.set(key, value);
-    return value;
-  }
-
-  private setMeta(key: string, value: string): void {
-    this.sql.exec("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value", key, value);
-    this.metaCache.set(key, value);
+    this.meta.setOnce("epoch", crypto.randomUUID());
   }
 
   /** Identifies this event store; offsets from another epoch mean nothing here. */
   epoch(): string {
-    this.epochCache ??= this.getMeta("epoch")!;
-    return this.epochCache;
+    return this.meta.get("epoch")!;
   }
 
   /** The highest offset pruned so far (0: nothing ever pruned). A resume from below it is not covered. */
   prunedThrough(): number {
-    return Number(this.getMeta("pruned_through") ?? 0);
+    return Number(this.meta.get("pruned_through") ?? 0);
   }
 
   /** The newest offset handed out (0 before the first event), whether or not its row is still kept. */
@@ -177,7 +164,7 @@ export class FleetEventsStorage {
       ? this.sql.exec<{ n: number }>('SELECT COUNT(*) AS n FROM events WHERE "offset" <= ?', through).one().n
       : 0;
     this.sql.exec('DELETE FROM events WHERE "offset" <= ?', through);
-    this.setMeta("pruned_through", String(through));
+    this.meta.set("pruned_through", through);
     this.oldestCache = undefined;
     return removed;
   }

@@ -1,3 +1,4 @@
+import { MetaTable } from "../meta-table.ts";
 import { applySqlMigrations } from "../sql-migrations.ts";
 import { CommandStore } from "./command-store.ts";
 import { CommandViews } from "./command-views.ts";
@@ -29,6 +30,7 @@ export class HostRelayStorage {
     this.outbox = new OutboxStore(this.#sql);
     this.frameErrors = new FrameErrorStore(this.#sql);
     this.views = new CommandViews(this.#sql, this.outputs);
+    this.#meta = new MetaTable(this.#sql);
   }
 
   /** Whether this object has tables yet. A relay is created lazily: reads for an unknown host write nothing. */
@@ -46,21 +48,14 @@ export class HostRelayStorage {
     this.initialized = true;
   }
 
-  /** Meta rows read once per instance: only this object writes them, so the copy stays true. */
-  readonly #meta = new Map<string, string | null>();
+  /** Meta rows, read once per instance (only this object writes them). */
+  readonly #meta: MetaTable;
 
   getMeta(key: string): string | null {
-    if (!this.initialized) return null;
-    const cached = this.#meta.get(key);
-    if (cached !== undefined) return cached;
-    const row = this.#sql.exec<{ value: string }>("SELECT value FROM meta WHERE key = ?", key).toArray()[0];
-    const value = row ? row.value : null;
-    this.#meta.set(key, value);
-    return value;
+    return this.initialized ? this.#meta.get(key) : null;
   }
 
   setMeta(key: string, value: string): void {
-    this.#sql.exec("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value", key, value);
     this.#meta.set(key, value);
   }
 }
