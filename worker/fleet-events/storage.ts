@@ -41,8 +41,12 @@ export class FleetEventsStorage {
   /** The metric tables, over the same database (migration 3). */
   readonly metrics: MetricsStore;
 
-  constructor(storage: DurableObjectStorage) {
+  private readonly maxSources: number;
+
+  /** `maxSources`: most publishing sources remembered; default MAX_SOURCES. */
+  constructor(storage: DurableObjectStorage, maxSources = MAX_SOURCES) {
     this.sql = storage.sql;
+    this.maxSources = maxSources;
     this.metrics = new MetricsStore(storage.sql);
     this.meta = new MetaTable(storage.sql);
   }
@@ -92,9 +96,12 @@ export class FleetEventsStorage {
     // Not known yet: counted from the table, which already holds the source just added.
     this.sourceCount =
       this.sourceCount === undefined ? this.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM sources").one().n : this.sourceCount + 1;
-    if (this.sourceCount <= MAX_SOURCES) return;
-    this.sql.exec("DELETE FROM sources WHERE source IN (SELECT source FROM sources ORDER BY at LIMIT ?)", this.sourceCount - MAX_SOURCES);
-    this.sourceCount = MAX_SOURCES;
+    if (this.sourceCount <= this.maxSources) return;
+    this.sql.exec(
+      "DELETE FROM sources WHERE source IN (SELECT source FROM sources ORDER BY at LIMIT ?)",
+      this.sourceCount - this.maxSources,
+    );
+    this.sourceCount = this.maxSources;
   }
 
   /** Stores one event and returns it as subscribers see it. */
