@@ -41,6 +41,11 @@ export class TestFaults {
     this.#armed.set(name, times);
   }
 
+  /** How many more checks of `name` will throw: 0 once an armed fault has fired. Tests only. */
+  armed(name: FaultName): number {
+    return this.#armed.get(name) ?? 0;
+  }
+
   /** Throws if `name` is armed (and counts it down); a no-op unless TEST_FAULTS is set. */
   check(name: FaultName): void {
     if (!this.#enabled) return;
