@@ -506,9 +506,25 @@ interface StormInput {
   log: (line: string) => void;
 }
 
-async function postCommand(rest: RestClient, hostId: string): Promise<string> {
-  const r = await rest.json<{ message_id: string }>("POST", `/api/hosts/${hostId}/commands`, { command_type: "system_info" }, 202);
-  return r.message_id;
+/**
+ * Queues one command. While the relay takes in a storm a call may go unanswered for longer than the
+ * client's 30 s timeout; it is then sent again under the same Idempotency-Key, so a retry of a call
+ * that did land queues nothing twice. Gives up after `patienceMs` (default 5 minutes).
+ */
+async function postCommand(rest: RestClient, hostId: string, patienceMs = 300_000): Promise<string> {
+  const key = crypto.randomUUID();
+  const path = `/api/hosts/${hostId}/commands`;
+  const deadline = Date.now() + patienceMs;
+  for (;;) {
+    const reply = await rest
+      .request("POST", path, { command_type: "system_info" }, undefined, { "idempotency-key": key })
+      .catch((err: Error) => ({ status: 0, body: err.message }));
+    if (reply.status === 202) return (JSON.parse(reply.body) as { message_id: string }).message_id;
+    // Only an unanswered call or an overloaded relay is worth another try; anything else is a bench bug.
+    const retriable = reply.status === 0 || reply.status === 503 || reply.status === 429;
+    if (!retriable || Date.now() > deadline) throw new Error(`POST ${path}: HTTP ${reply.status}: ${reply.body.slice(0, 500)}`);
+    await pause(1000);
+  }
 }
 
 /**
