@@ -26,6 +26,13 @@ export interface EdgeOptions {
    * connections over them: one process may hold only so many open files. Default false.
    */
   reusePort?: boolean;
+  /**
+   * Most WebSocket upgrades this edge has passed to the relay and not yet seen answered. Past it an
+   * upgrade is refused at once with 503 and `Retry-After` (agents back off and redial), so a reconnect
+   * storm waits at the agents instead of piling up in workerd, where every pending upgrade holds open
+   * files (two descriptors per socket, and the SQLite files of the object it wakes). Default 64.
+   */
+  maxPendingUpgrades?: number;
   log?: (line: string) => void;
 }
 
@@ -40,6 +47,8 @@ export const EDGE_SECRET_HEADER = "x-fleet-edge-secret";
 export const EDGE_REFUSAL_HEADER = "x-fleet-edge-refused";
 /** Miniflare's entry worker turns this header into `request.cf`. */
 const CF_BLOB_HEADER = "mf-cf-blob";
+/** The refusal of an upgrade past `maxPendingUpgrades`. */
+export const EDGE_BUSY_CODE = "ERR_EDGE_BUSY";
 /** Reachable without a client certificate. */
 const OPEN_PATHS = new Set(["/agent/enroll", "/healthz"]);
 /** Client-supplied headers that could impersonate the edge; always stripped. */
@@ -138,9 +147,9 @@ export function framingProblem(req: http.IncomingMessage): string | null {
 
 const SMUGGLING_CODE = "ERR_BAD_REQUEST_FRAMING";
 
-function rawProblemResponse(status: number, code: string, detail: string): string {
+function rawProblemResponse(status: number, code: string, detail: string, extraHeaders = ""): string {
   const body = problem(status, code, detail);
-  return `HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\ncontent-type: application/problem+json\r\n${EDGE_REFUSAL_HEADER}: ${code}\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`;
+  return `HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\ncontent-type: application/problem+json\r\n${EDGE_REFUSAL_HEADER}: ${code}\r\n${extraHeaders}content-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`;
 }
 
 function problem(status: number, code: string, detail: string): string {
@@ -152,6 +161,8 @@ export async function startEdge(opts: EdgeOptions): Promise<Edge> {
   const upstreamPort = Number(upstream.port || 80);
   const log = opts.log ?? (() => {});
   const keepAlive = new http.Agent({ keepAlive: true, maxSockets: 256 });
+  const maxPending = opts.maxPendingUpgrades ?? 64;
+  let pendingUpgrades = 0;
 
   const server = https.createServer({
     key: opts.serverKeyPem,
@@ -222,14 +233,26 @@ export async function startEdge(opts: EdgeOptions): Promise<Edge> {
     }
     const verdict = tlsVerdict(socket, pathOf(req.url));
     if (!verdict.forward) {
-      const body = problem(verdict.status, verdict.code, verdict.detail);
-      socket.end(
-        `HTTP/1.1 ${verdict.status} ${http.STATUS_CODES[verdict.status]}\r\ncontent-type: application/problem+json\r\n${EDGE_REFUSAL_HEADER}: ${verdict.code}\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
-      );
+      socket.end(rawProblemResponse(verdict.status, verdict.code, verdict.detail));
+      return;
+    }
+    if (pendingUpgrades >= maxPending) {
+      socket.end(rawProblemResponse(503, EDGE_BUSY_CODE, "the relay is taking in many connections; retry shortly", "retry-after: 1\r\n"));
       return;
     }
     socket.setNoDelay(true);
+    pendingUpgrades++;
+    let answered = false;
+    // Pending until the relay's answer (101 or a refusal) starts, or either side goes.
+    const settle = () => {
+      if (answered) return;
+      answered = true;
+      pendingUpgrades--;
+    };
     const up = net.connect({ host: upstream.hostname, port: upstreamPort, noDelay: true });
+    up.once("data", settle);
+    up.once("close", settle);
+    socket.once("close", settle);
     const headers = forwardedHeaders(req, verdict.cf, opts.edgeSecret);
     headers.host = upstream.host;
     headers.connection = "Upgrade";

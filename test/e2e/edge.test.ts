@@ -1,13 +1,15 @@
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import https from "node:https";
+import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import WebSocket from "ws";
 import { nowRfc3339 } from "../../schemas/index.ts";
 import { signDevToken } from "../../scripts/dev-token.ts";
-import { EDGE_REFUSAL_HEADER } from "../../scripts/edge.ts";
+import { EDGE_BUSY_CODE, EDGE_REFUSAL_HEADER, startEdge } from "../../scripts/edge.ts";
 import { readJwtSecret } from "../../scripts/jwt-secret.ts";
+import { ensureLocalPki } from "../../scripts/local-pki.ts";
 import { type LocalRelay, startLocalRelay } from "../../scripts/local-relay.ts";
 import { clientCert, csrPem, fingerprint, newKey } from "../helpers/certs.ts";
 
@@ -206,5 +208,74 @@ describe("local TLS edge", () => {
   it("does not serve the REST API on the agent edge", async () => {
     const reply = await edgeRequest("/api/hosts", { headers: { authorization: `Bearer ${admin}` } });
     expect(reply.status).toBe(401);
+  });
+});
+
+describe("local TLS edge: admission", () => {
+  it("refuses upgrades past maxPendingUpgrades with 503 and Retry-After, and forwards again once one is answered", async () => {
+    // An upstream that holds every connection unanswered until told: each upgrade stays pending.
+    const held: net.Socket[] = [];
+    const seen: Promise<void>[] = [];
+    let arrived: (() => void) | null = null;
+    const upstream = net.createServer((s) => {
+      held.push(s);
+      s.on("error", () => {});
+      arrived?.();
+    });
+    await new Promise<void>((r) => upstream.listen(0, "127.0.0.1", r));
+    const pki = await ensureLocalPki(stateDir);
+    const edge = await startEdge({
+      port: 0,
+      upstream: `http://127.0.0.1:${(upstream.address() as net.AddressInfo).port}`,
+      caCertPem: pki.caCertPem,
+      serverCertPem: pki.serverCertPem,
+      serverKeyPem: pki.serverKeyPem,
+      edgeSecret: "s",
+      maxPendingUpgrades: 2,
+    });
+    const upgrade = () =>
+      new Promise<{ status: number; headers: Record<string, string | string[] | undefined> }>((resolve, reject) => {
+        const ws = new WebSocket(`${edge.url.replace("https", "wss")}/healthz`, {
+          ca: pki.caCertPem,
+          servername: "localhost",
+        } as WebSocket.ClientOptions);
+        ws.on("unexpected-response", (_req, res) => resolve({ status: res.statusCode ?? 0, headers: res.headers }));
+        ws.on("error", (err) => (/socket hang up|ECONNRESET/.test(err.message) ? resolve({ status: 0, headers: {} }) : reject(err)));
+      });
+    // Bounded: a wait that never ends fails with what it waited for.
+    const reachUpstream = () =>
+      new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error("the upgrade never reached the upstream")), 5_000);
+        arrived = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+    try {
+      for (let i = 0; i < 2; i++) {
+        const there = reachUpstream();
+        seen.push(upgrade().then(() => {}));
+        await there;
+      }
+      const refused = await Promise.race([
+        upgrade(),
+        new Promise<never>((_, reject) => setTimeout(() => reject(new Error("the third upgrade was not refused")), 5_000)),
+      ]);
+      expect(refused.status).toBe(503);
+      expect(refused.headers[EDGE_REFUSAL_HEADER.toLowerCase()]).toBe(EDGE_BUSY_CODE);
+      expect(refused.headers["retry-after"]).toBe("1");
+      expect(held).toHaveLength(2);
+      // The relay answers one (here: it goes away): a slot is free, and the next upgrade is forwarded.
+      held[0]!.destroy();
+      await seen[0];
+      const there = reachUpstream();
+      void upgrade().catch(() => {});
+      await there;
+      expect(held).toHaveLength(3);
+    } finally {
+      for (const s of held) s.destroy();
+      await edge.close();
+      await new Promise<void>((r) => upstream.close(() => r()));
+    }
   });
 });
