@@ -4,7 +4,7 @@
  * `ready` once listening; answers `sample` (RSS and CPU time of this process and of workerd) and `stop`.
  * Started by bench/run.ts with `--expose-gc`, and by bench/soak.ts (which SIGKILLs it and workerd, and
  * starts it again on the same state directory and ports); not meant to be run by hand.
- * Arguments: the state directory, then optionally a JSON object `{ port, edgePort, bindings, inspectorPort }`.
+ * Arguments: the state directory, then optionally a JSON object `{ port, edgePort, bindings, inspectorPort, apiPort }`.
  */
 import { readFileSync } from "node:fs";
 import { startLocalRelay } from "../scripts/local-relay.ts";
@@ -15,6 +15,8 @@ export type RelayReply =
   | {
       type: "ready";
       url: string;
+      /** The Worker's direct socket, when started with `apiPort`. */
+      apiUrl: string | null;
       edgeUrl: string;
       caCertPem: string;
       caCertPath: string;
@@ -49,6 +51,7 @@ const extra = JSON.parse(process.argv[3] ?? "{}") as {
   bindings?: Record<string, string>;
   edgeProcesses?: number;
   inspectorPort?: number;
+  apiPort?: number;
 };
 
 function comm(pid: number): string {
@@ -82,6 +85,7 @@ try {
     bindings: extra.bindings,
     edgeProcesses: extra.edgeProcesses ?? 0,
     ...(extra.inspectorPort === undefined ? {} : { inspectorPort: extra.inspectorPort }),
+    ...(extra.apiPort === undefined ? {} : { apiPort: extra.apiPort }),
   });
   // workerd is the runtime; anything else below us (none expected) is counted with it.
   const edgePids = new Set(relay.edgeProcesses.map((e) => e.pid));
@@ -91,6 +95,7 @@ try {
   send({
     type: "ready",
     url: relay.url,
+    apiUrl: relay.apiUrl,
     edgeUrl: relay.edgeUrl!,
     caCertPem: relay.caCertPem,
     caCertPath: relay.caCertPath,

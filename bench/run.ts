@@ -56,6 +56,11 @@ const SCALE_AGENTS = intEnv("BENCH_SCALE_AGENTS", 1000, 0);
 const SCALE_HOLD_S = intEnv("BENCH_SCALE_HOLD_S", 30, 0);
 /** Hosts of the fan-out section (bench/fanout.ts: one job to all of them); 0 skips it. */
 const FANOUT_HOSTS = intEnv("BENCH_FANOUT_HOSTS", 1000, 0);
+/**
+ * REST calls go through Miniflare's entry port (its entry worker and asset router, which on Cloudflare
+ * run outside the Worker's isolate) instead of the Worker's direct socket. Default 0: direct.
+ */
+const VIA_ENTRY = process.env.BENCH_REST_VIA_ENTRY === "1";
 /** The whole run is aborted past this (it normally takes about 7 minutes with the default sizes). */
 const WATCHDOG_MS = 25 * 60_000;
 /**
@@ -89,6 +94,8 @@ async function pool<T, R>(items: T[], limit: number, fn: (item: T, i: number) =>
 interface RelayChild {
   proc: ChildProcess;
   url: string;
+  /** The Worker's direct socket (the REST calls' address), null with BENCH_REST_VIA_ENTRY=1. */
+  apiUrl: string | null;
   edgeUrl: string;
   caCertPem: string;
   caCertPath: string;
@@ -100,11 +107,12 @@ interface RelayChild {
 }
 
 async function startRelayChild(stateDir: string): Promise<RelayChild> {
-  const child = await forkRelayChild(stateDir);
-  const { url, edgeUrl, caCertPem, caCertPath, workerdPids, workerdComm } = child.ready;
+  const child = await forkRelayChild(stateDir, VIA_ENTRY ? undefined : { apiPort: 0 });
+  const { url, apiUrl, edgeUrl, caCertPem, caCertPath, workerdPids, workerdComm } = child.ready;
   return {
     proc: child.proc,
     url,
+    apiUrl,
     edgeUrl,
     caCertPem,
     caCertPath,
@@ -177,6 +185,13 @@ async function expectOk(rest: RestClient, path: string): Promise<void> {
 
 async function baselines(relay: RelayChild, rest: RestClient, dir: string) {
   const direct = await timeLoop("GET /healthz", COMMANDS, WARMUP, () => expectOk(rest, "/healthz"), relay);
+  // The same through Miniflare's entry port, whose entry worker and asset router the REST calls skip.
+  let viaEntry: Awaited<ReturnType<typeof timeLoop>> | null = null;
+  if (relay.apiUrl) {
+    const entry = new RestClient(relay.url, "-", 1);
+    viaEntry = await timeLoop("GET /healthz via entry", COMMANDS, WARMUP, () => expectOk(entry, "/healthz"), relay);
+    entry.close();
+  }
   const edgeAgent = new https.Agent({
     keepAlive: true,
     maxSockets: 1,
@@ -208,7 +223,7 @@ async function baselines(relay: RelayChild, rest: RestClient, dir: string) {
     fdatasyncSync(fd);
   });
   closeSync(fd);
-  return { healthzDirect: direct, healthzViaEdge: viaEdge, fdatasyncAppend: fsync };
+  return { healthzDirect: direct, healthzViaEntry: viaEntry, healthzViaEdge: viaEdge, fdatasyncAppend: fsync };
 }
 
 // ---------------------------------------------------------------- commands
@@ -487,13 +502,13 @@ async function main(): Promise<void> {
     let t = now();
     relay = await startRelayChild(stateDir);
     out(
-      `relay up in ${((now() - t) / 1000).toFixed(1)} s: REST ${relay.url}, edge ${relay.edgeUrl}, workerd pid ${relay.workerdPids.join(",")} (${relay.workerdComm.join(",")})`,
+      `relay up in ${((now() - t) / 1000).toFixed(1)} s: REST ${relay.apiUrl ?? relay.url}${relay.apiUrl ? ` (the Worker's direct socket; entry port ${relay.url})` : ""}, edge ${relay.edgeUrl}, workerd pid ${relay.workerdPids.join(",")} (${relay.workerdComm.join(",")})`,
     );
     const secret = (await readJwtSecret(stateDir))!;
     const admin = await signDevToken({ secret, role: "admin", ttlSeconds: 7200, sub: "bench-admin" });
     const operator = await signDevToken({ secret, role: "operator", ttlSeconds: 7200, sub: "bench" });
     const metricsToken = await signDevToken({ secret, role: "metrics", ttlSeconds: 7200, sub: "bench-metrics" });
-    rest = new RestClient(relay.url, operator, Math.max(64, CONCURRENCY * 2));
+    rest = new RestClient(relay.apiUrl ?? relay.url, operator, Math.max(64, CONCURRENCY * 2));
     const certs = await clientCertFactory(stateDir);
 
     // ---- baselines
@@ -714,7 +729,11 @@ async function main(): Promise<void> {
       table(
         ["", "n", "p50", "p90", "p99", "max", "CPU: workerd", "edge", "bench"],
         [
-          bRow("GET /healthz, straight to workerd (Miniflare)", base.healthzDirect),
+          bRow(
+            base.healthzViaEntry ? "GET /healthz, the Worker's direct socket" : "GET /healthz, straight to workerd (Miniflare)",
+            base.healthzDirect,
+          ),
+          ...(base.healthzViaEntry ? [bRow("GET /healthz, Miniflare's entry port (+ asset router)", base.healthzViaEntry)] : []),
           bRow("GET /healthz through the TLS edge", base.healthzViaEdge),
           bRow("GET /api/hosts?limit=1 (JWT + D1 read)", readHosts),
           bRow("GET a command (JWT + Durable Object read)", readCommand),

@@ -125,7 +125,7 @@ async function enroll(): Promise<{ hostId: string; cert: string; keyPem: string 
 
 beforeAll(async () => {
   stateDir = await mkdtemp(path.join(os.tmpdir(), "fleet-edge-"));
-  relay = await startLocalRelay({ port: 0, edgePort: 0, stateDir, quiet: true });
+  relay = await startLocalRelay({ port: 0, edgePort: 0, apiPort: 0, stateDir, quiet: true });
   admin = await signDevToken({
     secret: (await readJwtSecret(stateDir))!,
     role: "admin",
@@ -198,6 +198,31 @@ describe("local TLS edge", () => {
       ws.on("error", reject);
     });
     expect(direct).toBe(401);
+  });
+
+  it("the Worker's direct socket (apiPort) answers REST as the entry port does, and admits no agent", async () => {
+    expect(relay.apiUrl).not.toBeNull();
+    expect(relay.apiUrl).not.toBe(relay.url);
+    const health = await fetch(`${relay.apiUrl}/healthz`);
+    expect(health.status).toBe(200);
+    expect(await health.json()).toMatchObject({ status: "ok" });
+    expect((await fetch(`${relay.apiUrl}/api/hosts`)).status).toBe(401);
+    const hosts = await fetch(`${relay.apiUrl}/api/hosts?limit=1`, { headers: { authorization: `Bearer ${admin}` } });
+    expect(hosts.status).toBe(200);
+    const { cert } = await enroll();
+    const forged = JSON.stringify({
+      tlsClientAuth: { certPresented: "1", certVerified: "SUCCESS", certRevoked: "0", certFingerprintSHA256: await fingerprint(cert) },
+    });
+    const status = await new Promise<number>((resolve, reject) => {
+      const ws = new WebSocket(`${relay.apiUrl!.replace("http", "ws")}/agent/connect`, { headers: { "mf-cf-blob": forged } });
+      ws.on("unexpected-response", (_req, res) => resolve(res.statusCode ?? 0));
+      ws.on("open", () => {
+        ws.close();
+        resolve(101);
+      });
+      ws.on("error", reject);
+    });
+    expect(status).toBe(401);
   });
 
   it("speaks TLS 1.3 only", async () => {
