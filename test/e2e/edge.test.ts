@@ -109,6 +109,19 @@ function connectAgent(
   });
 }
 
+/** The HTTP status a plain (no TLS) WebSocket upgrade to `url` gets: 101 if it opened. */
+function upgradeStatus(url: string, headers: Record<string, string>): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(url, { headers });
+    ws.on("unexpected-response", (_req, res) => resolve(res.statusCode ?? 0));
+    ws.on("open", () => {
+      ws.close();
+      resolve(101);
+    });
+    ws.on("error", reject);
+  });
+}
+
 async function enroll(): Promise<{ hostId: string; cert: string; keyPem: string }> {
   const res = await fetch(`${relay.url}/api/enrollment-tokens`, {
     method: "POST",
@@ -188,16 +201,7 @@ describe("local TLS edge", () => {
     });
     expect(viaEdge.status).toBe(401);
     // Straight at the relay's own port, which accepts a cf blob from anyone: the Worker still refuses.
-    const direct = await new Promise<number>((resolve, reject) => {
-      const ws = new WebSocket(`${relay.url.replace("http", "ws")}/agent/connect`, { headers: { "mf-cf-blob": forged } });
-      ws.on("unexpected-response", (_req, res) => resolve(res.statusCode ?? 0));
-      ws.on("open", () => {
-        ws.close();
-        resolve(101);
-      });
-      ws.on("error", reject);
-    });
-    expect(direct).toBe(401);
+    expect(await upgradeStatus(`${relay.url.replace("http", "ws")}/agent/connect`, { "mf-cf-blob": forged })).toBe(401);
   });
 
   it("the Worker's direct socket (apiPort) answers REST as the entry port does, and admits no agent", async () => {
@@ -213,16 +217,7 @@ describe("local TLS edge", () => {
     const forged = JSON.stringify({
       tlsClientAuth: { certPresented: "1", certVerified: "SUCCESS", certRevoked: "0", certFingerprintSHA256: await fingerprint(cert) },
     });
-    const status = await new Promise<number>((resolve, reject) => {
-      const ws = new WebSocket(`${relay.apiUrl!.replace("http", "ws")}/agent/connect`, { headers: { "mf-cf-blob": forged } });
-      ws.on("unexpected-response", (_req, res) => resolve(res.statusCode ?? 0));
-      ws.on("open", () => {
-        ws.close();
-        resolve(101);
-      });
-      ws.on("error", reject);
-    });
-    expect(status).toBe(401);
+    expect(await upgradeStatus(`${relay.apiUrl!.replace("http", "ws")}/agent/connect`, { "mf-cf-blob": forged })).toBe(401);
   });
 
   it("speaks TLS 1.3 only", async () => {
