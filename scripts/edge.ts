@@ -27,12 +27,19 @@ export interface EdgeOptions {
    */
   reusePort?: boolean;
   /**
-   * Most WebSocket upgrades this edge has passed to the relay and not yet seen answered. Past it an
-   * upgrade is refused at once with 503 and `Retry-After` (agents back off and redial), so a reconnect
-   * storm waits at the agents instead of piling up in workerd, where every pending upgrade holds open
-   * files (two descriptors per socket, and the SQLite files of the object it wakes). Default 64.
+   * Most WebSocket upgrades this edge has passed to the relay and not yet seen answered. More wait
+   * here, in arrival order, so a reconnect storm waits at the edge instead of piling up in workerd,
+   * where every pending upgrade holds open files (two descriptors per socket, and the SQLite files of
+   * the object it wakes). Default 64.
    */
   maxPendingUpgrades?: number;
+  /**
+   * Upgrades that may wait for a slot (each holds one descriptor here), and for how long; past either
+   * an upgrade is refused with 503, `ERR_EDGE_BUSY` and `Retry-After: 1`, and the agent backs off.
+   * Defaults 4096 and 10,000 ms.
+   */
+  maxQueuedUpgrades?: number;
+  upgradeQueueMs?: number;
   log?: (line: string) => void;
 }
 
@@ -162,7 +169,10 @@ export async function startEdge(opts: EdgeOptions): Promise<Edge> {
   const log = opts.log ?? (() => {});
   const keepAlive = new http.Agent({ keepAlive: true, maxSockets: 256 });
   const maxPending = opts.maxPendingUpgrades ?? 64;
+  const maxQueued = opts.maxQueuedUpgrades ?? 4096;
+  const queueWaitMs = opts.upgradeQueueMs ?? 10_000;
   let pendingUpgrades = 0;
+  const queued: { start(): void }[] = [];
 
   const server = https.createServer({
     key: opts.serverKeyPem,
@@ -236,10 +246,40 @@ export async function startEdge(opts: EdgeOptions): Promise<Edge> {
       socket.end(rawProblemResponse(verdict.status, verdict.code, verdict.detail));
       return;
     }
-    if (pendingUpgrades >= maxPending) {
+    const refuseBusy = () =>
       socket.end(rawProblemResponse(503, EDGE_BUSY_CODE, "the relay is taking in many connections; retry shortly", "retry-after: 1\r\n"));
-      return;
-    }
+    const forward = () => {
+      if (socket.destroyed) return;
+      forwardUpgrade(req, socket, head, verdict.cf);
+    };
+    if (pendingUpgrades < maxPending) return forward();
+    if (queued.length >= maxQueued) return refuseBusy();
+    // Waits here, holding only this process's descriptor for the agent's socket, until a slot frees or the wait is too long.
+    const entry = {
+      start: () => {
+        clearTimeout(timer);
+        forward();
+      },
+    };
+    const timer = setTimeout(() => {
+      const at = queued.indexOf(entry);
+      if (at >= 0) queued.splice(at, 1);
+      refuseBusy();
+    }, queueWaitMs);
+    socket.once("close", () => {
+      clearTimeout(timer);
+      const at = queued.indexOf(entry);
+      if (at >= 0) queued.splice(at, 1);
+    });
+    queued.push(entry);
+  });
+
+  /** Starts queued upgrades while there are free slots. */
+  function drain(): void {
+    while (pendingUpgrades < maxPending && queued.length > 0) queued.shift()!.start();
+  }
+
+  function forwardUpgrade(req: http.IncomingMessage, socket: TLSSocket, head: Buffer, cf: object): void {
     socket.setNoDelay(true);
     pendingUpgrades++;
     let answered = false;
@@ -248,12 +288,13 @@ export async function startEdge(opts: EdgeOptions): Promise<Edge> {
       if (answered) return;
       answered = true;
       pendingUpgrades--;
+      drain();
     };
     const up = net.connect({ host: upstream.hostname, port: upstreamPort, noDelay: true });
     up.once("data", settle);
     up.once("close", settle);
     socket.once("close", settle);
-    const headers = forwardedHeaders(req, verdict.cf, opts.edgeSecret);
+    const headers = forwardedHeaders(req, cf, opts.edgeSecret);
     headers.host = upstream.host;
     headers.connection = "Upgrade";
     headers.upgrade = String(req.headers.upgrade ?? "websocket");
@@ -271,7 +312,7 @@ export async function startEdge(opts: EdgeOptions): Promise<Edge> {
     socket.on("error", destroyBoth);
     up.on("close", () => socket.destroy());
     socket.on("close", () => up.destroy());
-  });
+  }
 
   const sockets = new Set<net.Socket>();
   server.on("connection", (s: net.Socket) => {

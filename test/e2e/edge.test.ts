@@ -232,10 +232,9 @@ describe("local TLS edge", () => {
 });
 
 describe("local TLS edge: admission", () => {
-  it("refuses upgrades past maxPendingUpgrades with 503 and Retry-After, and forwards again once one is answered", async () => {
+  it("holds upgrades past maxPendingUpgrades until a slot frees, and refuses past maxQueuedUpgrades with 503 and Retry-After", async () => {
     // An upstream that holds every connection unanswered until told: each upgrade stays pending.
     const held: net.Socket[] = [];
-    const seen: Promise<void>[] = [];
     let arrived: (() => void) | null = null;
     const upstream = net.createServer((s) => {
       held.push(s);
@@ -252,6 +251,7 @@ describe("local TLS edge: admission", () => {
       serverKeyPem: pki.serverKeyPem,
       edgeSecret: "s",
       maxPendingUpgrades: 2,
+      maxQueuedUpgrades: 1,
     });
     const upgrade = () =>
       new Promise<{ status: number; headers: Record<string, string | string[] | undefined> }>((resolve, reject) => {
@@ -263,34 +263,28 @@ describe("local TLS edge: admission", () => {
         ws.on("error", (err) => (/socket hang up|ECONNRESET/.test(err.message) ? resolve({ status: 0, headers: {} }) : reject(err)));
       });
     // Bounded: a wait that never ends fails with what it waited for.
-    const reachUpstream = () =>
-      new Promise<void>((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error("the upgrade never reached the upstream")), 5_000);
-        arrived = () => {
-          clearTimeout(timer);
-          resolve();
-        };
-      });
+    const within = <T>(p: Promise<T>, what: string) =>
+      Promise.race([p, new Promise<never>((_, reject) => setTimeout(() => reject(new Error(what)), 5_000))]);
+    const reachUpstream = () => new Promise<void>((resolve) => (arrived = resolve));
     try {
-      for (let i = 0; i < 2; i++) {
-        const there = reachUpstream();
-        seen.push(upgrade().then(() => {}));
-        await there;
-      }
-      const refused = await Promise.race([
-        upgrade(),
-        new Promise<never>((_, reject) => setTimeout(() => reject(new Error("the third upgrade was not refused")), 5_000)),
-      ]);
+      const first = reachUpstream();
+      const firstDone = upgrade();
+      await within(first, "the first upgrade never reached the upstream");
+      const second = reachUpstream();
+      void upgrade().catch(() => {});
+      await within(second, "the second upgrade never reached the upstream");
+      // Both slots taken: the third waits at the edge, the fourth finds the queue full.
+      const third = reachUpstream();
+      void upgrade().catch(() => {});
+      const refused = await within(upgrade(), "the fourth upgrade was not refused");
       expect(refused.status).toBe(503);
       expect(refused.headers[EDGE_REFUSAL_HEADER.toLowerCase()]).toBe(EDGE_BUSY_CODE);
       expect(refused.headers["retry-after"]).toBe("1");
       expect(held).toHaveLength(2);
-      // The relay answers one (here: it goes away): a slot is free, and the next upgrade is forwarded.
+      // The relay answers one (here: it goes away), and the waiting upgrade goes on.
       held[0]!.destroy();
-      await seen[0];
-      const there = reachUpstream();
-      void upgrade().catch(() => {});
-      await there;
+      await within(firstDone, "the first upgrade did not end");
+      await within(third, "the queued upgrade was not forwarded when a slot freed");
       expect(held).toHaveLength(3);
     } finally {
       for (const s of held) s.destroy();
