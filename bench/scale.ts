@@ -124,6 +124,8 @@ type Sample = Extract<RelayReply, { type: "sample" }>;
 interface RelayHandle {
   proc: ChildProcess;
   url: string;
+  /** The Worker's direct socket, where the bench's REST calls go. */
+  apiUrl: string | null;
   edgeUrl: string;
   caCertPem: string;
   workerdPids: number[];
@@ -162,6 +164,7 @@ function startRelay(stateDir: string, extra: object): Promise<RelayHandle> {
         resolve({
           proc,
           url: m.url,
+          apiUrl: m.apiUrl,
           edgeUrl: m.edgeUrl,
           caCertPem: m.caCertPem,
           workerdPids: m.workerdPids,
@@ -328,8 +331,13 @@ export async function runScaleBench(opts: ScaleOptions = {}): Promise<ScaleResul
   let relay: RelayHandle | null = null;
   let fleet: Fleet | null = null;
   try {
-    relay = await startRelay(stateDir, { port: 0, edgePort: 0, edgeProcesses: o.edgeProcesses });
-    const ports = { port: Number(new URL(relay.url).port), edgePort: Number(new URL(relay.edgeUrl).port) };
+    // REST on the Worker's direct socket: operators' calls do not wait in the listen queue behind a storm of agents.
+    relay = await startRelay(stateDir, { port: 0, edgePort: 0, apiPort: 0, edgeProcesses: o.edgeProcesses });
+    const ports = {
+      port: Number(new URL(relay.url).port),
+      edgePort: Number(new URL(relay.edgeUrl).port),
+      apiPort: Number(new URL(relay.apiUrl!).port),
+    };
     const limit = fdLimitOf(relay.workerdPids[0]!);
     const secret = (await readJwtSecret(stateDir))!;
     const admin = await signDevToken({ secret, role: "admin", ttlSeconds: 7200, sub: "bench-admin" });
@@ -340,7 +348,7 @@ export async function runScaleBench(opts: ScaleOptions = {}): Promise<ScaleResul
     const tc = Date.now();
     const issued = [];
     for (let i = 0; i < o.agents; i++) issued.push(await certs.issue(`scale-${i}`));
-    let rest = new RestClient(relay.url, admin, 32);
+    let rest = new RestClient(relay.apiUrl!, admin, 32);
     const tr = Date.now();
     const hostIds = await pool(issued, 32, async (c) => {
       const h = await rest.json<{ host_id: string }>("POST", "/api/hosts", { hostname: c.cn, cert_fingerprint_sha256: c.fingerprint }, 201);
@@ -458,7 +466,7 @@ export async function runScaleBench(opts: ScaleOptions = {}): Promise<ScaleResul
 
     if (o.storm) {
       rest.close();
-      rest = new RestClient(relay.url, operator, 32);
+      rest = new RestClient(relay.apiUrl!, operator, 32);
       const { relay: restarted, ...figures } = await reconnectStorm({
         relay,
         fleet,
@@ -499,7 +507,7 @@ interface StormInput {
   fleet: Fleet;
   rest: RestClient;
   stateDir: string;
-  ports: { port: number; edgePort: number };
+  ports: { port: number; edgePort: number; apiPort: number };
   edgeProcesses: number;
   hostIds: string[];
   sample: number;

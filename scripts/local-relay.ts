@@ -133,6 +133,7 @@ export async function startLocalRelay(opts: LocalRelayOptions = {}): Promise<Loc
   // Never empty: an unset LOCAL_EDGE_SECRET makes the Worker trust a client-supplied `request.cf`.
   const edgeSecret = opts.bindings?.LOCAL_EDGE_SECRET || randomBytes(32).toString("base64url");
   if (port !== 0) await assertPortFree(host, port);
+  if (opts.apiPort !== undefined && opts.apiPort !== 0) await assertPortFree(host, opts.apiPort);
 
   const configPath = path.join(REPO_ROOT, "wrangler.toml");
   const config = unstable_readConfig({ config: configPath }, { hideWarnings: true });
