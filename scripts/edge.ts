@@ -172,7 +172,8 @@ export async function startEdge(opts: EdgeOptions): Promise<Edge> {
   const maxQueued = opts.maxQueuedUpgrades ?? 4096;
   const queueWaitMs = opts.upgradeQueueMs ?? 10_000;
   let pendingUpgrades = 0;
-  const queued: { start(): void }[] = [];
+  // In arrival order (a Set keeps insertion order), and an entry leaves in O(1) when its agent goes.
+  const queued = new Set<{ start(): void }>();
 
   const server = https.createServer({
     key: opts.serverKeyPem,
@@ -253,7 +254,7 @@ export async function startEdge(opts: EdgeOptions): Promise<Edge> {
       forwardUpgrade(req, socket, head, verdict.cf);
     };
     if (pendingUpgrades < maxPending) return forward();
-    if (queued.length >= maxQueued) return refuseBusy();
+    if (queued.size >= maxQueued) return refuseBusy();
     // Waits here, holding only this process's descriptor for the agent's socket, until a slot frees or the wait is too long.
     const entry = {
       start: () => {
@@ -262,21 +263,23 @@ export async function startEdge(opts: EdgeOptions): Promise<Edge> {
       },
     };
     const timer = setTimeout(() => {
-      const at = queued.indexOf(entry);
-      if (at >= 0) queued.splice(at, 1);
+      queued.delete(entry);
       refuseBusy();
     }, queueWaitMs);
     socket.once("close", () => {
       clearTimeout(timer);
-      const at = queued.indexOf(entry);
-      if (at >= 0) queued.splice(at, 1);
+      queued.delete(entry);
     });
-    queued.push(entry);
+    queued.add(entry);
   });
 
   /** Starts queued upgrades while there are free slots. */
   function drain(): void {
-    while (pendingUpgrades < maxPending && queued.length > 0) queued.shift()!.start();
+    for (const next of queued) {
+      if (pendingUpgrades >= maxPending) return;
+      queued.delete(next);
+      next.start();
+    }
   }
 
   function forwardUpgrade(req: http.IncomingMessage, socket: TLSSocket, head: Buffer, cf: object): void {
