@@ -197,8 +197,10 @@ export async function startLocalRelay(opts: LocalRelayOptions = {}): Promise<Loc
     throw await explainStartFailure(err, host, port);
   }
 
+  let apiUrl: string | null = null;
   try {
     await applyMigrations(mf, path.join(REPO_ROOT, "migrations"), opts.quiet ? undefined : (m) => console.log(m));
+    if (opts.apiPort !== undefined) apiUrl = `http://${displayHost(host)}:${(await mf.unsafeGetDirectURL(workerName)).port}`;
   } catch (err) {
     await mf.dispose().catch(() => {});
     throw err;
@@ -206,7 +208,6 @@ export async function startLocalRelay(opts: LocalRelayOptions = {}): Promise<Loc
 
   const actualPort = Number(readyUrl.port);
   const url = `http://${displayHost(host)}:${actualPort}`;
-  const apiUrl = opts.apiPort === undefined ? null : `http://${displayHost(host)}:${(await mf.unsafeGetDirectURL(workerName)).port}`;
   let edge: Edge | null = null;
   let edgeProcesses: EdgeProcess[] = [];
   if (edgePort !== null) {
