@@ -10,7 +10,7 @@ import { signDevToken } from "../../scripts/dev-token.ts";
 import { EDGE_BUSY_CODE, EDGE_REFUSAL_HEADER, startEdge } from "../../scripts/edge.ts";
 import { readJwtSecret } from "../../scripts/jwt-secret.ts";
 import { ensureLocalPki } from "../../scripts/local-pki.ts";
-import { type LocalRelay, startLocalRelay } from "../../scripts/local-relay.ts";
+import { type LocalRelay, PortInUseError, startLocalRelay } from "../../scripts/local-relay.ts";
 import { clientCert, csrPem, fingerprint, newKey } from "../helpers/certs.ts";
 
 let relay: LocalRelay;
@@ -231,29 +231,32 @@ describe("local TLS edge", () => {
   });
 });
 
-describe("local TLS edge: admission", () => {
-  it("holds upgrades past maxPendingUpgrades until a slot frees, and refuses past maxQueuedUpgrades with 503 and Retry-After", async () => {
-    // An upstream that holds every connection unanswered until told: each upgrade stays pending.
-    const held: net.Socket[] = [];
-    let arrived: (() => void) | null = null;
-    const upstream = net.createServer((s) => {
-      held.push(s);
-      s.on("error", () => {});
-      arrived?.();
-    });
-    await new Promise<void>((r) => upstream.listen(0, "127.0.0.1", r));
-    const pki = await ensureLocalPki(stateDir);
-    const edge = await startEdge({
-      port: 0,
-      upstream: `http://127.0.0.1:${(upstream.address() as net.AddressInfo).port}`,
-      caCertPem: pki.caCertPem,
-      serverCertPem: pki.serverCertPem,
-      serverKeyPem: pki.serverKeyPem,
-      edgeSecret: "s",
-      maxPendingUpgrades: 2,
-      maxQueuedUpgrades: 1,
-    });
-    const upgrade = () =>
+/**
+ * An edge in front of an upstream that holds every connection unanswered (each upgrade stays
+ * pending) until the test destroys it, with bounded waits that fail naming what they waited for.
+ */
+async function holdingEdge(limits: { maxPendingUpgrades: number; maxQueuedUpgrades: number; upgradeQueueMs?: number }) {
+  const held: net.Socket[] = [];
+  let arrived: (() => void) | null = null;
+  const upstream = net.createServer((s) => {
+    held.push(s);
+    s.on("error", () => {});
+    arrived?.();
+  });
+  await new Promise<void>((r) => upstream.listen(0, "127.0.0.1", r));
+  const pki = await ensureLocalPki(stateDir);
+  const edge = await startEdge({
+    port: 0,
+    upstream: `http://127.0.0.1:${(upstream.address() as net.AddressInfo).port}`,
+    caCertPem: pki.caCertPem,
+    serverCertPem: pki.serverCertPem,
+    serverKeyPem: pki.serverKeyPem,
+    edgeSecret: "s",
+    ...limits,
+  });
+  return {
+    held,
+    upgrade: () =>
       new Promise<{ status: number; headers: Record<string, string | string[] | undefined> }>((resolve, reject) => {
         const ws = new WebSocket(`${edge.url.replace("https", "wss")}/healthz`, {
           ca: pki.caCertPem,
@@ -261,11 +264,22 @@ describe("local TLS edge: admission", () => {
         } as WebSocket.ClientOptions);
         ws.on("unexpected-response", (_req, res) => resolve({ status: res.statusCode ?? 0, headers: res.headers }));
         ws.on("error", (err) => (/socket hang up|ECONNRESET/.test(err.message) ? resolve({ status: 0, headers: {} }) : reject(err)));
-      });
-    // Bounded: a wait that never ends fails with what it waited for.
-    const within = <T>(p: Promise<T>, what: string) =>
-      Promise.race([p, new Promise<never>((_, reject) => setTimeout(() => reject(new Error(what)), 5_000))]);
-    const reachUpstream = () => new Promise<void>((resolve) => (arrived = resolve));
+      }),
+    reachUpstream: () => new Promise<void>((resolve) => (arrived = resolve)),
+    within: <T>(p: Promise<T>, what: string) =>
+      Promise.race([p, new Promise<never>((_, reject) => setTimeout(() => reject(new Error(what)), 5_000))]),
+    async close() {
+      for (const s of held) s.destroy();
+      await edge.close();
+      await new Promise<void>((r) => upstream.close(() => r()));
+    },
+  };
+}
+
+describe("local TLS edge: admission", () => {
+  it("holds upgrades past maxPendingUpgrades until a slot frees, and refuses past maxQueuedUpgrades with 503 and Retry-After", async () => {
+    const h = await holdingEdge({ maxPendingUpgrades: 2, maxQueuedUpgrades: 1 });
+    const { held, upgrade, reachUpstream, within } = h;
     try {
       const first = reachUpstream();
       const firstDone = upgrade();
@@ -287,9 +301,36 @@ describe("local TLS edge: admission", () => {
       await within(third, "the queued upgrade was not forwarded when a slot freed");
       expect(held).toHaveLength(3);
     } finally {
-      for (const s of held) s.destroy();
-      await edge.close();
-      await new Promise<void>((r) => upstream.close(() => r()));
+      await h.close();
+    }
+  });
+
+  it("refuses a queued upgrade with 503 once it has waited upgradeQueueMs, without passing it on", async () => {
+    const h = await holdingEdge({ maxPendingUpgrades: 1, maxQueuedUpgrades: 10, upgradeQueueMs: 200 });
+    try {
+      const first = h.reachUpstream();
+      void h.upgrade().catch(() => {});
+      await h.within(first, "the first upgrade never reached the upstream");
+      const waited = await h.within(h.upgrade(), "the queued upgrade was never answered");
+      expect(waited.status).toBe(503);
+      expect(waited.headers[EDGE_REFUSAL_HEADER.toLowerCase()]).toBe(EDGE_BUSY_CODE);
+      expect(h.held).toHaveLength(1);
+    } finally {
+      await h.close();
+    }
+  });
+});
+
+describe("local relay: ports", () => {
+  it("refuses an apiPort already in use with PortInUseError naming it, before starting anything", async () => {
+    const taken = Number(new URL(relay.apiUrl!).port);
+    const dir = await mkdtemp(path.join(os.tmpdir(), "fleet-edge-port-"));
+    try {
+      const err = await startLocalRelay({ port: 0, edgePort: null, apiPort: taken, stateDir: dir, quiet: true }).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(PortInUseError);
+      expect((err as PortInUseError).port).toBe(taken);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
     }
   });
 });
