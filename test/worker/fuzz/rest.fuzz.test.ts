@@ -310,11 +310,14 @@ async function send(r: FuzzRequest): Promise<Outcome | null> {
 function record(r: FuzzRequest, o: Outcome, acc: Accepted, stats: Map<string, number>): void {
   const route = `${r.op.method} ${r.op.path}`;
   stats.set(`${route} ${o.status}`, (stats.get(`${route} ${o.status}`) ?? 0) + 1);
-  if (o.status >= 300 || r.method !== r.op.method) return;
+  if (o.status >= 300) return;
+  // A request sent with another method than its operation's is, to the relay, that method's route on
+  // the same path (a GET of a command sent as DELETE cancels it): record it as what it was.
+  const asSent = `${r.method} ${r.op.path}`;
   const b = o.body ?? {};
   const host = r.pathValues.host_id;
   if (typeof b.next_cursor === "string" && pools.cursors.length < 300) pools.cursors.push(b.next_cursor);
-  switch (route) {
+  switch (asSent) {
     case "POST /api/hosts":
     case "POST /agent/enroll":
       acc.hosts.add(b.host_id);
