@@ -116,6 +116,9 @@ export function validArb(schema: any, pools: Pools, name?: string): fc.Arbitrary
   if (schema.oneOf || schema.anyOf) return fc.oneof(...(schema.oneOf ?? schema.anyOf).map((s: any) => validArb(s, pools, name)));
   if (schema.enum) return fc.constantFrom(...schema.enum);
   if ("const" in schema) return fc.constant(schema.const);
+  // OpenAPI 3.1 nullable: `type: ["integer", "null"]` is one of its types.
+  if (Array.isArray(schema.type))
+    return fc.oneof(...schema.type.map((t: string) => (t === "null" ? fc.constant(null) : validArb({ ...schema, type: t }, pools, name))));
   switch (schema.type) {
     case "object": {
       const props = (schema.properties ?? {}) as Record<string, any>;
@@ -277,10 +280,17 @@ export function bodyArb(schema: any, pools: Pools): fc.Arbitrary<{ label: BodyLa
 /** Percent-encodes, replacing lone surrogates first (they have no UTF-8 form to encode). */
 const enc = (s: string): string => encodeURIComponent(s.toWellFormed());
 
+/**
+ * A generated value as parameter text. `String` is not total: it throws on an object whose
+ * `toString` is not callable (`{"toString": 1}`, which `jsonValue` makes), so objects go as JSON.
+ */
+export const paramText = (v: unknown): string => (v !== null && typeof v === "object" ? JSON.stringify(v) : String(v));
+
 function pathValueArb(op: Operation, p: Param, pools: Pools): fc.Arbitrary<string> {
   // Real hosts for revocation come from their own pool, so the fuzz cannot revoke the hosts it reads back.
   const pool = op.path.endsWith("/revoke") && p.name === "host_id" ? "revocable_host_id" : p.name;
-  const real = p.schema?.format === "uuid" ? pick(() => pools.ids[pool] ?? [], crypto.randomUUID()) : validArb(p.schema, pools).map(String);
+  const real =
+    p.schema?.format === "uuid" ? pick(() => pools.ids[pool] ?? [], crypto.randomUUID()) : validArb(p.schema, pools).map(paramText);
   return fc.oneof(
     { weight: 14, arbitrary: real.map(enc) },
     { weight: 2, arbitrary: fc.uuid().map(String) },
@@ -358,7 +368,7 @@ function queryValueArb(p: Param, pools: Pools): fc.Arbitrary<string> {
       .map((xs) => xs.join(","));
   }
   return fc.oneof(
-    { weight: 3, arbitrary: validArb(p.schema, pools).map(String) },
+    { weight: 3, arbitrary: validArb(p.schema, pools).map(paramText) },
     { weight: 1, arbitrary: hostileNumber(p.schema?.minimum, p.schema?.maximum).map(String) },
     { weight: 1, arbitrary: hostileString() },
   );
@@ -419,7 +429,7 @@ export function requestArb(ops: Operation[], pools: Pools): fc.Arbitrary<FuzzReq
         headers: fc.tuple(
           ...headerParams.map((p) =>
             fc.option(
-              fc.oneof(validArb(p.schema, pools).map(String), hostileString(), fc.constantFrom("job:x", "JoB:1", "a".repeat(129))),
+              fc.oneof(validArb(p.schema, pools).map(paramText), hostileString(), fc.constantFrom("job:x", "JoB:1", "a".repeat(129))),
               { freq: 2 },
             ),
           ),
