@@ -21,8 +21,17 @@ export interface RelayChildHandle {
 const BENCH_DIR = import.meta.dirname;
 const REPO_ROOT = path.resolve(BENCH_DIR, "..");
 
-/** `extra` is relay-process.ts's optional JSON argument (`{ port, edgePort, bindings, … }`). */
-export async function forkRelayChild(stateDir: string, extra?: object, startTimeoutMs = 60_000): Promise<RelayChildHandle> {
+/**
+ * `extra` is relay-process.ts's optional JSON argument (`{ port, edgePort, bindings, … }`). `kill`
+ * ends the child when it fails to start or does not stop in time; default: SIGKILL to the child
+ * alone (bench/scale.ts passes one that takes workerd and the edge processes with it).
+ */
+export async function forkRelayChild(
+  stateDir: string,
+  extra?: object,
+  startTimeoutMs = 60_000,
+  kill: (proc: ChildProcess) => void = (proc) => proc.kill("SIGKILL"),
+): Promise<RelayChildHandle> {
   const proc = fork(path.join(BENCH_DIR, "relay-process.ts"), [stateDir, ...(extra ? [JSON.stringify(extra)] : [])], {
     execArgv: ["--experimental-strip-types", "--no-warnings=ExperimentalWarning", "--expose-gc"],
     stdio: ["ignore", "inherit", "inherit", "ipc"],
@@ -38,7 +47,7 @@ export async function forkRelayChild(stateDir: string, extra?: object, startTime
       else reject(Object.assign(new Error(`the relay failed to start: ${m.message}`), { code: m.code }));
     });
   }).catch((err) => {
-    proc.kill("SIGKILL");
+    kill(proc);
     throw err;
   });
   proc.removeAllListeners("exit");
@@ -66,7 +75,7 @@ export async function forkRelayChild(stateDir: string, extra?: object, startTime
       if (proc.exitCode !== null || proc.signalCode !== null) return;
       const exited = new Promise((r) => proc.once("exit", r));
       if (proc.connected) proc.send({ type: "stop" } satisfies RelayRequest);
-      const timer = setTimeout(() => proc.kill("SIGKILL"), graceMs);
+      const timer = setTimeout(() => kill(proc), graceMs);
       await exited;
       clearTimeout(timer);
     },

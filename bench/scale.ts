@@ -8,7 +8,7 @@
  * returns the same object for `npm run bench`'s summary. What it measures and why it is built this
  * way (edge processes, open files, hibernation) is in bench/README.md, "Scale".
  */
-import { type ChildProcess, fork, spawn } from "node:child_process";
+import { type ChildProcess, spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
@@ -17,14 +17,14 @@ import { signDevToken } from "../scripts/dev-token.ts";
 import { readJwtSecret } from "../scripts/jwt-secret.ts";
 import { findMosquitto, freePort, mosquittoVersion, waitForPort, writeMosquittoConfig } from "./mqtt-peer.ts";
 import { clientCertFactory } from "./pki.ts";
-import type { RelayReply, RelayRequest } from "./relay-process.ts";
+import { forkRelayChild } from "./relay-child.ts";
+import type { RelayReply } from "./relay-process.ts";
 import { RestClient } from "./rest.ts";
 import { Fleet, perSecond } from "./scale-fleet.ts";
 import { descendants, fdsOf, intEnv, killPids, pause, rssOf, waitGone } from "./soak-common.ts";
 import { bytes, table } from "./stats.ts";
 
 const BENCH_DIR = import.meta.dirname;
-const REPO_ROOT = path.resolve(BENCH_DIR, "..");
 /** The agent's own reconnect policy (agent/agent-options.ts defaults). */
 const AGENT_BACKOFF = { baseMs: 1000, capMs: 60_000, stableAfterMs: 60_000 };
 
@@ -133,63 +133,10 @@ interface RelayHandle {
   stop(): Promise<void>;
 }
 
-function startRelay(stateDir: string, extra: object): Promise<RelayHandle> {
-  const proc = fork(path.join(BENCH_DIR, "relay-process.ts"), [stateDir, JSON.stringify(extra)], {
-    execArgv: ["--experimental-strip-types", "--no-warnings=ExperimentalWarning", "--expose-gc"],
-    stdio: ["ignore", "inherit", "inherit", "ipc"],
-    cwd: REPO_ROOT,
-  });
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      killTree(proc);
-      reject(new Error("the relay did not start within 120 s"));
-    }, 120_000);
-    proc.once("exit", (code, signal) => {
-      clearTimeout(timer);
-      reject(new Error(`the relay process exited (${code ?? signal}) before it was ready`));
-    });
-    let seq = 0;
-    const waiting = new Map<number, (m: Sample) => void>();
-    proc.on("message", (m: RelayReply) => {
-      if (m.type === "sample") {
-        waiting.get(m.id)?.(m);
-        waiting.delete(m.id);
-      } else if (m.type === "error") {
-        clearTimeout(timer);
-        killTree(proc);
-        reject(Object.assign(new Error(`the relay failed to start: ${m.message}`), { code: m.code }));
-      } else if (m.type === "ready") {
-        clearTimeout(timer);
-        proc.removeAllListeners("exit");
-        resolve({
-          proc,
-          url: m.url,
-          apiUrl: m.apiUrl,
-          edgeUrl: m.edgeUrl,
-          caCertPem: m.caCertPem,
-          workerdPids: m.workerdPids,
-          sample: (gc) =>
-            new Promise((ok, fail) => {
-              const id = ++seq;
-              const t = setTimeout(() => fail(new Error("no reading from the relay process")), 30_000);
-              waiting.set(id, (s) => {
-                clearTimeout(t);
-                ok(s);
-              });
-              proc.send({ type: "sample", id, gc } satisfies RelayRequest);
-            }),
-          stop: async () => {
-            if (proc.exitCode !== null || proc.signalCode !== null) return;
-            const exited = new Promise((r) => proc.once("exit", r));
-            if (proc.connected) proc.send({ type: "stop" } satisfies RelayRequest);
-            const t = setTimeout(() => killTree(proc), 30_000);
-            await exited;
-            clearTimeout(t);
-          },
-        });
-      }
-    });
-  });
+async function startRelay(stateDir: string, extra: object): Promise<RelayHandle> {
+  const child = await forkRelayChild(stateDir, extra, 120_000, killTree);
+  const { url, apiUrl, edgeUrl, caCertPem, workerdPids } = child.ready;
+  return { proc: child.proc, url, apiUrl, edgeUrl, caCertPem, workerdPids, sample: child.sample, stop: () => child.stop(30_000) };
 }
 
 /** SIGKILL to the relay's process and everything below it (workerd, the edge processes) at once. */
