@@ -125,14 +125,15 @@ export const JobRequest = z
 export type JobRequest = z.infer<typeof JobRequest>;
 
 /**
- * A host's part in a job: `pending` until dispatched, `dispatching` while its HostRelay is being
- * asked to queue it, then its command's state; `skipped` if the host could not take it (revoked or
- * unregistered after the job was accepted).
+ * A host's part in a job: `pending` until dispatched; `waiting` when the host was offline at its
+ * turn, so the job holds its command (durably) until the agent connects; `dispatching` while its
+ * HostRelay is being asked to queue it, then its command's state; `skipped` if the host could not
+ * take it (revoked or unregistered after the job was accepted).
  */
-export const JobHostState = z.enum(["pending", "dispatching", "skipped", ...CommandState.options]).meta({
+export const JobHostState = z.enum(["pending", "waiting", "dispatching", "skipped", ...CommandState.options]).meta({
   id: "JobHostState",
   description:
-    "A host's part in a job: pending until dispatched, dispatching while its relay is asked to queue it, then its command's state; skipped if the host could not take it",
+    "A host's part in a job: pending until dispatched; waiting while the host is offline (the job holds its command until the agent connects); dispatching while its relay is asked to queue it, then its command's state; skipped if the host could not take it",
 });
 export type JobHostState = z.infer<typeof JobHostState>;
 

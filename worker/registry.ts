@@ -140,20 +140,74 @@ export async function hostRegistration(
   return row ? { host_id: row.host_id, revoked_at: row.revoked_at, tags: row.tags ? (JSON.parse(row.tags) as string[]) : [] } : null;
 }
 
-/** `hostRegistration` for many hosts in one statement (ids as one JSON parameter); unregistered ids are absent. */
+/** `hostRegistration` for many hosts in one statement (ids as one JSON parameter), with whether each is online; unregistered ids are absent. */
 export async function hostRegistrations(
   db: D1Database,
   hostIds: string[],
-): Promise<Map<string, { revoked_at: string | null; tags: string[] }>> {
+): Promise<Map<string, { revoked_at: string | null; tags: string[]; online: boolean }>> {
   const { results } = await db
     .prepare(
-      `SELECT h.host_id, h.revoked_at,
+      `SELECT h.host_id, h.revoked_at, h.online,
          (SELECT json_group_array(tag) FROM (SELECT tag FROM host_tags t WHERE t.host_id = h.host_id ORDER BY tag)) AS tags
        FROM json_each(?) j JOIN hosts h ON h.host_id = j.value`,
     )
     .bind(JSON.stringify(hostIds))
-    .all<{ host_id: string; revoked_at: string | null; tags: string | null }>();
-  return new Map(results.map((r) => [r.host_id, { revoked_at: r.revoked_at, tags: r.tags ? (JSON.parse(r.tags) as string[]) : [] }]));
+    .all<{ host_id: string; revoked_at: string | null; online: number; tags: string | null }>();
+  return new Map(
+    results.map((r) => [
+      r.host_id,
+      { revoked_at: r.revoked_at, tags: r.tags ? (JSON.parse(r.tags) as string[]) : [], online: r.online === 1 },
+    ]),
+  );
+}
+
+// ---- job waits (migrations/0005_job_waits.sql) ----
+
+/**
+ * Records that `jobId` holds its command for each of `hostIds`, then reads which of them are online
+ * (or revoked: their relays refuse, and the host is skipped) now, in one batch (one transaction). The relay of a host that says hello writes `online` first and
+ * reads its waits after, so a host that comes online meanwhile is seen by one side or both.
+ */
+export async function addJobWaits(db: D1Database, jobId: string, hostIds: string[]): Promise<Set<string>> {
+  const ids = JSON.stringify(hostIds);
+  const [, online] = await db.batch<{ host_id: string }>([
+    db.prepare("INSERT OR IGNORE INTO job_waits (host_id, job_id) SELECT value, ? FROM json_each(?)").bind(jobId, ids),
+    db
+      .prepare("SELECT h.host_id FROM json_each(?) j JOIN hosts h ON h.host_id = j.value WHERE h.online = 1 OR h.revoked_at IS NOT NULL")
+      .bind(ids),
+  ]);
+  return new Set(online!.results.map((r) => r.host_id));
+}
+
+/** The jobs holding a command for this host. */
+export async function jobsWaitingFor(db: D1Database, hostId: string): Promise<string[]> {
+  const { results } = await db.prepare("SELECT job_id FROM job_waits WHERE host_id = ? LIMIT 1000").bind(hostId).all<{ job_id: string }>();
+  return results.map((r) => r.job_id);
+}
+
+/** Of the hosts a job waits for, those to try now: online, revoked, or no longer registered. */
+export async function jobWaitsReady(db: D1Database, jobId: string): Promise<string[]> {
+  const { results } = await db
+    .prepare(
+      `SELECT w.host_id FROM job_waits w LEFT JOIN hosts h ON h.host_id = w.host_id
+       WHERE w.job_id = ? AND (h.host_id IS NULL OR h.online = 1 OR h.revoked_at IS NOT NULL)`,
+    )
+    .bind(jobId)
+    .all<{ host_id: string }>();
+  return results.map((r) => r.host_id);
+}
+
+/** Forgets a job's waits: these hosts (or, with no list, all of them). */
+export async function deleteJobWaits(db: D1Database, jobId: string, hostIds?: string[]): Promise<void> {
+  if (hostIds === undefined) {
+    await db.prepare("DELETE FROM job_waits WHERE job_id = ?").bind(jobId).run();
+    return;
+  }
+  if (hostIds.length === 0) return;
+  await db
+    .prepare("DELETE FROM job_waits WHERE job_id = ? AND host_id IN (SELECT value FROM json_each(?))")
+    .bind(jobId, JSON.stringify(hostIds))
+    .run();
 }
 
 /** Whether the host is registered (revoked or not): one primary-key lookup. */

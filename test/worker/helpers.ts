@@ -40,13 +40,25 @@ export function uniqueFingerprint(): string {
   return `${crypto.randomUUID().replaceAll("-", "")}${n}`.padEnd(64, "a").slice(0, 64);
 }
 
-export async function registerHost(tags: string[] = []): Promise<{ host_id: string; fingerprint: string }> {
+/**
+ * Registers a host over REST. With `listedOnline`, the registry then says the host is online (as
+ * after a hello) with no agent behind it: a job hands such a host's command to its relay, which
+ * queues it as for an agent that has just dropped, rather than holding it as `waiting`. For tests
+ * of what relays report about a job's commands. Default: offline, as registered.
+ */
+export async function registerHost(
+  tags: string[] = [],
+  opts: { listedOnline?: boolean } = {},
+): Promise<{ host_id: string; fingerprint: string }> {
   const fingerprint = uniqueFingerprint();
   const res = await api("/api/hosts", {
     body: { hostname: `host-${fingerprint.slice(0, 8)}`, cert_fingerprint_sha256: fingerprint, tags },
   });
   expect(res.status).toBe(201);
   const host = (await res.json()) as { host_id: string };
+  if (opts.listedOnline) {
+    await env.DB.prepare("UPDATE hosts SET online = 1, connection_id = 'listed-online' WHERE host_id = ?").bind(host.host_id).run();
+  }
   return { host_id: host.host_id, fingerprint };
 }
 

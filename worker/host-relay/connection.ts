@@ -2,7 +2,7 @@ import type { AgentInfo, HelloMessage } from "../../schemas/index.ts";
 import { CloseCode, nowRfc3339, PROTOCOL_VERSION } from "../../schemas/index.ts";
 import type { AuditActor } from "../audit-log/contract.ts";
 import { M } from "../metrics/catalogue.ts";
-import { markOffline, markOnline } from "../registry.ts";
+import { jobsWaitingFor, markOffline, markOnline } from "../registry.ts";
 import {
   AGENT_TAG,
   type AgentAttachment,
@@ -15,7 +15,7 @@ import {
 } from "./context.ts";
 import { cancelsDue, pump, socketDeadline } from "./delivery.ts";
 import { addMetrics } from "./metrics-outbox.ts";
-import { recordAudit, recordPresence } from "./notify.ts";
+import { recordAudit, recordPresence, recordWakes } from "./notify.ts";
 
 export { INTERNAL_HOST_HEADER } from "./contract.ts";
 
@@ -111,6 +111,8 @@ export function onHello(rc: RelayContext, ws: WebSocket, hello: HelloMessage, no
   });
   const { hostId, connectionId } = a;
   enqueueRegistryWrite(rc, () => markOnline(rc.env.DB, hostId, connectionId, nowRfc3339(now), agent));
+  // After `online` is written: a job parking this host reads `online` after listing its wait, so one side sees the other.
+  enqueueRegistryWrite(rc, async () => recordWakes(rc, await jobsWaitingFor(rc.env.DB, hostId), rc.clock.now()));
   recordPresence(rc, true, now);
   // Cancels waiting for this agent go before new commands.
   cancelsDue(rc, now);

@@ -13,7 +13,7 @@ import type { CommandRow, OutboxRow, Transition } from "./storage.ts";
 
 /**
  * What a HostRelay tells other objects, through its outbox: fleet events to FleetEvents, job
- * progress to the command's JobCoordinator. Rows are written in the same synchronous step as the
+ * progress to the command's JobCoordinator, and wake-ups to jobs waiting for this host's agent. Rows are written in the same synchronous step as the
  * change that caused them and delivered after it, first-in-first-out per target, retried until
  * delivered. Each event carries its source (this host) and its outbox row id, so a publish that is
  * retried after FleetEvents stored it is dropped there, not stored twice. Metric changes ride in
@@ -22,6 +22,8 @@ import type { CommandRow, OutboxRow, Transition } from "./storage.ts";
 
 const EVENT = "event";
 const JOB = "job";
+/** "This host's agent is online" to a job that holds a command for it (job-coordinator/dispatch.ts). */
+const WAKE = "job_wake";
 const AUDIT = "audit";
 const FLEET = "fleet";
 /** Rows sent per flush round; a round is one RPC per target. */
@@ -138,6 +140,14 @@ export function recordFinalOutcome(rc: RelayContext, t: Transition, now: number)
 
 export const SYSTEM_ACTOR: AuditActor = { kind: "system", sub: null, role: null, jti: null, ip: null, user_agent: null };
 
+/** The agent is online: each job that holds a command for this host is told to dispatch it. */
+export function recordWakes(rc: RelayContext, jobIds: string[], now: number): void {
+  const host = hostId(rc);
+  if (!host || jobIds.length === 0) return;
+  for (const jobId of jobIds) rc.store.outbox.add(WAKE, jobId, { host_id: host }, now + LEASE_MS);
+  flushOutbox(rc);
+}
+
 export function recordPresence(rc: RelayContext, online: boolean, now: number): void {
   addEvent(rc, { type: online ? "host.online" : "host.offline", at: nowRfc3339(now), host_id: hostId(rc), tags: hostTags(rc) }, now);
 }
@@ -204,7 +214,8 @@ async function flushRounds(rc: RelayContext): Promise<boolean> {
     if (events.length || metrics.length) calls.push(deliverToFleet(rc, events, metrics));
     for (const [key, group] of groups) {
       if (key === eventKey || key === metricsKey) continue;
-      calls.push(group[0]!.kind === AUDIT ? deliverAudit(rc, group) : deliverJobUpdates(rc, group));
+      const kind = group[0]!.kind;
+      calls.push(kind === AUDIT ? deliverAudit(rc, group) : kind === WAKE ? deliverWakes(rc, group) : deliverJobUpdates(rc, group));
     }
     const outcomes = await Promise.all(calls);
     for (const { ids, ok } of outcomes) {
@@ -273,6 +284,17 @@ async function deliverJobUpdates(rc: RelayContext, group: OutboxRow[]): Promise<
   const ids = group.map((r) => r.id);
   try {
     await jobCoordinator(rc.env, group[0]!.target).hostUpdates(group.map((r) => JSON.parse(r.body) as JobHostUpdate));
+    return { ids, ok: true };
+  } catch (err) {
+    failed(group[0]!.target, err);
+    return { ids, ok: false };
+  }
+}
+
+async function deliverWakes(rc: RelayContext, group: OutboxRow[]): Promise<{ ids: number[]; ok: boolean }> {
+  const ids = group.map((r) => r.id);
+  try {
+    await jobCoordinator(rc.env, group[0]!.target).wake(group.map((r) => (JSON.parse(r.body) as { host_id: string }).host_id));
     return { ids, ok: true };
   } catch (err) {
     failed(group[0]!.target, err);

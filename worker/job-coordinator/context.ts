@@ -19,12 +19,25 @@ export interface JobContext {
   backoffUntil: number | null;
   /** Alarm rounds run one after another (the runtime's alarm and a test's direct call may overlap). */
   rounds: Promise<void>;
+  /**
+   * Hosts whose relay said they came online while they were still pending: a round that read them
+   * as offline (before the agent's hello) dispatches them instead of parking them. Lost on eviction,
+   * which the wait sweep covers.
+   */
+  woken: Set<string>;
 }
 
 /** Enqueue and cancel RPCs one alarm invocation makes at most; the alarm re-arms for the rest. */
 export const RPC_BUDGET = 200;
 /** Of those, how many are in flight at once. */
 export const RPC_PARALLELISM = 100;
+/** Pending hosts one round takes its turn for: the offline ones wait in the job, costing no RPC. */
+export const PENDING_BATCH = 2000;
+/**
+ * While hosts wait, how often the job asks the registry which of them came online (or were revoked).
+ * Their relays wake the job when the agent says hello; this catches a wake that got lost.
+ */
+export const WAIT_SWEEP_MS = 60_000;
 /** An RPC whose answer was not recorded by then (the object was evicted mid-call) is tried again. */
 export const LEASE_MS = 60_000;
 /** job.progress events are coalesced: at most one per this interval while the job moves (the final one at once). */

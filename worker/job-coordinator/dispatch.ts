@@ -1,10 +1,20 @@
 import type { CommandAccepted, CommandView } from "../../schemas/index.ts";
 import { ErrorCode, type RpcResult } from "../errors.ts";
 import type { HostRegistration } from "../host-relay/contract.ts";
-import { hostRegistrations } from "../registry.ts";
+import { addJobWaits, deleteJobWaits, hostRegistrations, jobWaitsReady } from "../registry.ts";
 import { hostRelay } from "../stubs.ts";
 import { recordJobAudit } from "./audit.ts";
-import { inPool, type JobContext, LEASE_MS, RPC_BUDGET, RPC_PARALLELISM, retryDelay, settled } from "./context.ts";
+import {
+  inPool,
+  type JobContext,
+  LEASE_MS,
+  PENDING_BATCH,
+  RPC_BUDGET,
+  RPC_PARALLELISM,
+  retryDelay,
+  settled,
+  WAIT_SWEEP_MS,
+} from "./context.ts";
 import { scheduleAlarm, settle } from "./lifecycle.ts";
 import { publishProgress } from "./progress.ts";
 import { ensureRegistered } from "./registration.ts";
@@ -13,6 +23,10 @@ import type { HostRow, JobRow } from "./storage.ts";
 
 /** The idempotency key of a job's command on every host: a retried dispatch never queues twice. */
 export const jobIdempotencyKey = (jobId: string): string => `job:${jobId}`;
+
+const EXPIRED_PENDING = "delivery deadline passed before the host's turn in the rollout";
+const EXPIRED_WAITING = "delivery deadline passed while the host was offline";
+const WAITING = "host offline at its turn: the job holds the command until the agent connects";
 
 /**
  * One alarm invocation: expire hosts that never got a slot before the deadline, dispatch up to the
@@ -45,31 +59,101 @@ async function oneRound(rc: JobContext): Promise<void> {
   // A job is listed before anything is dispatched: until then the round only retries that write.
   if (!(await ensureRegistered(rc))) return;
   const now = rc.clock.now();
-  if ((store.counts().pending ?? 0) > 0 && now >= job.expires_at) {
-    store.expirePending(now, "delivery deadline passed before the host's turn in the rollout");
+  const counts = store.counts();
+  if ((counts.pending ?? 0) + (counts.waiting ?? 0) > 0 && now >= job.expires_at) {
+    store.expirePending(now, EXPIRED_PENDING, EXPIRED_WAITING);
     settle(rc, now);
   }
+  await sweepWaits(rc);
   const used = await dispatchBatch(rc, RPC_BUDGET);
   await cancelBatch(rc, RPC_BUDGET - used);
+  await closeWaits(rc);
   await publishProgress(rc);
   await recordJobAudit(rc);
 }
 
-/** Dispatches retries due and as many pending hosts as the window and budget allow; returns how many RPCs it made. */
+/**
+ * Dispatches retries due, waiting hosts that came online, and pending hosts in the window: of those,
+ * hosts the registry says are offline wait in the job instead (no RPC, and no relay object is
+ * created for them yet); the rest get an enqueue RPC, up to the budget. Returns the RPCs it made.
+ */
 async function dispatchBatch(rc: JobContext, budget: number): Promise<number> {
   const { store } = rc;
   const now = rc.clock.now();
   const job = store.job()!;
-  const rows = store.dueDispatches(now, budget);
-  if (job.stop_kind === null) {
-    const room = job.max_concurrency - activeCount(store.counts());
-    rows.push(...store.nextPending(Math.min(room, budget - rows.length)));
-  }
-  if (rows.length === 0) return 0;
-  const registrations = await batchRegistrations(rc, rows);
-  await inPool(rows, RPC_PARALLELISM, (row) => dispatchOne(rc, row.seq, registrations.get(row.host_id)));
-  settle(rc, rc.clock.now());
+  const due = store.dueDispatches(now, budget);
+  const pending =
+    job.stop_kind === null ? store.nextPending(Math.min(job.max_concurrency - activeCount(store.counts()), PENDING_BATCH)) : [];
+  if (due.length + pending.length === 0) return 0;
+  const registrations = await batchRegistrations(rc, [...due, ...pending]);
+  const offline = pending.filter((r) => {
+    const reg = registrations.get(r.host_id);
+    return reg !== undefined && reg.revoked_at === null && !reg.online && !rc.woken.has(r.host_id);
+  });
+  const parked = await park(rc, offline);
+  for (const r of pending) rc.woken.delete(r.host_id);
+  const rows = [...due, ...pending.filter((r) => !parked.has(r.seq))].slice(0, budget);
+  const unwaited = due.filter((r) => r.state === "waiting").map((r) => r.host_id);
+  await inPool(rows, RPC_PARALLELISM, (row) => {
+    const reg = registrations.get(row.host_id);
+    return dispatchOne(rc, row.seq, reg && { revoked_at: reg.revoked_at, tags: reg.tags });
+  });
+  settle(rc, rc.clock.now(), rows.length > 0 || parked.size > 0);
+  // Best effort: a leftover row only makes a later hello wake the job for nothing.
+  await deleteJobWaits(rc.env.DB, job.job_id, unwaited).catch((err) => console.error("job dispatch: deleting waits failed", err));
   return rows.length;
+}
+
+/**
+ * Lists the hosts in the registry's job_waits, then parks those still offline (in the same D1
+ * transaction's read) and not woken meanwhile; returns the seqs parked. If the registry write
+ * fails, none are parked: they are dispatched as if online (their relays queue the command).
+ */
+async function park(rc: JobContext, rows: HostRow[]): Promise<Set<number>> {
+  if (rows.length === 0) return new Set();
+  const job = rc.store.job()!;
+  let ready: Set<string>;
+  try {
+    ready = await addJobWaits(
+      rc.env.DB,
+      job.job_id,
+      rows.map((r) => r.host_id),
+    );
+  } catch (err) {
+    console.error(`job ${job.job_id}: recording waits failed; dispatching those hosts instead`, err);
+    return new Set();
+  }
+  const now = rc.clock.now();
+  const seqs = rows.filter((r) => !ready.has(r.host_id) && !rc.woken.has(r.host_id)).map((r) => r.seq);
+  rc.store.park(seqs, now, WAITING, now + WAIT_SWEEP_MS);
+  return new Set(seqs);
+}
+
+/** Once a minute while hosts wait: the ones the registry says came online (or were revoked) are due now. */
+async function sweepWaits(rc: JobContext): Promise<void> {
+  const { store } = rc;
+  const job = store.job()!;
+  const now = rc.clock.now();
+  if ((store.counts().waiting ?? 0) === 0 || job.wait_sweep_at === null || now < job.wait_sweep_at) return;
+  try {
+    store.wake(await jobWaitsReady(rc.env.DB, job.job_id), rc.clock.now());
+  } catch (err) {
+    console.error(`job ${job.job_id}: reading waits failed; will retry`, err);
+  }
+  store.setWaitSweep(rc.clock.now() + WAIT_SWEEP_MS);
+}
+
+/** A finished job deletes its rows from job_waits (retried each round until it succeeds). */
+async function closeWaits(rc: JobContext): Promise<void> {
+  const job = rc.store.job()!;
+  if (job.waits_open !== 1 || job.finished_at === null) return;
+  try {
+    await deleteJobWaits(rc.env.DB, job.job_id);
+    rc.store.waitsClosed();
+  } catch (err) {
+    console.error(`job ${job.job_id}: deleting waits failed; will retry`, err);
+    rc.store.setWaitSweep(rc.clock.now() + WAIT_SWEEP_MS);
+  }
 }
 
 /**
@@ -77,7 +161,7 @@ async function dispatchBatch(rc: JobContext, budget: number): Promise<number> {
  * needs no registry read of its own. A host missing here (or every host, if the read fails) is
  * looked up by its relay as before.
  */
-async function batchRegistrations(rc: JobContext, rows: HostRow[]): Promise<Map<string, HostRegistration>> {
+async function batchRegistrations(rc: JobContext, rows: HostRow[]): Promise<Map<string, HostRegistration & { online: boolean }>> {
   try {
     return await hostRegistrations(
       rc.env.DB,
@@ -96,10 +180,10 @@ async function dispatchOne(rc: JobContext, seq: number, registration: HostRegist
   const row = store.hostBySeq(seq);
   if (!row) return;
   // Re-read: while earlier RPCs of this round were out, the job may have stopped (cancelling its pending hosts) or updates may have come.
-  const retry = row.state === "dispatching" && row.due_at !== null && row.due_at <= now;
+  const retry = (row.state === "dispatching" || row.state === "waiting") && row.due_at !== null && row.due_at <= now;
   if (!(row.state === "pending" || retry)) return;
-  if (row.state === "pending" && now >= job.expires_at) {
-    store.setState(row, "expired", { at: now, detail: "delivery deadline passed before the host's turn in the rollout" }, now);
+  if ((row.state === "pending" || row.state === "waiting") && now >= job.expires_at) {
+    store.setState(row, "expired", { at: now, detail: row.state === "pending" ? EXPIRED_PENDING : EXPIRED_WAITING }, now);
     return;
   }
   store.markDispatching(row, now, now + LEASE_MS);

@@ -9,7 +9,7 @@ import { runRound } from "./dispatch.ts";
 import { scheduleAlarm } from "./lifecycle.ts";
 import * as ops from "./operations.ts";
 import { JobStorage } from "./storage.ts";
-import { applyHostUpdates, type JobHostUpdate } from "./updates.ts";
+import { applyHostUpdates, type JobHostUpdate, wakeHosts } from "./updates.ts";
 
 export type { JobHostUpdate } from "./updates.ts";
 
@@ -35,6 +35,7 @@ export class JobCoordinator extends DurableObject<Env> {
       alarmAt: undefined,
       backoffUntil: null,
       rounds: Promise.resolve(),
+      woken: new Set(),
     };
     this.entry = new DurableEntry("JobCoordinator", () => scheduleAlarm(this.rc, this.rc.clock.now()));
     ctx.blockConcurrencyWhile(async () => store.openExisting());
@@ -78,5 +79,10 @@ export class JobCoordinator extends DurableObject<Env> {
   /** Batched, in order per host, retried until it returns (a throw reaches the caller, which retries); repeats are harmless. */
   hostUpdates(updates: JobHostUpdate[]): Promise<void> {
     return this.entry.run("hostUpdates", () => applyHostUpdates(this.rc, updates, this.rc.clock.now()));
+  }
+
+  /** These hosts' agents said hello: the ones waiting in this job are dispatched now. Repeats are harmless. */
+  wake(hostIds: string[]): Promise<void> {
+    return this.entry.run("wake", () => wakeHosts(this.rc, hostIds, this.rc.clock.now()));
   }
 }

@@ -27,8 +27,8 @@ export function settle(rc: JobContext, now: number, changed = true): void {
 
 /**
  * Points the single alarm at the earliest due work: now while pending hosts fit in the window,
- * the delivery deadline while hosts are pending, retries of dispatches and cancels, the next
- * progress event; before the job is listed in the registry, only the retry of that write. An alarm
+ * the delivery deadline while hosts are pending or waiting, the next wait sweep, retries of
+ * dispatches and cancels (and waiting hosts that came online), the next progress event; before the job is listed in the registry, only the retry of that write. An alarm
  * already set earlier is left alone — the alarm handler recomputes.
  */
 export function scheduleAlarm(rc: JobContext, now: number): void {
@@ -44,6 +44,12 @@ export function scheduleAlarm(rc: JobContext, now: number): void {
     if (job.stop_kind === null && activeCount(counts) < job.max_concurrency) candidates.push(now);
     candidates.push(job.expires_at);
   }
+  if (job.registered_at !== null && (counts.waiting ?? 0) > 0) {
+    candidates.push(job.expires_at);
+    if (job.wait_sweep_at !== null) candidates.push(job.wait_sweep_at);
+  }
+  // A finished job still listed in job_waits deletes its rows (retried at the sweep's pace).
+  if (job.waits_open === 1 && job.finished_at !== null) candidates.push(job.wait_sweep_at ?? now);
   const due = store.nextDue();
   if (due.dispatch !== null) candidates.push(due.dispatch);
   if (due.cancel !== null) candidates.push(due.cancel);

@@ -6,12 +6,15 @@ import { ACTIVE_ORDER, GIVE_UP_STATES } from "../host-relay/command-states.ts";
 
 export const FINAL = new Set<JobHostState>(FINAL_JOB_HOST_STATES);
 export const ERRORS = new Set<JobHostState>(ERROR_JOB_HOST_STATES);
-/** Dispatched (or being dispatched) and not final: what the window counts. */
-export const ACTIVE: readonly JobHostState[] = ["dispatching", ...ACTIVE_ORDER];
+/**
+ * Had its turn and not final: what the window counts. A waiting host holds its slot as a command
+ * queued on an offline host would, so a rollout does not run ahead of hosts it could not reach.
+ */
+export const ACTIVE: readonly JobHostState[] = ["waiting", "dispatching", ...ACTIVE_ORDER];
 export const ALL_HOST_STATES: readonly JobHostState[] = JobHostStateSchema.options;
 
-/** pending, dispatching, then the command's own order (command-states.ts), then any final state. */
-const ORDER: readonly JobHostState[] = ["pending", "dispatching", ...ACTIVE_ORDER];
+/** pending, waiting, dispatching, then the command's own order (command-states.ts), then any final state. */
+const ORDER: readonly JobHostState[] = ["pending", "waiting", "dispatching", ...ACTIVE_ORDER];
 const rank = (s: JobHostState): number => (FINAL.has(s) ? ORDER.length : ORDER.indexOf(s));
 
 export function isHostState(s: string): s is JobHostState {

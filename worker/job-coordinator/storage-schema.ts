@@ -76,4 +76,11 @@ export const JOB_COORDINATOR_MIGRATIONS: readonly string[] = [
   ALTER TABLE job ADD COLUMN audit_seq INTEGER NOT NULL DEFAULT 0;
   ALTER TABLE job ADD COLUMN audit_due_at INTEGER;
   `,
+  /* 5 */ `
+  -- Hosts offline at their turn wait in the job (state 'waiting', listed in the registry's job_waits):
+  -- when to next ask the registry which of them came online, and whether job_waits may hold rows of
+  -- this job (cleared once the job has finished and they are deleted).
+  ALTER TABLE job ADD COLUMN wait_sweep_at INTEGER;
+  ALTER TABLE job ADD COLUMN waits_open INTEGER NOT NULL DEFAULT 0;
+  `,
 ];

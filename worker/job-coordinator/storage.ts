@@ -32,6 +32,8 @@ export interface JobRow {
   progress_seq: number;
   audit_seq: number;
   audit_due_at: number | null;
+  wait_sweep_at: number | null;
+  waits_open: number;
   [key: string]: SqlStorageValue;
 }
 
@@ -169,6 +171,13 @@ export class JobStorage {
       now,
       now,
     );
+    // A waiting host never got the command: nothing to ask its relay.
+    this.sql.exec(
+      "UPDATE hosts SET state = 'cancelled', detail = ?, updated_at = ?, state_at = ?, due_at = NULL WHERE state = 'waiting'",
+      `not delivered (the host was offline): ${reason}`,
+      now,
+      now,
+    );
     this.sql.exec("UPDATE hosts SET cancel_at = ? WHERE state IN ('dispatching', 'queued')", now);
     this.countCache = null;
     return true;
@@ -234,12 +243,57 @@ export class JobStorage {
     return this.sql.exec<HostRow>("SELECT * FROM hosts WHERE state = 'pending' ORDER BY seq LIMIT ?", limit).toArray();
   }
 
-  /** Hosts whose dispatch answer was never recorded (failed RPC, or the object restarted) and are due for another try. */
+  /**
+   * Hosts due for a dispatch RPC: retries (the answer was never recorded: a failed RPC, or the object
+   * restarted) and waiting hosts that came online.
+   */
   dueDispatches(now: number, limit: number): HostRow[] {
     if (limit <= 0) return [];
     return this.sql
-      .exec<HostRow>("SELECT * FROM hosts WHERE state = 'dispatching' AND due_at <= ? ORDER BY due_at, seq LIMIT ?", now, limit)
+      .exec<HostRow>(
+        "SELECT * FROM hosts WHERE state IN ('dispatching', 'waiting') AND due_at <= ? ORDER BY due_at, seq LIMIT ?",
+        now,
+        limit,
+      )
       .toArray();
+  }
+
+  /**
+   * Pending hosts that were offline at their turn now wait in the job (no relay holds their command
+   * yet); rows that are no longer pending are left alone. `sweepAt`: when to next ask the registry
+   * which waiting hosts came online, unless that is already set.
+   */
+  park(seqs: number[], now: number, detail: string, sweepAt: number): void {
+    if (seqs.length === 0) return;
+    this.sql.exec(
+      "UPDATE hosts SET state = 'waiting', detail = ?, updated_at = ?, state_at = ?, due_at = NULL WHERE state = 'pending' AND seq IN (SELECT value FROM json_each(?))",
+      detail,
+      now,
+      now,
+      JSON.stringify(seqs),
+    );
+    this.sql.exec("UPDATE job SET waits_open = 1, wait_sweep_at = COALESCE(wait_sweep_at, ?) WHERE id = 1", sweepAt);
+    this.countCache = null;
+  }
+
+  /** Waiting hosts whose agent connected are due for dispatch now; returns how many were waiting. */
+  wake(hostIds: string[], now: number): number {
+    if (hostIds.length === 0) return 0;
+    return this.sql.exec(
+      "UPDATE hosts SET due_at = ? WHERE state = 'waiting' AND (due_at IS NULL OR due_at > ?) AND host_id IN (SELECT value FROM json_each(?))",
+      now,
+      now,
+      JSON.stringify(hostIds),
+    ).rowsWritten;
+  }
+
+  setWaitSweep(at: number | null): void {
+    this.sql.exec("UPDATE job SET wait_sweep_at = ? WHERE id = 1", at);
+  }
+
+  /** job_waits holds no rows of this job any more. */
+  waitsClosed(): void {
+    this.sql.exec("UPDATE job SET waits_open = 0, wait_sweep_at = NULL WHERE id = 1");
   }
 
   /** About to ask the host's relay to queue the command; `leaseUntil` is when to retry if no answer is recorded. */
@@ -301,11 +355,17 @@ export class JobStorage {
     row.message_id = messageId;
   }
 
-  /** Pending hosts whose delivery deadline passed before they got a slot. */
-  expirePending(now: number, detail: string): number {
-    const n = this.sql.exec(
+  /** Pending hosts whose delivery deadline passed before they got a slot, and waiting hosts whose deadline passed while they were offline. */
+  expirePending(now: number, detail: string, waitingDetail: string): number {
+    let n = this.sql.exec(
       "UPDATE hosts SET state = 'expired', detail = ?, updated_at = ?, state_at = ? WHERE state = 'pending'",
       detail,
+      now,
+      now,
+    ).rowsWritten;
+    n += this.sql.exec(
+      "UPDATE hosts SET state = 'expired', detail = ?, updated_at = ?, state_at = ?, due_at = NULL WHERE state = 'waiting'",
+      waitingDetail,
       now,
       now,
     ).rowsWritten;

@@ -34,3 +34,16 @@ export function applyHostUpdates(rc: JobContext, updates: JobHostUpdate[], now: 
   }
   settle(rc, now, changed);
 }
+
+/**
+ * Hosts whose agent connected: waiting ones are due for dispatch at once; pending ones are
+ * remembered, in case a round in flight read them as offline and is about to park them.
+ */
+export function wakeHosts(rc: JobContext, hostIds: string[], now: number): void {
+  const { store } = rc;
+  if (!store.job()) return;
+  const ids = [...new Set(hostIds)];
+  store.wake(ids, now);
+  for (const id of ids) if (store.host(id)?.state === "pending") rc.woken.add(id);
+  settle(rc, now, false);
+}

@@ -1332,10 +1332,10 @@ export interface components {
             next_cursor: string | null;
         };
         /**
-         * @description A host's part in a job: pending until dispatched, dispatching while its relay is asked to queue it, then its command's state; skipped if the host could not take it
+         * @description A host's part in a job: pending until dispatched; waiting while the host is offline (the job holds its command until the agent connects); dispatching while its relay is asked to queue it, then its command's state; skipped if the host could not take it
          * @enum {string}
          */
-        JobHostState: "pending" | "dispatching" | "skipped" | "queued" | "delivered" | "running" | "cancelling" | "succeeded" | "failed" | "timed_out" | "expired" | "cancelled" | "dead_lettered";
+        JobHostState: "pending" | "waiting" | "dispatching" | "skipped" | "queued" | "delivered" | "running" | "cancelling" | "succeeded" | "failed" | "timed_out" | "expired" | "cancelled" | "dead_lettered";
         /** @description One host's part in a job */
         JobHostView: {
             /** @description Why, when there is more to say */

@@ -77,7 +77,7 @@ export const COMMAND_STATES = allOf<CommandState>()([
   "dead_lettered",
 ]);
 export const TERMINAL_STATES: ReadonlySet<string> = new Set(["succeeded", "failed", "timed_out", "expired", "cancelled", "dead_lettered"]);
-export const JOB_HOST_STATES = ["pending", "dispatching", "skipped", ...COMMAND_STATES] as const;
+export const JOB_HOST_STATES = ["pending", "waiting", "dispatching", "skipped", ...COMMAND_STATES] as const;
 export const FINAL_JOB_STATES: ReadonlySet<string> = new Set(["completed", "stopped", "cancelled"]);
 
 const RANK: Record<Role, number> = { metrics: 0, viewer: 1, operator: 2, admin: 3 };

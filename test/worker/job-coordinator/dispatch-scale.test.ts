@@ -1,11 +1,13 @@
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
-import { coordinatorSql, getJob, jobHosts, relaySql, runCoordinatorAlarm, startJob } from "./job-helpers.ts";
+import { coordinatorSql, coordinatorStub, getJob, jobHosts, jobWaits, relaySql, runCoordinatorAlarm, startJob } from "./job-helpers.ts";
 
 /**
- * The fan-out path at a reduced size (bench/fanout.ts measures it at 10,000 hosts): more hosts than
- * one alarm round dispatches (RPC_BUDGET), so the batches, the one registry read per batch and the
- * hand-off of each host's registration to its relay all run. No timing here.
+ * The fan-out path at a reduced size (bench/fanout.ts measures it at 10,000 hosts). Every host is
+ * offline, so one round parks them all as waiting (PENDING_BATCH) with no RPC; then their relays'
+ * wakes (what each agent's hello sends) get them dispatched, in more rounds than one RPC budget
+ * covers, so the batches, the one registry read per batch and the hand-off of each host's
+ * registration to its relay all run. No timing here.
  */
 const HOSTS = 450;
 /** Hosts given tags in the registry, which their relays must learn from the dispatch's registry read. */
@@ -25,7 +27,9 @@ async function registerInBulk(n: number): Promise<string[]> {
 }
 
 describe("dispatch at scale", () => {
-  it(`accepts a job to ${HOSTS} hosts in one request and queues it on every host exactly once`, { timeout: 120_000 }, async () => {
+  it(`accepts a job to ${HOSTS} offline hosts in one request, holds it for each, and queues it on every host exactly once as they come online`, {
+    timeout: 120_000,
+  }, async () => {
     const ids = await registerInBulk(HOSTS);
     const tagged = ids.slice(0, TAGGED);
     await env.DB.prepare(
@@ -45,6 +49,17 @@ describe("dispatch at scale", () => {
     expect(recorded!.pending).toBe(HOSTS);
 
     let view = await getJob(job.job_id);
+    for (let rounds = 0; view.counts.waiting < HOSTS; rounds++) {
+      expect(rounds, `parking incomplete: ${JSON.stringify(view.counts)}`).toBeLessThan(5);
+      await runCoordinatorAlarm(job.job_id);
+      view = await getJob(job.job_id);
+    }
+    expect(view.counts).toMatchObject({ pending: 0, dispatching: 0, queued: 0, waiting: HOSTS });
+    expect(new Set(await jobWaits(job.job_id))).toEqual(new Set(ids));
+
+    // The agents connect: the registry says online, and each relay wakes the job (batched here).
+    await env.DB.prepare("UPDATE hosts SET online = 1 WHERE host_id IN (SELECT value FROM json_each(?))").bind(JSON.stringify(ids)).run();
+    for (let i = 0; i < HOSTS; i += 100) await coordinatorStub(job.job_id).wake(ids.slice(i, i + 100));
     for (let rounds = 0; view.counts.queued < HOSTS; rounds++) {
       expect(rounds, `dispatch incomplete: ${JSON.stringify(view.counts)}`).toBeLessThan(100);
       // Drive the alarm rather than wait for it; the runtime's own alarm may also run in between.
@@ -63,6 +78,7 @@ describe("dispatch at scale", () => {
     expect(hosts.every((h) => h.state === "queued" && h.message_id !== null && h.dispatched_at !== null)).toBe(true);
     expect(new Set(hosts.map((h) => h.message_id)).size).toBe(HOSTS);
 
+    expect(await jobWaits(job.job_id)).toEqual([]);
     // Every relay holds exactly the one command the job recorded for it, queued.
     const byHost = new Map(hosts.map((h) => [h.host_id, h.message_id]));
     for (const id of ids) {

@@ -6,6 +6,7 @@
 import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { expect } from "vitest";
+import { OffsetClock } from "../../../worker/clock.ts";
 import type { JobContext } from "../../../worker/job-coordinator/context.ts";
 import type { FaultName } from "../../../worker/test-faults.ts";
 import { api, registerHost, relayStub, TestAgent, waitFor } from "../helpers.ts";
@@ -159,4 +160,22 @@ export function armCoordinatorFault(jobId: string, name: FaultName, times = 1): 
   return runInDurableObject(coordinatorStub(jobId), (instance) => {
     (instance as unknown as { rc: JobContext }).rc.faults.arm(name, times);
   });
+}
+
+/** Moves a job's coordinator clock forward to `at` (never back). */
+export function coordinatorClockTo(jobId: string, at: number): Promise<void> {
+  return runInDurableObject(coordinatorStub(jobId), (instance) => {
+    const rc = (instance as unknown as { rc: JobContext }).rc;
+    if (!(rc.clock instanceof OffsetClock)) rc.clock = new OffsetClock();
+    const clock = rc.clock as OffsetClock;
+    if (clock.now() < at) clock.offsetMs += at - clock.now();
+  });
+}
+
+/** The registry's job_waits rows of a job: the hosts it holds a command for. */
+export async function jobWaits(jobId: string): Promise<string[]> {
+  const { results } = await env.DB.prepare("SELECT host_id FROM job_waits WHERE job_id = ? ORDER BY host_id")
+    .bind(jobId)
+    .all<{ host_id: string }>();
+  return results.map((r) => r.host_id);
 }

@@ -100,7 +100,7 @@ describe("max_errors", () => {
 
   it("timed out and dead-lettered commands count as errors; expired and skipped ones do not", async () => {
     const tag = uniqueTag();
-    const hosts = [await registerHost([tag]), await registerHost([tag]), await registerHost([tag]), await registerHost([tag])];
+    const hosts = await Promise.all([1, 2, 3, 4].map(() => registerHost([tag], { listedOnline: true })));
     const job = await startJob({ target: { tags: [tag] }, max_errors: 1 });
     const rows = await waitFor(
       () => jobHosts(job.job_id),
@@ -129,9 +129,9 @@ async function expectStoppedJobCannotBeCancelled(jobId: string) {
 }
 
 describe("host updates", () => {
-  /** A job on one offline host, once its command is queued there. */
+  /** A job on one host with no agent, once its command is queued on its relay. */
   async function queuedJob(): Promise<{ jobId: string; hostId: string; messageId: string }> {
-    const host = await registerHost();
+    const host = await registerHost([], { listedOnline: true });
     const job = await startJob({ target: { host_ids: [host.host_id] } });
     const row = await waitFor(
       async () => (await jobHosts(job.job_id))[0],
@@ -196,7 +196,7 @@ describe("host updates", () => {
 
 describe("dispatch", () => {
   it("a dispatch whose answer was lost is retried under the same idempotency key and never queues twice", async () => {
-    const host = await registerHost();
+    const host = await registerHost([], { listedOnline: true });
     const job = await startJob({ target: { host_ids: [host.host_id] } });
     const row = await waitFor(
       async () => (await jobHosts(job.job_id))[0],

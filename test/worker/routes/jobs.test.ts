@@ -179,7 +179,8 @@ describe("GET /api/jobs and /api/jobs/{job_id}", () => {
 
   it("a job's view: what was asked, the resolved limits, counts per state", async () => {
     const tag = uniqueTag();
-    const hosts = [await registerHost([tag]), await registerHost([tag]), await registerHost([tag])];
+    const online = { listedOnline: true };
+    const hosts = [await registerHost([tag], online), await registerHost([tag], online), await registerHost([tag], online)];
     const before = Date.now();
     const job = await startJob({
       command_type: "package_operation",
@@ -289,7 +290,12 @@ describe("broadcast", () => {
 describe("cancel", () => {
   it("cancels pending hosts at once and undelivered commands on their hosts; a delivered one finishes", async () => {
     const [online] = await holdingHosts(1, []);
-    const offline = [await registerHost(), await registerHost(), await registerHost()];
+    // Listed online with no agent: the relay of the second queues its copy, undelivered.
+    const offline = [
+      await registerHost([], { listedOnline: true }),
+      await registerHost([], { listedOnline: true }),
+      await registerHost([], { listedOnline: true }),
+    ];
     const ids = [online!.host_id, ...offline.map((h) => h.host_id)];
     const job = await startJob({ target: { host_ids: ids }, max_concurrency: 2 });
 
@@ -348,9 +354,9 @@ describe("cancel", () => {
 });
 
 describe("offline hosts", () => {
-  it("a copy that expires undelivered on an offline host is not an error", async () => {
+  it("a copy that expires undelivered on a host whose agent dropped is not an error", async () => {
     const tag = uniqueTag();
-    const offline = [await registerHost([tag]), await registerHost([tag])];
+    const offline = [await registerHost([tag], { listedOnline: true }), await registerHost([tag], { listedOnline: true })];
     const [online] = await holdingHosts(1, [tag]);
     // max_errors 0: a single error would stop the job.
     const job = await startJob({ target: { tags: [tag] }, expires_in: 60, max_errors: 0 });
