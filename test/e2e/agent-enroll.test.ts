@@ -1,8 +1,8 @@
 /**
  * The README's agent flow with real processes: the local relay (workerd + TLS 1.3 edge), an
  * enrolment token from the REST API, `fleet-agent enroll` and `fleet-agent run` as child
- * processes over mutual TLS, the product page's package install, and the CLI's refusals and
- * clean stop.
+ * processes over mutual TLS, the product page's package install, the CLI's refusals and
+ * clean stop, and a job held for the host while it is offline, run when the agent is back.
  */
 import { readFile, stat } from "node:fs/promises";
 import path from "node:path";
@@ -128,5 +128,35 @@ describe("agent CLI against the local relay (README flow)", () => {
     await waitUntil(async () => ((await rest.request("GET", "/api/hosts?status=online")).body.items.length === 0 ? true : undefined), {
       what: "no online hosts",
     });
+  });
+
+  it("a job to the offline host waits in the job; when the agent runs again it gets the command and runs it once", async () => {
+    const ids = async () => (await rest.allCommands(hostId)).map((c: { message_id: string }) => c.message_id);
+    const before = await ids();
+    const posted = await rest.request("POST", "/api/jobs", { command_type: "system_info", target: { host_ids: [hostId] } });
+    expect(posted.status, JSON.stringify(posted.body)).toBe(202);
+    const jobId: string = posted.body.job_id;
+    const hostRow = async () => (await rest.request("GET", `/api/jobs/${jobId}/hosts`)).body.items[0];
+    await waitUntil(async () => ((await hostRow())?.state === "waiting" ? true : undefined), { what: "the host waiting in the job" });
+    // Held by the job, not yet on the host's queue.
+    expect(await ids()).toEqual(before);
+
+    agent = spawnAgentCli(["run", "--state-dir", agentDir()]);
+    const done = await waitUntil(
+      async () => {
+        const job = (await rest.request("GET", `/api/jobs/${jobId}`)).body;
+        return job.state === "completed" ? job : undefined;
+      },
+      { timeoutMs: 30_000, what: "the job completed after the agent came back" },
+    );
+    expect(done.counts).toMatchObject({ succeeded: 1, waiting: 0 });
+    const row = await hostRow();
+    expect(row).toMatchObject({ state: "succeeded", response_status: "success" });
+    expect((await ids()).filter((id) => !before.includes(id))).toEqual([row.message_id]);
+    await agent.waitForLog("command finished", { pred: (l) => l.message_id === row.message_id });
+    agent.child.kill("SIGTERM");
+    expect((await agent.exit(20_000)).code, agent.stderr()).toBe(0);
+    // Ran once: one execution logged over the agent's whole run.
+    expect(agent.logs().filter((l) => l.msg === "command finished" && l.message_id === row.message_id)).toHaveLength(1);
   });
 });
