@@ -1,6 +1,7 @@
 /**
  * Scale benchmark: many idle agents connected through the mutual-TLS edge, beside Mosquitto with as
- * many idle MQTT clients in the same run, then a reconnect storm after a relay SIGKILL.
+ * many idle MQTT clients in the same run, then one job to the connected fleet, then a reconnect storm
+ * after a relay SIGKILL.
  *
  *   npm run bench:scale                      (BENCH_SCALE_AGENTS, default 10000)
  *
@@ -39,6 +40,8 @@ export interface ScaleOptions {
   dialConcurrency?: number;
   /** How long the connected fleet is held (heartbeats every 30 s). Default 60 s. */
   holdS?: number;
+  /** One job to every host while the fleet is connected (its agents answer at once). Default true. */
+  job?: boolean;
   /** Kill the relay and measure the reconnect. Default true. */
   storm?: boolean;
   /** Hosts that get commands queued while they are down. Default min(100, agents / 20). */
@@ -89,6 +92,22 @@ export interface ConnectFigures {
   stoppedAtFdLimit: { workerdFds: number; limit: number } | null;
 }
 
+/** One job to every registered host, with the fleet connected; times from the POST. */
+export interface JobFigures {
+  hosts: number;
+  /** Agents connected when the job was posted. */
+  online: number;
+  acceptMs: number;
+  /** Every host queued on its relay (or beyond) or, if its agent is not connected, waiting in the job. */
+  allHeldS: number;
+  /** Every connected host's command succeeded. */
+  allDoneS: number;
+  waiting: number;
+  succeeded: number;
+  /** workerd CPU from the POST until all were done, per host. */
+  workerdCpuPerHostMs: number;
+}
+
 export interface StormFigures {
   agents: number;
   /** SIGKILL → the relay answering again, seconds. */
@@ -108,6 +127,7 @@ export interface StormFigures {
 
 export interface ScaleResult {
   relay: ConnectFigures;
+  job: JobFigures | null;
   storm: StormFigures | null;
   mosquitto: (ConnectFigures & { version: string }) | null;
   fdLimit: number;
@@ -260,6 +280,7 @@ export async function runScaleBench(opts: ScaleOptions = {}): Promise<ScaleResul
     clientProcesses: opts.clientProcesses ?? Math.max(2, Math.ceil(agents / 2500)),
     dialConcurrency: opts.dialConcurrency ?? 128,
     holdS: opts.holdS ?? 60,
+    job: opts.job ?? true,
     storm: opts.storm ?? true,
     stormSample: Math.min(opts.stormSample ?? Math.min(100, Math.ceil(agents / 20)), agents),
   };
@@ -401,6 +422,7 @@ export async function runScaleBench(opts: ScaleOptions = {}): Promise<ScaleResul
     const edgeBefore = before.edges.reduce((s, e) => s + e.fds, 0);
     const result: ScaleResult = {
       relay: relayFigures,
+      job: null,
       storm: null,
       mosquitto: mqtt,
       fdLimit: limit,
@@ -410,6 +432,11 @@ export async function runScaleBench(opts: ScaleOptions = {}): Promise<ScaleResul
     };
     // Printed before the storm, so a storm that does not end still leaves these figures.
     reportConnections(result, log);
+
+    if (o.job) {
+      result.job = await jobToFleet(relay, rest, fleet, hostIds.length, log);
+      reportJob(result.job, log);
+    }
 
     if (o.storm) {
       rest.close();
@@ -640,6 +667,72 @@ function reportConnections(r: ScaleResult, log: (line: string) => void): void {
   );
 }
 
+/**
+ * One job to every registered host (`target: {"all": true}`, all at once). Connected hosts get the
+ * command through their relays and answer at once; hosts whose agent never connected (past the open
+ * files limit) wait in the job. Done when every connected host succeeded and the rest wait.
+ */
+async function jobToFleet(
+  relay: RelayHandle,
+  rest: RestClient,
+  fleet: Fleet,
+  hosts: number,
+  log: (line: string) => void,
+): Promise<JobFigures> {
+  const online = fleet.online;
+  log(`job to the fleet: ${hosts} hosts, ${online} of them connected …`);
+  const before = await relay.sample(false);
+  const t0 = Date.now();
+  const job = await rest.json<{ job_id: string }>(
+    "POST",
+    "/api/jobs",
+    { command_type: "system_info", target: { all: true }, expires_in: 3600 },
+    202,
+  );
+  const acceptMs = Date.now() - t0;
+  const beyond = [
+    "queued",
+    "delivered",
+    "running",
+    "succeeded",
+    "failed",
+    "timed_out",
+    "cancelling",
+    "cancelled",
+    "dead_lettered",
+    "expired",
+  ];
+  let allHeldS = 0;
+  let counts: Record<string, number> = {};
+  const deadline = t0 + 600_000;
+  for (;;) {
+    counts = (await rest.json<{ counts: Record<string, number> }>("GET", `/api/jobs/${job.job_id}`, undefined, 200)).counts;
+    const held = beyond.reduce((n, s) => n + (counts[s] ?? 0), counts.waiting ?? 0);
+    if (allHeldS === 0 && held >= hosts) allHeldS = (Date.now() - t0) / 1000;
+    if ((counts.succeeded ?? 0) + (counts.waiting ?? 0) >= hosts) break;
+    if (Date.now() > deadline) throw new Error(`job to the fleet not done after 600 s: ${JSON.stringify(counts)}`);
+    await pause(100);
+  }
+  const allDoneS = (Date.now() - t0) / 1000;
+  const after = await relay.sample(false);
+  return {
+    hosts,
+    online,
+    acceptMs,
+    allHeldS: round(allHeldS, 2),
+    allDoneS: round(allDoneS, 2),
+    waiting: counts.waiting ?? 0,
+    succeeded: counts.succeeded ?? 0,
+    workerdCpuPerHostMs: round((after.workerdCpuMs - before.workerdCpuMs) / Math.max(1, hosts), 2),
+  };
+}
+
+function reportJob(j: JobFigures, log: (line: string) => void): void {
+  log(`job to ${j.hosts} hosts (${j.online} connected): accepted in ${j.acceptMs} ms`);
+  log(`  every host queued or waiting after ${j.allHeldS} s; every connected host succeeded after ${j.allDoneS} s`);
+  log(`  ${j.succeeded} succeeded, ${j.waiting} waiting (not connected); workerd CPU ${j.workerdCpuPerHostMs} ms per host`);
+}
+
 function reportStorm(st: StormFigures, log: (line: string) => void): void {
   log("");
   log(`Reconnect storm (${st.agents} agents, relay SIGKILLed and restarted on the same state and ports)`);
@@ -662,6 +755,7 @@ if (import.meta.main) {
     ...(process.env.BENCH_SCALE_CLIENTS ? { clientProcesses: intEnv("BENCH_SCALE_CLIENTS", 2, 1) } : {}),
     dialConcurrency: intEnv("BENCH_SCALE_DIALS", 128, 1),
     holdS: intEnv("BENCH_SCALE_HOLD_S", 60, 0),
+    job: process.env.BENCH_SCALE_JOB !== "0",
     storm: process.env.BENCH_SCALE_STORM !== "0",
     ...(process.env.BENCH_SCALE_STORM_SAMPLE ? { stormSample: intEnv("BENCH_SCALE_STORM_SAMPLE", 100, 1) } : {}),
     ...(mosq === "0" ? { mosquitto: null } : {}),

@@ -1,7 +1,7 @@
 /**
  * The scale benchmark (`npm run bench:scale`, bench/scale.ts), reduced so it does not rot: 200 idle
  * agents (the real agent's RelaySocket, reconnect loop and backoff, in two client processes) through
- * three edge processes sharing the port, then the reconnect storm: the relay SIGKILLed and started
+ * three edge processes sharing the port, one job to all of them, then the reconnect storm: the relay SIGKILLed and started
  * again on the same state and ports, with commands queued to offline hosts before the kill and right
  * after the restart. Its figures are printed, never asserted; what is asserted is that every agent
  * connected through the edges and came back, and that no queued command was lost.
@@ -30,6 +30,8 @@ it(`${AGENTS} agents through ${EDGES} edge processes, a relay kill and restart: 
   expect(result.relay.connected).toBe(AGENTS);
   expect(result.relay.heldToEnd).toBe(AGENTS);
   expect(result.relay.stoppedAtFdLimit).toBeNull();
+  // The job to the connected fleet: every host got the command through its relay and answered.
+  expect(result.job).toMatchObject({ hosts: AGENTS, online: AGENTS, succeeded: AGENTS, waiting: 0 });
   // The kernel spread the connections over every edge process sharing the port.
   const edges = result.relay.memory.filter((m) => m.name.startsWith("edge"));
   expect(edges).toHaveLength(EDGES);
