@@ -16,6 +16,7 @@ import os from "node:os";
 import path from "node:path";
 import { signDevToken } from "../scripts/dev-token.ts";
 import { readJwtSecret } from "../scripts/jwt-secret.ts";
+import { startProfiler, summarizeProfile } from "./cpu-profile.ts";
 import { findMosquitto, freePort, mosquittoVersion, waitForPort, writeMosquittoConfig } from "./mqtt-peer.ts";
 import { clientCertFactory } from "./pki.ts";
 import { forkRelayChild } from "./relay-child.ts";
@@ -48,6 +49,8 @@ export interface ScaleOptions {
   stormSample?: number;
   /** Path of the Mosquitto binary; null skips the peer. Default: found as for `npm run bench`. */
   mosquitto?: string | null;
+  /** Writes a V8 CPU profile of the Worker isolate over the job to the fleet here, and prints its top. Default: none. */
+  profileFile?: string | undefined;
   log?: (line: string) => void;
 }
 
@@ -134,7 +137,7 @@ export interface ScaleResult {
   /** Open files of workerd per connected agent (fds after − before, / connected). */
   workerdFdsPerAgent: number;
   edgeFdsPerAgent: number;
-  sizes: Required<Omit<ScaleOptions, "log" | "mosquitto">>;
+  sizes: Required<Omit<ScaleOptions, "log" | "mosquitto" | "profileFile">>;
 }
 
 // ---------------------------------------------------------------- the relay in a child process
@@ -214,7 +217,7 @@ function connectFigures(
 
 // ---------------------------------------------------------------- Mosquitto
 
-async function mosquittoRun(bin: string, o: Required<Omit<ScaleOptions, "log" | "mosquitto">>, log: (l: string) => void) {
+async function mosquittoRun(bin: string, o: Required<Omit<ScaleOptions, "log" | "mosquitto" | "profileFile">>, log: (l: string) => void) {
   const dir = await mkdtemp(path.join(os.tmpdir(), "scale-mqtt-"));
   const port = await freePort();
   const conf = await writeMosquittoConfig(dir, port, ["max_queued_messages 0"]);
@@ -274,7 +277,7 @@ async function mosquittoRun(bin: string, o: Required<Omit<ScaleOptions, "log" | 
 export async function runScaleBench(opts: ScaleOptions = {}): Promise<ScaleResult> {
   const log = opts.log ?? ((line: string) => console.log(line));
   const agents = opts.agents ?? 10_000;
-  const o: Required<Omit<ScaleOptions, "log" | "mosquitto">> = {
+  const o: Required<Omit<ScaleOptions, "log" | "mosquitto" | "profileFile">> = {
     agents,
     edgeProcesses: opts.edgeProcesses ?? 4,
     clientProcesses: opts.clientProcesses ?? Math.max(2, Math.ceil(agents / 2500)),
@@ -300,7 +303,8 @@ export async function runScaleBench(opts: ScaleOptions = {}): Promise<ScaleResul
   let fleet: Fleet | null = null;
   try {
     // REST on the Worker's direct socket: operators' calls do not wait in the listen queue behind a storm of agents.
-    relay = await startRelay(stateDir, { port: 0, edgePort: 0, apiPort: 0, edgeProcesses: o.edgeProcesses });
+    const inspectorPort = opts.profileFile ? await freePort() : undefined;
+    relay = await startRelay(stateDir, { port: 0, edgePort: 0, apiPort: 0, edgeProcesses: o.edgeProcesses, inspectorPort });
     const ports = {
       port: Number(new URL(relay.url).port),
       edgePort: Number(new URL(relay.edgeUrl).port),
@@ -433,8 +437,13 @@ export async function runScaleBench(opts: ScaleOptions = {}): Promise<ScaleResul
     // Printed before the storm, so a storm that does not end still leaves these figures.
     reportConnections(result, log);
 
-    if (o.job) {
-      result.job = await jobToFleet(relay, rest, fleet, hostIds.length, log);
+    if (o.job && stoppedAtFdLimit !== null) {
+      // Each relay the job wakes opens its SQLite database (3 files) for as long as it stays awake; past
+      // the limit workerd fails every open and, at 7,249 agents, crashed ("Promise callback destroyed itself").
+      log("job to the fleet: skipped, workerd is at its open-files limit (every relay the job wakes opens 3 more)");
+    } else if (o.job) {
+      const profile = inspectorPort !== undefined && opts.profileFile ? { port: inspectorPort, file: opts.profileFile } : undefined;
+      result.job = await jobToFleet(relay, rest, fleet, hostIds.length, log, profile);
       reportJob(result.job, log);
     }
 
@@ -678,9 +687,11 @@ async function jobToFleet(
   fleet: Fleet,
   hosts: number,
   log: (line: string) => void,
+  profile?: { port: number; file: string },
 ): Promise<JobFigures> {
   const online = fleet.online;
   log(`job to the fleet: ${hosts} hosts, ${online} of them connected …`);
+  const profiler = profile ? await startProfiler(profile.port) : null;
   const before = await relay.sample(false);
   const t0 = Date.now();
   const job = await rest.json<{ job_id: string }>(
@@ -715,6 +726,10 @@ async function jobToFleet(
   }
   const allDoneS = (Date.now() - t0) / 1000;
   const after = await relay.sample(false);
+  if (profiler && profile) {
+    log(`  CPU profile written to ${profile.file}`);
+    for (const line of summarizeProfile(await profiler.stop(profile.file), 40)) log(line);
+  }
   return {
     hosts,
     online,
@@ -756,6 +771,7 @@ if (import.meta.main) {
     dialConcurrency: intEnv("BENCH_SCALE_DIALS", 128, 1),
     holdS: intEnv("BENCH_SCALE_HOLD_S", 60, 0),
     job: process.env.BENCH_SCALE_JOB !== "0",
+    profileFile: process.env.BENCH_SCALE_PROFILE || undefined,
     storm: process.env.BENCH_SCALE_STORM !== "0",
     ...(process.env.BENCH_SCALE_STORM_SAMPLE ? { stormSample: intEnv("BENCH_SCALE_STORM_SAMPLE", 100, 1) } : {}),
     ...(mosq === "0" ? { mosquitto: null } : {}),

@@ -25,7 +25,7 @@ export interface SummaryInput {
   scaleMemory?: { agents: number; relayBytes: number; mosquittoBytes?: number | undefined } | undefined;
   /** Connect rate at scale, from the 10,000-agent bench. */
   connectRate?: { agents: number; relayPerS: number; mosquittoPerS?: number | undefined } | undefined;
-  /** A job to 10,000 hosts: seconds until every host is queued, from the fan-out bench. */
+  /** A job to 10,000 hosts: seconds until every host is queued or (offline) waiting in the job, from the fan-out bench. */
   fanOut?: { hosts: number; seconds: number } | undefined;
   /** SQLite rows written per command by object, when measured (test/worker/storage/rows-per-command.test.ts). */
   rowsPerCommand?: Record<string, number> | undefined;
@@ -127,7 +127,7 @@ export function summaryRows(s: SummaryInput): SummaryRow[] {
         },
     s.fanOut
       ? {
-          figure: `job to ${s.fanOut.hosts} hosts, all queued`,
+          figure: `job to ${s.fanOut.hosts} offline hosts, all queued or waiting`,
           relay: `${s.fanOut.seconds.toFixed(1)} s`,
           mosquitto: "-",
           ratio: "-",
