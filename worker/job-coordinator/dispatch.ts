@@ -29,9 +29,11 @@ const EXPIRED_WAITING = "delivery deadline passed while the host was offline";
 const WAITING = "host offline at its turn: the job holds the command until the agent connects";
 
 /**
- * One alarm invocation: expire hosts that never got a slot before the deadline, dispatch up to the
- * RPC budget (retries first, then pending hosts that fit in the window), send due cancels with
- * what is left, publish at most one progress event, and re-arm. Rounds never overlap.
+ * One alarm invocation: expire hosts that never got a slot (or whose agent never came) before the
+ * deadline, sweep the registry for waiting hosts that came online when that is due, dispatch up to
+ * the RPC budget (retries and woken hosts first, then pending hosts that fit in the window, the
+ * offline ones parked as waiting), send due cancels with what is left, delete a finished job's
+ * waits, publish at most one progress event, and re-arm. Rounds never overlap.
  */
 export function runRound(rc: JobContext): Promise<void> {
   const round = rc.rounds.then(async () => {
