@@ -1,7 +1,10 @@
+import { runInDurableObject } from "cloudflare:test";
 import { env, exports } from "cloudflare:workers";
 import { SignJWT } from "jose";
 import { expect } from "vitest";
 import { nowRfc3339 } from "../../schemas/index.ts";
+import { type Clock, OffsetClock } from "../../worker/clock.ts";
+import { markOnline } from "../../worker/registry.ts";
 
 export const BASE = "https://relay.test";
 
@@ -56,9 +59,7 @@ export async function registerHost(
   });
   expect(res.status).toBe(201);
   const host = (await res.json()) as { host_id: string };
-  if (opts.listedOnline) {
-    await env.DB.prepare("UPDATE hosts SET online = 1, connection_id = 'listed-online' WHERE host_id = ?").bind(host.host_id).run();
-  }
+  if (opts.listedOnline) await listOnline(host.host_id);
   return { host_id: host.host_id, fingerprint };
 }
 
@@ -285,4 +286,30 @@ export async function queueSystemInfo(hostId: string): Promise<string> {
 /** A fingerprint written the way certificate tools print it: upper case, colon-separated. */
 export function colonFingerprint(fingerprint: string): string {
   return fingerprint.toUpperCase().match(/../g)!.join(":");
+}
+
+/**
+ * Moves a Durable Object's injected clock (`rc.clock`) forward so that it reads at least `at`,
+ * installing an offset clock the first time: time is faked through the clock, never by rewriting
+ * stored timestamps.
+ */
+export function objectClockTo(stub: DurableObjectStub, at: number): Promise<void> {
+  return runInDurableObject(stub, (instance: unknown) => {
+    const rc = (instance as { rc: { clock: Clock } }).rc;
+    if (!(rc.clock instanceof OffsetClock)) rc.clock = new OffsetClock();
+    const clock = rc.clock as OffsetClock;
+    if (clock.now() < at) clock.offsetMs += at - clock.now();
+  });
+}
+
+/** The registry's online flag set as a hello sets it (worker/registry.ts `markOnline`), with no agent behind it. */
+export function listOnline(hostId: string): Promise<void> {
+  const hello = helloFrame();
+  return markOnline(env.DB, hostId, "listed-online", nowRfc3339(), {
+    agent_version: hello.agent_version,
+    protocol_version: hello.protocol_version,
+    hostname: hello.hostname,
+    os: hello.os,
+    supported_commands: hello.supported_commands,
+  });
 }

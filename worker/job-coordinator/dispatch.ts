@@ -96,10 +96,7 @@ async function dispatchBatch(rc: JobContext, budget: number): Promise<number> {
   for (const r of pending) rc.woken.delete(r.host_id);
   const rows = [...due, ...pending.filter((r) => !parked.has(r.seq))].slice(0, budget);
   const unwaited = due.filter((r) => r.state === "waiting").map((r) => r.host_id);
-  await inPool(rows, RPC_PARALLELISM, (row) => {
-    const reg = registrations.get(row.host_id);
-    return dispatchOne(rc, row.seq, reg && { revoked_at: reg.revoked_at, tags: reg.tags });
-  });
+  await inPool(rows, RPC_PARALLELISM, (row) => dispatchOne(rc, row.seq, registrations.get(row.host_id)));
   settle(rc, rc.clock.now(), rows.length > 0 || parked.size > 0);
   // Best effort: a leftover row only makes a later hello wake the job for nothing.
   await deleteJobWaits(rc.env.DB, job.job_id, unwaited).catch((err) => console.error("job dispatch: deleting waits failed", err));

@@ -5,11 +5,11 @@
 import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { expect } from "vitest";
 import { nowRfc3339 } from "../../../schemas/index.ts";
-import { type Clock, OffsetClock } from "../../../worker/clock.ts";
+import type { Clock } from "../../../worker/clock.ts";
 import { type AgentAttachment, attachment, type RelayContext, saveAttachment } from "../../../worker/host-relay/context.ts";
 import type { HostRelay } from "../../../worker/host-relay/host-relay.ts";
 import { type CommandRow, HostRelayStorage } from "../../../worker/host-relay/storage.ts";
-import { api, registerHost, relayStub, TestAgent } from "../helpers.ts";
+import { api, objectClockTo, registerHost, relayStub, TestAgent } from "../helpers.ts";
 
 export const ACK_TIMEOUT_MS = 1000;
 export const RETRY_BASE_MS = 100;
@@ -58,12 +58,7 @@ export async function runAlarm(hostId: string): Promise<void> {
  * first time): time is faked through the injected clock, never by rewriting stored timestamps.
  */
 export function clockTo(hostId: string, at: number): Promise<void> {
-  return runInDurableObject(relayStub(hostId), (instance: HostRelay) => {
-    const rc = (instance as unknown as { rc: { clock: Clock } }).rc;
-    if (!(rc.clock instanceof OffsetClock)) rc.clock = new OffsetClock();
-    const clock = rc.clock as OffsetClock;
-    if (clock.now() < at) clock.offsetMs += at - clock.now();
-  });
+  return objectClockTo(relayStub(hostId), at);
 }
 
 /** Moves the relay's clock forward by `ms`. */

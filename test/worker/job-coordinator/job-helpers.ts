@@ -6,10 +6,9 @@
 import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { expect } from "vitest";
-import { OffsetClock } from "../../../worker/clock.ts";
 import type { JobContext } from "../../../worker/job-coordinator/context.ts";
 import type { FaultName } from "../../../worker/test-faults.ts";
-import { api, registerHost, relayStub, TestAgent, waitFor } from "../helpers.ts";
+import { api, objectClockTo, registerHost, relayStub, TestAgent, waitFor } from "../helpers.ts";
 import { clockTo } from "../host-relay/relay-helpers.ts";
 
 export function coordinatorStub(jobId: string) {
@@ -164,12 +163,7 @@ export function armCoordinatorFault(jobId: string, name: FaultName, times = 1): 
 
 /** Moves a job's coordinator clock forward to `at` (never back). */
 export function coordinatorClockTo(jobId: string, at: number): Promise<void> {
-  return runInDurableObject(coordinatorStub(jobId), (instance) => {
-    const rc = (instance as unknown as { rc: JobContext }).rc;
-    if (!(rc.clock instanceof OffsetClock)) rc.clock = new OffsetClock();
-    const clock = rc.clock as OffsetClock;
-    if (clock.now() < at) clock.offsetMs += at - clock.now();
-  });
+  return objectClockTo(coordinatorStub(jobId), at);
 }
 
 /** The registry's job_waits rows of a job: the hosts it holds a command for. */

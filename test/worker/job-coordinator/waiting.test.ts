@@ -1,7 +1,6 @@
 import { evictDurableObject } from "cloudflare:test";
-import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
-import { api, listHostCommands, registerHost, waitFor } from "../helpers.ts";
+import { api, listHostCommands, listOnline, registerHost, waitFor } from "../helpers.ts";
 import {
   coordinatorClockTo,
   coordinatorSql,
@@ -54,7 +53,7 @@ describe("hosts offline at their turn", () => {
     const job = await startJob({ target: { host_ids: [host.host_id] } });
     await waitJob(job.job_id, (j) => j.counts.waiting === 1);
     // Online in the registry, but no relay told the job (its wake was lost).
-    await env.DB.prepare("UPDATE hosts SET online = 1 WHERE host_id = ?").bind(host.host_id).run();
+    await listOnline(host.host_id);
     const [stored] = await coordinatorSql<{ wait_sweep_at: number }>(job.job_id, "SELECT wait_sweep_at FROM job");
     expect(stored!.wait_sweep_at).toBeGreaterThan(Date.now());
     // Before the sweep is due, a round leaves the host waiting.
