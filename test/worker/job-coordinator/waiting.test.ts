@@ -79,6 +79,18 @@ describe("hosts offline at their turn", () => {
     expect((await hostStates(job.job_id)).get(host.host_id).message_id).not.toBeNull();
   });
 
+  it("a wake for hosts the job does not hold, repeated or unknown, changes nothing", async () => {
+    const [waiting, other] = [await registerHost(), await registerHost()];
+    const job = await startJob({ target: { host_ids: [waiting.host_id] } });
+    const before = await waitJob(job.job_id, (j) => j.counts.waiting === 1);
+    await coordinatorStub(job.job_id).wake([other.host_id, crypto.randomUUID(), "not-a-uuid", other.host_id]);
+    await runCoordinatorAlarm(job.job_id);
+    const after = await getJob(job.job_id);
+    expect(after.counts).toEqual(before.counts);
+    expect((await hostStates(job.job_id)).get(waiting.host_id)).toMatchObject({ state: "waiting", message_id: null });
+    expect((await listHostCommands(other.host_id)).items).toEqual([]);
+  });
+
   it("are cancelled at once when the job is, with nothing sent to their relays", async () => {
     const hosts = [await registerHost(), await registerHost()];
     const job = await startJob({ target: { host_ids: hosts.map((h) => h.host_id) } });
